@@ -1,0 +1,63 @@
+"""langchain-k2: LLM360's K2-Chat in LangChain, with prompt-exact tool calling.
+
+Public names:
+
+- :class:`ChatK2`: the chat model (TGI server or in-process llama.cpp).
+- :class:`K2Format`, :func:`render_prompt`: K2's prompt format.
+- :func:`parse_tool_calls`, :class:`ToolCallStreamParser`, :class:`ParsedToolCalls`:
+  the ``<tool_call>`` parser, whole text and streaming.
+- the exceptions of :mod:`langchain_k2.errors`.
+"""
+
+from langchain_k2._version import __version__
+from langchain_k2.chat_models import ChatK2
+from langchain_k2.errors import (
+    ContextWindowExceededError,
+    K2BackendError,
+    K2ConfigError,
+    K2Error,
+    K2GenerationError,
+    K2GrammarUnsupportedError,
+    K2IncompleteGenerationError,
+    K2InputError,
+    K2OverloadedError,
+    K2StreamInterruptedError,
+    K2TimeoutError,
+    K2UnavailableError,
+    K2ValidationError,
+    ToolDefinitionError,
+)
+from langchain_k2.prompt import K2Format, neutralize, render_prompt, restore
+from langchain_k2.tool_calls import (
+    ParsedToolCalls,
+    ToolBlock,
+    ToolCallStreamParser,
+    parse_tool_calls,
+)
+
+__all__ = [
+    "ChatK2",
+    "ContextWindowExceededError",
+    "K2BackendError",
+    "K2ConfigError",
+    "K2Error",
+    "K2Format",
+    "K2GenerationError",
+    "K2GrammarUnsupportedError",
+    "K2IncompleteGenerationError",
+    "K2InputError",
+    "K2OverloadedError",
+    "K2StreamInterruptedError",
+    "K2TimeoutError",
+    "K2UnavailableError",
+    "K2ValidationError",
+    "ParsedToolCalls",
+    "ToolBlock",
+    "ToolCallStreamParser",
+    "ToolDefinitionError",
+    "__version__",
+    "neutralize",
+    "parse_tool_calls",
+    "render_prompt",
+    "restore",
+]

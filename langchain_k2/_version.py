@@ -1,0 +1,3 @@
+"""Version of langchain-k2."""
+
+__version__ = "0.1.0"

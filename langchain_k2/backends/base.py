@@ -1,0 +1,114 @@
+"""The one small protocol every backend implements, and the values that cross it.
+
+In: a prompt string and :class:`GenerationParams`. Out: a stream of
+:class:`TokenEvent` (one per generated token, special tokens included with their text)
+ending with one :class:`FinalEvent` (finish reason, token counts, seed).
+
+Backends know nothing of messages, tools or LangChain; ``ChatK2`` knows nothing of
+wire formats. Non-streamed calls consume the same events, so there is one path from a
+backend event to a message chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling and decoding parameters of one generation request.
+
+    ``temperature == 0`` means greedy decoding; ``None`` means the backend's default.
+    ``grammar`` is TGI's shape: ``{"type": "json", "value": <JSON schema>}``.
+    """
+
+    max_new_tokens: int = 1024
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    grammar: Mapping[str, Any] | None = None
+
+    def without_grammar(self) -> GenerationParams:
+        """The same parameters with no grammar constraint."""
+        return replace(self, grammar=None)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """One generated token: its text (special tokens keep theirs) and whether it is special."""
+
+    text: str
+    special: bool = False
+
+
+@dataclass(frozen=True)
+class FinalEvent:
+    """The end of a generation: why it stopped and what it cost.
+
+    ``finish_reason`` uses TGI's words: ``eos_token``, ``stop_sequence`` or ``length``.
+    """
+
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    seed: int | None = None
+
+
+GenerationEvent = TokenEvent | FinalEvent
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a backend can do; ``None`` where it is unknown.
+
+    Attributes:
+        model_id: the model the backend serves.
+        max_stop_sequences: how many stop strings one request may carry.
+        max_input_tokens: the longest prompt accepted.
+        max_total_tokens: prompt plus new tokens, at most (the context window).
+        supports_grammar: whether ``GenerationParams.grammar`` is honoured.
+    """
+
+    model_id: str | None = None
+    max_stop_sequences: int | None = None
+    max_input_tokens: int | None = None
+    max_total_tokens: int | None = None
+    supports_grammar: bool | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A text-generation engine ChatK2 can drive.
+
+    ``stream`` and ``astream`` yield :class:`TokenEvent` objects and then exactly one
+    :class:`FinalEvent`. Errors are raised as :mod:`langchain_k2.errors` exceptions.
+    """
+
+    name: str
+    """Short name reported in LangSmith params and metadata (``"tgi"``, ``"llamacpp"``)."""
+
+    def info(self) -> BackendInfo:
+        """Capabilities and limits (may do I/O once, then cached)."""
+        ...
+
+    async def ainfo(self) -> BackendInfo:
+        """Async twin of :meth:`info`."""
+        ...
+
+    def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
+        """Generate from ``prompt``, token by token."""
+        ...
+
+    def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+        """Async twin of :meth:`stream`."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` (a rendered prompt) takes."""
+        ...

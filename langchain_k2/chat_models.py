@@ -1,0 +1,597 @@
+"""``ChatK2``: LLM360's K2-Chat as a LangChain chat model with tool calling.
+
+In: LangChain messages, bound tools and call options. Out: ``AIMessage`` /
+``AIMessageChunk`` with ``tool_calls``, ``invalid_tool_calls``, ``usage_metadata`` and
+``response_metadata``.
+
+The turn logic lives in :class:`langchain_k2.turn.Turn` (sans-IO); this module holds
+the fields, LangChain plumbing, and one small sync and one small async driver that
+move requests to a backend and events back into the turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, Literal, cast
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
+from langchain_core.utils import from_env, secret_from_env
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
+from langchain_k2.errors import (
+    K2BackendError,
+    K2ConfigError,
+    K2GrammarUnsupportedError,
+    K2StreamInterruptedError,
+    ToolDefinitionError,
+)
+from langchain_k2.prompt import K2Format
+from langchain_k2.turn import GenerationRequest, Turn
+
+ToolChoice = str | bool | dict[str, Any] | None
+_CALL_OPTIONS = (
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+)
+_PASSED_THROUGH = frozenset({"tools", "tool_choice", "grammar", "stream"})
+
+
+def _tool_name(tool: Any) -> str:
+    return str(getattr(tool, "name", None) or getattr(tool, "__name__", None) or tool)[:80]
+
+
+def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
+    """Convert what LangChain users pass as tools into OpenAI function dicts, checked.
+
+    Accepts ``@tool`` functions, ``BaseTool``, pydantic classes, TypedDicts, plain
+    functions and OpenAI-format dicts.
+
+    Raises:
+        ToolDefinitionError: no name, a duplicate name, or parameters that are not an
+            object schema; the message names the tool.
+    """
+    result: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for position, tool in enumerate(tools):
+        try:
+            converted = convert_to_openai_tool(tool)
+        except Exception as exc:
+            raise ToolDefinitionError(
+                f"tools[{position}] ({_tool_name(tool)}) cannot be used as a tool: {exc}"
+            ) from exc
+        function = converted.get("function")
+        if converted.get("type") != "function" or not isinstance(function, dict):
+            raise ToolDefinitionError(
+                f"tools[{position}] ({_tool_name(tool)}) is not a function tool; K2-Chat calls "
+                "functions only."
+            )
+        name = function.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ToolDefinitionError(f"tools[{position}] has no name; give every tool a name.")
+        if name in seen:
+            raise ToolDefinitionError(
+                f"tools[{position}] repeats the name {name!r}; tool names must be unique."
+            )
+        seen.add(name)
+        parameters = function.get("parameters")
+        if parameters is None:
+            parameters = {"type": "object", "properties": {}}
+        if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
+            raise ToolDefinitionError(
+                f"Tool {name!r}: parameters must be a JSON schema of type 'object', got "
+                f"{parameters!r:.80}."
+            )
+        result.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "description": function.get("description") or "",
+                    "parameters": parameters,
+                },
+            }
+        )
+    return result
+
+
+def resolve_tool_choice(
+    tool_choice: ToolChoice, tools: Sequence[Mapping[str, Any]]
+) -> tuple[Literal["auto", "none", "any", "tool"], list[Mapping[str, Any]]]:
+    """Normalize ``tool_choice`` into a mode and the tools a forced call may use.
+
+    ``"auto"``/``None``: the model decides. ``"none"``/``False``: no tools offered.
+    ``"any"``/``"required"``/``True``: a call is forced (any tool). A tool name or
+    ``{"type": "function", "function": {"name": ...}}``: that tool is forced.
+    """
+    names = [t["function"]["name"] for t in tools]
+    if tool_choice is None or tool_choice == "auto":
+        return "auto", list(tools)
+    if tool_choice is False or tool_choice == "none":
+        return "none", []
+    if tool_choice is True or (isinstance(tool_choice, str) and tool_choice in {"any", "required"}):
+        if not tools:
+            raise K2ConfigError(f"tool_choice={tool_choice!r} forces a call, but no tools are bound.")
+        return "any", list(tools)
+    name: Any = tool_choice
+    if isinstance(tool_choice, dict):
+        name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
+    if isinstance(name, str) and name in names:
+        return "tool", [tools[names.index(name)]]
+    raise K2ConfigError(
+        f"tool_choice={tool_choice!r} is not understood: use 'auto', 'none', 'any' "
+        f"('required', True), or one of the bound tool names {names}."
+    )
+
+
+class _Backoff:
+    """Exponential backoff with jitter that honours a server's ``Retry-After``."""
+
+    def __init__(self, initial: float) -> None:
+        self._exp = wait_exponential_jitter(multiplier=initial, max=30.0, jitter=initial)
+
+    def __call__(self, state: RetryCallState) -> float:
+        delay = float(self._exp(state))
+        exc = state.outcome.exception() if state.outcome is not None else None
+        retry_after = getattr(exc, "retry_after", None)
+        return max(delay, float(retry_after)) if retry_after else delay
+
+
+def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
+    """Pick the backend from explicit fields first, then from the environment."""
+    given = {k for k in ("endpoint_url", "model_path", "backend") if values.get(k) is not None}
+    if {"endpoint_url", "model_path"} <= given:
+        raise K2ConfigError(
+            "Both endpoint_url and model_path are set: pass endpoint_url for a TGI server "
+            "or model_path for a local GGUF model, not both."
+        )
+    if given:
+        return values
+    url = from_env("K2_ENDPOINT_URL", default=None)()
+    path = from_env("K2_MODEL_PATH", default=None)()
+    if url and path:
+        raise K2ConfigError(
+            "Both K2_ENDPOINT_URL and K2_MODEL_PATH are set: unset one, or pass "
+            "endpoint_url= or model_path= explicitly."
+        )
+    if not url and not path:
+        raise K2ConfigError(
+            "No model to talk to: pass endpoint_url='http://host:8080' (a TGI server serving "
+            "LLM360/K2-Chat) or model_path='/path/model.gguf', or set K2_ENDPOINT_URL / "
+            "K2_MODEL_PATH."
+        )
+    return {**values, "endpoint_url": url, "model_path": path}
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, K2BackendError) and exc.retryable
+
+
+class ChatK2(BaseChatModel):
+    """LLM360's K2-Chat (65B, open weights) as a LangChain chat model.
+
+    Talks to a text-generation-inference (TGI) server (``endpoint_url``) or runs a GGUF
+    model in process with llama.cpp (``model_path``). Messages are rendered into K2's
+    prompt format, bound tools into its function-calling system prompt, and the
+    model's ``<tool_call>`` blocks are parsed back into ``tool_calls``; malformed calls
+    are repaired (``max_tool_call_retries``) or reported as ``invalid_tool_calls``.
+
+    Setup:
+        .. code-block:: bash
+
+            pip install langchain-k2
+            export K2_ENDPOINT_URL=http://my-tgi:8080   # TGI serving LLM360/K2-Chat
+
+    Example:
+        .. code-block:: python
+
+            from langchain_k2 import ChatK2
+
+            llm = ChatK2(endpoint_url="http://127.0.0.1:8080", temperature=0)
+            llm.invoke("What is the capital of France?").content
+    """
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    endpoint_url: str | None = None
+    """TGI base URL (default: env ``K2_ENDPOINT_URL``). Selects the TGI backend."""
+    model_path: str | None = None
+    """Path to a GGUF file (default: env ``K2_MODEL_PATH``). Selects the llama.cpp backend."""
+    hf_token: SecretStr | None = Field(
+        default_factory=secret_from_env("HF_TOKEN", default=None), alias="api_key"
+    )
+    """Bearer token for the endpoint (default: env ``HF_TOKEN``). Only this token is sent."""
+    model_name: str = Field(default="LLM360/K2-Chat", alias="model")
+    """Model name reported in metadata and LangSmith."""
+    max_new_tokens: int = Field(default=1024, ge=1)
+    """Most tokens to generate per request."""
+    temperature: float | None = Field(default=None, ge=0.0)
+    """Sampling temperature; ``0`` means greedy decoding; ``None``: the server's default."""
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Nucleus sampling in (0, 1]; ``1.0`` (or ``None``) disables it."""
+    top_k: int | None = Field(default=None, ge=1)
+    """Sample from the ``top_k`` most likely tokens."""
+    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    """Penalty for repeated tokens; ``1.0`` means none."""
+    seed: int | None = Field(default=None, ge=0)
+    """Random seed for sampling."""
+    stop: list[str] | None = Field(default=None, alias="stop_sequences")
+    """Stop strings; generation ends before them and they never appear in content."""
+    timeout: float | None = Field(default=120.0, gt=0.0)
+    """Seconds before a request is abandoned (and retried, see ``max_retries``)."""
+    max_retries: int = Field(default=2, ge=0)
+    """Retries of a request after 429, 503, timeouts or refused connections."""
+    retry_backoff: float = Field(default=0.5, ge=0.0)
+    """First retry delay in seconds; doubles with jitter each retry, up to 30 s."""
+    streaming: bool = False
+    """Whether ``invoke`` streams through the callbacks (``on_llm_new_token``)."""
+    system_prompt: str | None = None
+    """System text used when the messages carry no ``SystemMessage``."""
+    prompt_format: K2Format = Field(default_factory=K2Format)
+    """K2's markers and function-calling prompt (override for other deployments)."""
+    max_tool_call_retries: int = Field(default=2, ge=0)
+    """Repairs of malformed tool calls per turn; then they stay ``invalid_tool_calls``."""
+    neutralize_markers: bool = True
+    """Escape K2 markers found in message text so it cannot forge turns or tool calls."""
+    backend: Backend | None = Field(default=None, exclude=True)
+    """A ready backend instance (advanced; overrides ``endpoint_url``/``model_path``)."""
+
+    _backend: Backend | None = PrivateAttr(default=None)
+    _grammar_ok: bool | None = PrivateAttr(default=None)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**_resolve_target(kwargs))
+
+    # ------------------------------------------------------------------ LangChain
+
+    @property
+    def _llm_type(self) -> str:
+        return "k2-chat"
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        return {"hf_token": "HF_TOKEN"}
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "endpoint_url": self.endpoint_url,
+            "model_path": self.model_path,
+            **{name: getattr(self, name) for name in _CALL_OPTIONS},
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="k2",
+            ls_model_name=self.model_name,
+            ls_model_type="chat",
+            ls_max_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
+        )
+        temperature = kwargs.get("temperature", self.temperature)
+        if temperature is not None:
+            params["ls_temperature"] = temperature
+        stops = stop or kwargs.get("stop") or self.stop
+        if stops:
+            params["ls_stop"] = list(stops)
+        return params
+
+    # ------------------------------------------------------------------ tools
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: ToolChoice = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer ``tools`` to the model in K2's function-calling system prompt.
+
+        Args:
+            tools: ``@tool`` functions, ``BaseTool``, pydantic classes, TypedDicts,
+                plain functions or OpenAI-format dicts.
+            tool_choice: ``"auto"`` (default), ``"none"``, ``"any"``/``"required"``/
+                ``True`` (a call is forced by ending the prompt with ``<tool_call>``),
+                or a tool name / ``{"type": "function", "function": {"name": ...}}``.
+            **kwargs: further call options bound with the tools.
+
+        Raises:
+            ToolDefinitionError: a tool has no name, a duplicate name or a bad schema.
+            K2ConfigError: ``tool_choice`` names no bound tool.
+        """
+        formatted = normalize_tools(tools)
+        resolve_tool_choice(tool_choice, formatted)
+        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+
+    # ------------------------------------------------------------------ backend
+
+    def _get_backend(self) -> Backend:
+        if self.backend is not None:
+            return self.backend
+        if self._backend is None:
+            if self.endpoint_url:
+                from langchain_k2.backends.tgi import TGIBackend
+
+                self._backend = TGIBackend(
+                    self.endpoint_url, token=self.hf_token, timeout=self.timeout
+                )
+            else:
+                from langchain_k2.backends.llamacpp import LlamaCppBackend
+
+                self._backend = LlamaCppBackend(
+                    cast("str", self.model_path), special_markers=self.prompt_format.special_markers
+                )
+        return self._backend
+
+    # ------------------------------------------------------------------ turn setup
+
+    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationParams:
+        unknown = set(kwargs) - set(_CALL_OPTIONS) - _PASSED_THROUGH
+        if unknown:
+            raise K2ConfigError(
+                f"Unknown call option(s) {sorted(unknown)}; ChatK2 accepts "
+                f"{sorted(_CALL_OPTIONS)} per call (or set them as fields)."
+            )
+        options = self.model_copy()
+        for name in _CALL_OPTIONS:
+            if name in kwargs:
+                self.__pydantic_validator__.validate_assignment(options, name, kwargs[name])
+        stops = tuple(dict.fromkeys([*(self.stop or []), *(stop or [])]))
+        return GenerationParams(
+            max_new_tokens=options.max_new_tokens,
+            temperature=options.temperature,
+            top_p=options.top_p,
+            top_k=options.top_k,
+            repetition_penalty=options.repetition_penalty,
+            seed=options.seed,
+            stop=stops,
+            grammar=kwargs.get("grammar"),
+        )
+
+    def _prepare_turn(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        info: BackendInfo,
+    ) -> Turn:
+        params = self._params(stop, kwargs)
+        tools: list[dict[str, Any]] = kwargs.get("tools") or []
+        mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
+        fmt = self.prompt_format
+        prompt = fmt.render_prompt(
+            messages,
+            tools=tools if mode != "none" else None,
+            default_system=self.system_prompt,
+            force_tool_call=mode in {"any", "tool"},
+            neutralize_markers=self.neutralize_markers,
+        )
+        limit = info.max_stop_sequences
+        user_stops = params.stop
+        if limit is not None and len(user_stops) > limit:
+            raise K2ConfigError(
+                f"{len(user_stops)} stop strings were given but the server accepts at most "
+                f"{limit} (TGI's --max-stop-sequences): pass at most {limit}."
+            )
+        # Turn-ending markers are cut client-side; they are also sent to the server, so
+        # it stops generating, while its stop-sequence limit leaves room for them.
+        room = 0 if limit is None else max(0, limit - len(user_stops))
+        markers = tuple(m for m in fmt.stop_markers if m not in user_stops)[:room]
+        params = replace(params, stop=(*user_stops, *markers))
+        use_grammar = self._grammar_ok is not False and info.supports_grammar is not False
+        return Turn(
+            prompt=prompt,
+            params=params,
+            fmt=fmt,
+            tools=allowed if mode != "none" else (),
+            forced=mode in {"any", "tool"},
+            grammar_tools=allowed if mode != "none" else (),
+            use_grammar=use_grammar and params.grammar is None,
+            max_repairs=self.max_tool_call_retries if mode != "none" else 0,
+            user_stops=user_stops,
+            model_name=self.model_name,
+        )
+
+    def _grammar_refused(self, turn: Turn, request: GenerationRequest) -> GenerationRequest:
+        self._grammar_ok = False
+        return turn.drop_grammar(request)
+
+    # ------------------------------------------------------------------ drivers
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=_Backoff(self.retry_backoff),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        )
+
+    def _open(
+        self, backend: Backend, turn: Turn, request: GenerationRequest
+    ) -> tuple[Iterator[GenerationEvent], GenerationEvent | None]:
+        try:
+            events = iter(backend.stream(request.prompt, request.params))
+            return events, next(events, None)
+        except K2GrammarUnsupportedError:
+            if request.params.grammar is None:
+                raise
+            request = self._grammar_refused(turn, request)
+            events = iter(backend.stream(request.prompt, request.params))
+            return events, next(events, None)
+
+    def _drive(self, turn: Turn) -> Iterator[ChatGenerationChunk]:
+        backend = self._get_backend()
+        while (request := turn.next_request()) is not None:
+            events, event = self._retrying()(self._open, backend, turn, request)
+            try:
+                while event is not None:
+                    yield from turn.feed(event)
+                    if turn.aborted:
+                        break
+                    event = next(events, None)
+            except K2BackendError as exc:
+                raise _interrupted(turn, exc) from exc
+            finally:
+                cast("Any", events).close()
+            yield from turn.end_request()
+        yield turn.last_chunk()
+
+    def _aretrying(self) -> AsyncRetrying:
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=_Backoff(self.retry_backoff),
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        )
+
+    async def _aopen(
+        self, backend: Backend, turn: Turn, request: GenerationRequest
+    ) -> tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]:
+        try:
+            events = aiter(backend.astream(request.prompt, request.params))
+            return events, await anext(events, None)
+        except K2GrammarUnsupportedError:
+            if request.params.grammar is None:
+                raise
+            request = self._grammar_refused(turn, request)
+            events = aiter(backend.astream(request.prompt, request.params))
+            return events, await anext(events, None)
+
+    async def _adrive(self, turn: Turn) -> AsyncIterator[ChatGenerationChunk]:
+        backend = self._get_backend()
+        while (request := turn.next_request()) is not None:
+            events, event = await self._aretrying()(self._aopen, backend, turn, request)
+            try:
+                while event is not None:
+                    for chunk in turn.feed(event):
+                        yield chunk
+                    if turn.aborted:
+                        break
+                    event = await anext(events, None)
+            except K2BackendError as exc:
+                raise _interrupted(turn, exc) from exc
+            finally:
+                await cast("Any", events).aclose()
+            for chunk in turn.end_request():
+                yield chunk
+        yield turn.last_chunk()
+
+    # ------------------------------------------------------------------ BaseChatModel
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        turn = self._prepare_turn(messages, stop, kwargs, self._get_backend().info())
+        for _ in self._drive(turn):
+            pass
+        return _result(turn)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        turn = self._prepare_turn(messages, stop, kwargs, await self._get_backend().ainfo())
+        async for _ in self._adrive(turn):
+            pass
+        return _result(turn)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        turn = self._prepare_turn(messages, stop, kwargs, self._get_backend().info())
+        for chunk in self._drive(turn):
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        turn = self._prepare_turn(messages, stop, kwargs, await self._get_backend().ainfo())
+        async for chunk in self._adrive(turn):
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
+    # ------------------------------------------------------------------ tokens
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes, per the backend's tokenizer."""
+        return self._get_backend().count_tokens(text)
+
+    def get_num_tokens_from_messages(
+        self,
+        messages: list[BaseMessage],
+        tools: Sequence[Any] | None = None,
+    ) -> int:
+        """Tokens of the exact K2 prompt these messages (and tools) render into."""
+        prompt = self.prompt_format.render_prompt(
+            messages,
+            tools=normalize_tools(tools) if tools else None,
+            default_system=self.system_prompt,
+            neutralize_markers=self.neutralize_markers,
+        )
+        return self._get_backend().count_tokens(prompt)
+
+
+def _result(turn: Turn) -> ChatResult:
+    message = turn.message()
+    return ChatResult(
+        generations=[
+            ChatGeneration(
+                message=message,
+                generation_info={"finish_reason": message.response_metadata["finish_reason"]},
+            )
+        ],
+        llm_output={"model_name": turn.model_name},
+    )
+
+
+def _interrupted(turn: Turn, exc: K2BackendError) -> K2StreamInterruptedError:
+    partial = turn.completion_text()
+    return K2StreamInterruptedError(
+        f"The stream broke after {len(partial)} characters had been received ({exc}); it was "
+        "not retried because part of it was already delivered. The partial text is on "
+        "this exception's partial_text.",
+        partial_text=partial,
+        cause=exc,
+    )
+
+
+__all__ = ["ChatK2", "normalize_tools", "resolve_tool_choice"]

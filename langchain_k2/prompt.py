@@ -1,0 +1,431 @@
+"""K2's prompt format: markers, the function-calling system prompt, and rendering.
+
+In: LangChain messages, tool definitions (already normalized to OpenAI function dicts),
+and a :class:`K2Format`. Out: the exact prompt string K2-Chat was trained on
+(``shared/spec/k2-format.md`` sections 1, 2 and 5).
+
+Pure functions only: no I/O, no LangChain runnables. Text that comes from messages is
+passed through :func:`neutralize` so that user, tool and document text cannot open a
+turn or forge a tool call; only the renderer writes markers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from pydantic import BaseModel, ConfigDict
+
+from langchain_k2.errors import K2InputError
+
+FUNCTION_CALLING_PROMPT = (
+    "You are a function calling AI model. You are provided with function signatures within "
+    "<tools></tools> XML tags. You may call one or more functions to assist with the user "
+    "query. Don't make assumptions about what values to plug into functions. Here are the "
+    "available tools: <tools>{tools}</tools> Use the following pydantic model json schema for "
+    'each tool call you will make: {"properties": {"arguments": {"title": "Arguments", "type": '
+    '"object"}, "name": {"title": "Name", "type": "string"}}, "required": ["arguments", '
+    '"name"], "title": "FunctionCall", "type": "object"} For each function call return a json '
+    "object with function name and arguments within <tool_call></tool_call> XML tags as "
+    'follows: <tool_call>{"arguments": <args-dict>, "name": <function-name>}</tool_call> '
+    "Please also summarize texts wrapped between <tool_response> and </tool_response> in "
+    'bullet points. For example: {"fruits": [{"name": "Apple"}, {"name": "Pear"}]} is '
+    "summarized as: Fruits: - Apple - Pear "
+)
+"""K2-Chat's function-calling instructions; ``{tools}`` is replaced by the tools JSON."""
+
+_UNSUPPORTED_BLOCKS = frozenset(
+    {"image", "image_url", "audio", "input_audio", "file", "video", "document"}
+)
+_IGNORED_BLOCKS = frozenset({"tool_use", "tool_call", "tool_call_chunk", "reasoning", "thinking"})
+
+
+class K2Format(BaseModel):
+    """K2-Chat's markers and function-calling prompt, in one small frozen object.
+
+    The defaults are K2-Chat's own (model card, ``k2-format.md``). A deployment whose
+    template differs, or a stand-in model with its own markers (see :meth:`chatml`),
+    overrides fields; every string the renderer writes comes from here.
+
+    Example:
+        >>> from langchain_core.messages import HumanMessage
+        >>> K2Format().render_prompt([HumanMessage("Hi")])
+        '<|beginofuser|>Hi<|beginofsystem|>'
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    system_prefix: str = ""
+    """Written before the system prompt (K2 has no opening marker)."""
+    system_suffix: str = "<|endofsystemprompt|>"
+    """Closes the system prompt."""
+    user_prefix: str = "<|beginofuser|>"
+    """Opens a user turn."""
+    user_suffix: str = ""
+    """Closes a user turn (nothing in K2's format)."""
+    assistant_prefix: str = "<|beginofsystem|>"
+    """Opens the model's turn. K2 calls its own turn "system"; this is NOT a system prompt."""
+    assistant_suffix: str = ""
+    """Closes a plain model turn in history (the card shows nothing between turns)."""
+    tool_call_turn_suffix: str = "<|endoftext|>"
+    """Closes a model turn that made tool calls (the card shows ``<|endoftext|>``)."""
+    tool_responses_prefix: str = ""
+    """Written once before a run of tool responses."""
+    after_tool_responses: str = ""
+    """Written once after a run of tool responses; the model's reply follows it."""
+    tool_call_open: str = "<tool_call>"
+    """Opens a tool-call block."""
+    tool_call_close: str = "</tool_call>"
+    """Closes a tool-call block."""
+    tool_response_open: str = "<tool_response>"
+    """Opens one tool result."""
+    tool_response_close: str = "</tool_response>"
+    """Closes one tool result."""
+    function_calling_prompt: str = FUNCTION_CALLING_PROMPT
+    """System prompt used when tools are bound; ``{tools}`` marks where the tools JSON goes."""
+    system_separator: str = "\n\n"
+    """Between the function-calling instructions and a user's own system text."""
+    stop_markers: tuple[str, ...] = ("<|endoftext|>", "<|beginofuser|>", "<|endofchat|>")
+    """Markers that end the model's turn: generation is cut there, they never reach content."""
+    special_markers: tuple[str, ...] = (
+        "<|endofsystemprompt|>",
+        "<|beginofuser|>",
+        "<|beginofsystem|>",
+        "<|endoftext|>",
+        "<|endofchat|>",
+        "<tool_call>",
+        "</tool_call>",
+        "<tool_response>",
+        "</tool_response>",
+        "<tools>",
+        "</tools>",
+    )
+    """Strings that message text may not contain verbatim (see :func:`neutralize`)."""
+
+    @classmethod
+    def chatml(cls) -> K2Format:
+        """ChatML markers (SmolLM2, Qwen, Hermes) with K2's tool-call tags.
+
+        Used for the small stand-in model of the local demo, which answers best in the
+        markers it was trained on (``k2-format.md`` section 6).
+        """
+        return cls(
+            system_prefix="<|im_start|>system\n",
+            system_suffix="<|im_end|>\n",
+            user_prefix="<|im_start|>user\n",
+            user_suffix="<|im_end|>\n",
+            assistant_prefix="<|im_start|>assistant\n",
+            assistant_suffix="<|im_end|>\n",
+            tool_call_turn_suffix="<|im_end|>\n",
+            tool_responses_prefix="<|im_start|>tool\n",
+            after_tool_responses="<|im_end|>\n<|im_start|>assistant\n",
+            stop_markers=("<|im_end|>", "<|im_start|>", "<|endoftext|>"),
+            special_markers=(
+                "<|im_start|>",
+                "<|im_end|>",
+                "<|endoftext|>",
+                "<tool_call>",
+                "</tool_call>",
+                "<tool_response>",
+                "</tool_response>",
+                "<tools>",
+                "</tools>",
+            ),
+        )
+
+    def render_prompt(
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        default_system: str | None = None,
+        force_tool_call: bool = False,
+        neutralize_markers: bool = True,
+    ) -> str:
+        """Render ``messages`` into the prompt K2 continues. See :func:`render_prompt`."""
+        return render_prompt(
+            messages,
+            fmt=self,
+            tools=tools,
+            default_system=default_system,
+            force_tool_call=force_tool_call,
+            neutralize_markers=neutralize_markers,
+        )
+
+
+DEFAULT_FORMAT = K2Format()
+
+
+# --------------------------------------------------------------------------- markers
+
+
+def _marker_pattern(markers: Sequence[str]) -> re.Pattern[str]:
+    # A marker's first character '<' may already be escaped (any number of "amp;").
+    tails = sorted({m[1:] for m in markers if m.startswith("<")}, key=len, reverse=True)
+    alternation = "|".join(re.escape(t) for t in tails)
+    return re.compile(f"(<|&(?:amp;)*lt;)({alternation})")
+
+
+_PATTERNS: dict[tuple[str, ...], re.Pattern[str]] = {}
+
+
+def _pattern_for(markers: tuple[str, ...]) -> re.Pattern[str]:
+    pattern = _PATTERNS.get(markers)
+    if pattern is None:
+        pattern = _PATTERNS[markers] = _marker_pattern(markers)
+    return pattern
+
+
+def neutralize(text: str, fmt: K2Format = DEFAULT_FORMAT) -> str:
+    """Make every marker and tag in ``text`` inert, visibly and reversibly.
+
+    The ``<`` of a marker becomes ``&lt;`` (``<|beginofuser|>`` renders as
+    ``&lt;|beginofuser|>``), so it is no longer the special token; text that already
+    reads ``&lt;|beginofuser|>`` gains one ``amp;`` so :func:`restore` can undo exactly.
+
+    Example:
+        >>> neutralize("hi <tool_call>{}</tool_call>")
+        'hi &lt;tool_call>{}&lt;/tool_call>'
+        >>> restore(neutralize("a &lt;tool_call> b <tool_call>"))
+        'a &lt;tool_call> b <tool_call>'
+    """
+    if "<" not in text and "&" not in text:
+        return text
+
+    def escape(match: re.Match[str]) -> str:
+        head = match.group(1)
+        return ("&lt;" if head == "<" else "&amp;" + head[1:]) + match.group(2)
+
+    return _pattern_for(fmt.special_markers).sub(escape, text)
+
+
+def restore(text: str, fmt: K2Format = DEFAULT_FORMAT) -> str:
+    """Undo :func:`neutralize`: ``restore(neutralize(t)) == t`` for every string ``t``."""
+
+    def unescape(match: re.Match[str]) -> str:
+        head = match.group(1)
+        if head == "<":
+            return match.group(0)
+        return ("<" if head == "&lt;" else "&" + head[5:]) + match.group(2)
+
+    return _pattern_for(fmt.special_markers).sub(unescape, text)
+
+
+# --------------------------------------------------------------------------- content
+
+
+def content_text(message: BaseMessage) -> str:
+    """The text of a message: a string as is, text blocks joined; K2 is text-only.
+
+    Raises:
+        K2InputError: for image, audio, file or unknown content blocks.
+    """
+    content = message.content
+    if isinstance(content, str):
+        return content
+    parts: list[str] = []
+    for block in content:
+        if isinstance(block, str):
+            parts.append(block)
+            continue
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(str(block.get("text", "")))
+        elif kind in _IGNORED_BLOCKS:
+            continue
+        elif kind in _UNSUPPORTED_BLOCKS:
+            raise K2InputError(
+                f"{type(message).__name__} has a {kind!r} content block, but K2-Chat is a "
+                "text-only model: pass text only (describe or transcribe the media first)."
+            )
+        else:
+            raise K2InputError(
+                f"{type(message).__name__} has a content block of unknown type {kind!r}; "
+                "K2-Chat accepts plain strings or {'type': 'text', 'text': ...} blocks."
+            )
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- tools
+
+
+def tools_json(tools: Sequence[Mapping[str, Any]]) -> str:
+    """The JSON list of bare function objects that goes inside ``<tools>...</tools>``.
+
+    ``tools`` are OpenAI-style function dicts (``{"name", "description", "parameters"}``)
+    or their ``{"type": "function", "function": ...}`` wrappers. Keys are written in the
+    order ``name``, ``description``, ``parameters`` with Python's default separators
+    (``k2-format.md`` section 5).
+
+    Example:
+        >>> tools_json([{"name": "f", "parameters": {"type": "object", "properties": {}}}])
+        '[{"name": "f", "description": "", "parameters": {"type": "object", "properties": {}}}]'
+    """
+    functions = []
+    for tool in tools:
+        fn = tool.get("function", tool) if tool.get("type") == "function" else tool
+        functions.append(
+            {
+                "name": fn["name"],
+                "description": fn.get("description") or "",
+                "parameters": fn.get("parameters") or {"type": "object", "properties": {}},
+            }
+        )
+    return json.dumps(functions)
+
+
+def tool_calls_json(tool_calls: Sequence[Mapping[str, Any]]) -> str:
+    """The JSON list written inside ``<tool_call>...</tool_call>`` for a turn in history."""
+    return json.dumps([{"name": tc["name"], "arguments": tc.get("args", {})} for tc in tool_calls])
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _system_section(
+    fmt: K2Format, system: str | None, tools: Sequence[Mapping[str, Any]] | None
+) -> str:
+    if tools:
+        body = fmt.function_calling_prompt.replace("{tools}", tools_json(tools), 1)
+        if system:
+            body += fmt.system_separator + system
+    elif system:
+        body = system
+    else:
+        return ""
+    return fmt.system_prefix + body + fmt.system_suffix
+
+
+def _role_of(message: BaseMessage) -> str:
+    if isinstance(message, HumanMessage):
+        return "user"
+    if isinstance(message, AIMessage):
+        return "assistant"
+    if isinstance(message, SystemMessage):
+        return "system"
+    if isinstance(message, ToolMessage):
+        return "tool"
+    if isinstance(message, ChatMessage) and message.role in {"user", "assistant", "system"}:
+        return message.role
+    raise K2InputError(
+        f"Cannot render a {type(message).__name__}"
+        + (f" with role {message.role!r}" if isinstance(message, ChatMessage) else "")
+        + ": K2-Chat takes SystemMessage (first only), HumanMessage, AIMessage and ToolMessage."
+    )
+
+
+def render_prompt(
+    messages: Sequence[BaseMessage],
+    *,
+    fmt: K2Format = DEFAULT_FORMAT,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    default_system: str | None = None,
+    force_tool_call: bool = False,
+    neutralize_markers: bool = True,
+) -> str:
+    """Render a conversation into the exact prompt string K2-Chat continues.
+
+    Args:
+        messages: the conversation. A leading ``SystemMessage`` is the system prompt.
+        fmt: markers and function-calling text.
+        tools: bound tools (OpenAI function dicts); they select the function-calling
+            system prompt, and a user system text follows its instructions.
+        default_system: system text used when ``messages`` carry no ``SystemMessage``.
+        force_tool_call: end the prompt with ``<tool_call>`` so the model must call a tool.
+        neutralize_markers: escape markers found in message text (see :func:`neutralize`).
+
+    Returns:
+        The prompt. After a user turn it ends with the assistant marker; after tool
+        responses it ends with the last ``</tool_response>`` (K2 continues from there);
+        after a trailing ``AIMessage`` it ends with that message's text (a prefill).
+
+    Raises:
+        K2InputError: empty conversation, a misplaced ``SystemMessage``, an unknown
+            message type, non-text content, or a ``ToolMessage`` that answers no call.
+
+    Example:
+        >>> from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+        >>> render_prompt([SystemMessage("Be brief."), HumanMessage("Hi"),
+        ...                AIMessage("Hello!"), HumanMessage("Bye")])
+        'Be brief.<|endofsystemprompt|><|beginofuser|>Hi<|beginofsystem|>Hello!<|beginofuser|>Bye<|beginofsystem|>'
+    """
+    if not messages:
+        raise K2InputError("messages is empty: pass at least one HumanMessage.")
+
+    def text(message: BaseMessage) -> str:
+        raw = content_text(message)
+        return neutralize(raw, fmt) if neutralize_markers else raw
+
+    system = default_system
+    body = list(messages)
+    if _role_of(body[0]) == "system":
+        system = text(body[0])
+        body = body[1:]
+    parts = [_system_section(fmt, system, tools)]
+
+    open_calls: set[str] = set()
+    previous = "system"
+    for index, message in enumerate(body):
+        role = _role_of(message)
+        if role != "tool" and previous == "tool":
+            parts.append(fmt.after_tool_responses)
+        if role == "system":
+            raise K2InputError(
+                f"messages[{index + (len(messages) - len(body))}] is a SystemMessage; K2-Chat "
+                "has one system prompt, so a SystemMessage may only come first. Merge it into "
+                "the first one or send it as a HumanMessage."
+            )
+        if role == "user":
+            parts += [fmt.user_prefix, text(message), fmt.user_suffix]
+            open_calls = set()
+        elif role == "assistant":
+            if previous != "tool":
+                parts.append(fmt.assistant_prefix)
+            parts.append(text(message))
+            calls = message.tool_calls if isinstance(message, AIMessage) else []
+            if calls:
+                parts += [
+                    fmt.tool_call_open,
+                    tool_calls_json(calls),
+                    fmt.tool_call_close,
+                    fmt.tool_call_turn_suffix,
+                ]
+            elif index < len(body) - 1:
+                parts.append(fmt.assistant_suffix)
+            open_calls = {tc["id"] for tc in calls if tc.get("id")}
+            if isinstance(message, AIMessage):
+                open_calls |= {tc["id"] for tc in message.invalid_tool_calls if tc.get("id")}
+        else:  # tool
+            assert isinstance(message, ToolMessage)  # noqa: S101  (role "tool" is ToolMessage)
+            if previous not in {"assistant", "tool"}:
+                raise K2InputError(
+                    "A ToolMessage must follow the AIMessage whose tool call it answers "
+                    f"(tool_call_id={message.tool_call_id!r})."
+                )
+            if open_calls and message.tool_call_id not in open_calls:
+                raise K2InputError(
+                    f"ToolMessage.tool_call_id={message.tool_call_id!r} answers no tool call "
+                    f"of the AIMessage before it (its call ids: {sorted(open_calls)})."
+                )
+            if previous != "tool":
+                parts.append(fmt.tool_responses_prefix)
+            parts += [fmt.tool_response_open, text(message), fmt.tool_response_close]
+        previous = role
+
+    if previous == "tool":
+        parts.append(fmt.after_tool_responses)
+    elif previous in {"user", "system"}:
+        parts.append(fmt.assistant_prefix)
+    if force_tool_call:
+        parts.append(fmt.tool_call_open)
+    return "".join(parts)

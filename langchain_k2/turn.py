@@ -1,0 +1,317 @@
+"""One model turn as a sans-IO state machine: backend events in, message chunks out.
+
+In: the rendered prompt, :class:`~langchain_k2.backends.base.GenerationParams`, the
+tools to validate calls against, and backend events fed one at a time.
+Out: ``ChatGenerationChunk`` objects (text deltas, validated tool-call blocks, a last
+chunk with usage and metadata), the next :class:`GenerationRequest` when a malformed
+call must be repaired, and the final ``AIMessage``.
+
+No I/O happens here: ``ChatK2`` owns two ten-line drivers (sync and async) that pass
+requests to a backend and events back in, so the logic exists once.
+
+Repair (``k2-format.md`` section 5): when a block fails to parse or validate and
+retries remain, generation is abandoned at that block; the next request's prompt is
+the original prompt, the text before the broken block and ``<tool_call>``, with a
+grammar for the call when the backend supports one. The broken block and whatever
+followed it are replaced by the repaired continuation. Blocks are emitted only after
+validation, so nothing wrong is ever streamed before a repair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, ToolCall
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGenerationChunk
+
+from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, TokenEvent
+from langchain_k2.prompt import K2Format
+from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A prompt and the parameters to generate from it."""
+
+    prompt: str
+    params: GenerationParams
+    repair: bool = False
+
+
+class StopFilter:
+    """Cuts text at the first stop string, holding back only a possible stop prefix.
+
+    Example:
+        >>> f = StopFilter(["<|endoftext|>"])
+        >>> f.feed("Hello<|end"), f.feed("oftext|> ignored"), f.stopped
+        ('Hello', '', True)
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self._stops = tuple(s for s in stops if s)
+        self._longest = max((len(s) for s in self._stops), default=0)
+        self._pending = ""
+        self.stopped = False
+        self.stop_found: str | None = None
+
+    def feed(self, delta: str) -> str:
+        """Return the text of ``delta`` that can be released now."""
+        if self.stopped or not delta:
+            return ""
+        if not self._stops:
+            return delta
+        start = max(0, len(self._pending) - self._longest + 1)
+        text = self._pending + delta
+        cut = -1
+        for stop in self._stops:
+            index = text.find(stop, start)
+            if index != -1 and (cut == -1 or index < cut):
+                cut, self.stop_found = index, stop
+        if cut != -1:
+            self.stopped = True
+            self._pending = ""
+            return text[:cut]
+        hold = 0
+        for stop in self._stops:
+            for size in range(min(len(stop) - 1, len(text)), hold, -1):
+                if text.endswith(stop[:size]):
+                    hold = size
+                    break
+        self._pending = text[len(text) - hold :] if hold else ""
+        return text[: len(text) - hold]
+
+    def flush(self) -> str:
+        """Release held text at the end of generation (it did not become a stop)."""
+        held, self._pending = self._pending, ""
+        return "" if self.stopped else held
+
+
+def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """TGI grammar constraining output to one call of one of ``tools``.
+
+    The schema is ``{"name": <const>, "arguments": <the tool's schema>}``, an ``anyOf``
+    union when several tools are allowed.
+    """
+    options = []
+    for tool in tools:
+        fn = tool.get("function", tool)
+        params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+        params.setdefault("type", "object")
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": fn["name"]}, "arguments": params},
+                "required": ["name", "arguments"],
+            }
+        )
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return {"type": "json", "value": schema}
+
+
+@dataclass
+class Turn:
+    """The state of one model turn across its generation requests.
+
+    Args:
+        prompt: the rendered prompt (ending in ``<tool_call>`` when a call is forced).
+        params: generation parameters of the first request.
+        fmt: markers (tool-call tags, turn-ending markers).
+        tools: tools calls are validated against (empty: no tool calling).
+        forced: the prompt ends with the open tag (``tool_choice`` forces a call).
+        grammar_tools: tools a repair grammar may choose from.
+        use_grammar: whether requests may carry a grammar.
+        max_repairs: how many malformed calls may be repaired.
+        user_stops: the caller's stop strings (cut out of the text).
+        model_name: reported in ``response_metadata``.
+    """
+
+    prompt: str
+    params: GenerationParams
+    fmt: K2Format
+    tools: Sequence[Mapping[str, Any]] = ()
+    forced: bool = False
+    grammar_tools: Sequence[Mapping[str, Any]] = ()
+    use_grammar: bool = False
+    max_repairs: int = 2
+    user_stops: Sequence[str] = ()
+    model_name: str | None = None
+
+    repairs: int = 0
+    aborted: bool = False
+    emitted: list[str | ToolBlock] = field(default_factory=list)
+    _pending: GenerationRequest | None = None
+    _parser: ToolCallStreamParser = field(init=False)
+    _stop: StopFilter = field(init=False)
+    _call_index: int = 0
+    _tokens: int = 0
+    _usage_in: int = 0
+    _usage_out: int = 0
+    _usage_known: bool = True
+    _final: FinalEvent | None = None
+    _text: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        params = self.params
+        if self.forced and self.use_grammar and self.grammar_tools:
+            params = _with_grammar(params, call_grammar(self.grammar_tools))
+        self._pending = GenerationRequest(self.prompt, params)
+        self._start(primed=self.forced)
+
+    # ------------------------------------------------------------------ requests
+
+    def next_request(self) -> GenerationRequest | None:
+        """The request to run next, or ``None`` when the turn is complete."""
+        request, self._pending = self._pending, None
+        if request is not None:
+            self.aborted = False
+        return request
+
+    def drop_grammar(self, request: GenerationRequest) -> GenerationRequest:
+        """The same request without grammar (the server refused it before any output)."""
+        self.use_grammar = False
+        return GenerationRequest(request.prompt, request.params.without_grammar(), request.repair)
+
+    def _start(self, *, primed: bool) -> None:
+        self._parser = ToolCallStreamParser(
+            self.tools or None, open_tag=self.fmt.tool_call_open, close_tag=self.fmt.tool_call_close
+        )
+        if primed:
+            self._parser.feed(self.fmt.tool_call_open)
+        self._stop = StopFilter([*self.user_stops, *self.fmt.stop_markers])
+
+    # ------------------------------------------------------------------ events
+
+    def feed(self, event: GenerationEvent) -> list[ChatGenerationChunk]:
+        """Consume one backend event; return the chunks it releases."""
+        if isinstance(event, FinalEvent):
+            self._final = event
+            self._add_usage(event)
+            return []
+        if self.aborted:
+            return []
+        self._tokens += 1
+        text = self._stop.feed(event.text)
+        return self._release(self._parser.feed(text)) if text else []
+
+    def end_request(self) -> list[ChatGenerationChunk]:
+        """The current request's events are exhausted; flush what it held back."""
+        if self._final is None:
+            self._usage_known = False
+            self._usage_out += self._tokens
+        self._tokens = 0
+        if self.aborted:
+            self._final = None
+            return []
+        chunks = self._release(self._parser.feed(self._stop.flush()))
+        chunks += self._release(self._parser.close())
+        return chunks
+
+    def _release(self, items: list[str | ToolBlock]) -> list[ChatGenerationChunk]:
+        chunks: list[ChatGenerationChunk] = []
+        for item in items:
+            if isinstance(item, str):
+                if item:
+                    self.emitted.append(item)
+                    self._text.append(item)
+                    chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
+                continue
+            if item.invalid_tool_calls and self.repairs < self.max_repairs:
+                self._schedule_repair()
+                break
+            self.emitted.append(item)
+            self._text.append(item.raw)
+            message = block_chunk(item, self._call_index)
+            self._call_index += len(item.tool_calls) + len(item.invalid_tool_calls)
+            chunks.append(ChatGenerationChunk(message=message))
+        return chunks
+
+    def _schedule_repair(self) -> None:
+        self.repairs += 1
+        self.aborted = True
+        params = self.params
+        if self.use_grammar and self.grammar_tools:
+            params = _with_grammar(params, call_grammar(self.grammar_tools))
+        # A forced prompt already ends with the open tag, which starts the first block's raw.
+        open_tag = self.fmt.tool_call_open
+        base = self.prompt[: len(self.prompt) - len(open_tag)] if self.forced else self.prompt
+        self._pending = GenerationRequest(base + "".join(self._text) + open_tag, params, repair=True)
+        self._start(primed=True)
+
+    def _add_usage(self, event: FinalEvent) -> None:
+        if event.input_tokens is None or event.output_tokens is None:
+            self._usage_known = False
+        self._usage_in += event.input_tokens or 0
+        self._usage_out += event.output_tokens if event.output_tokens is not None else self._tokens
+
+    # ------------------------------------------------------------------ results
+
+    def usage(self) -> UsageMetadata:
+        """Tokens read and written over all requests of the turn (repairs included)."""
+        return UsageMetadata(
+            input_tokens=self._usage_in,
+            output_tokens=self._usage_out,
+            total_tokens=self._usage_in + self._usage_out,
+        )
+
+    def response_metadata(self) -> dict[str, Any]:
+        """``finish_reason``, ``model_name``, ``seed`` and ``tool_call_retries``."""
+        final = self._final or FinalEvent()
+        finish = final.finish_reason
+        if self._stop.stopped and self._stop.stop_found in self.user_stops:
+            finish = "stop_sequence"
+        errors = {
+            call["id"]: call["error"]
+            for block in self.emitted
+            if isinstance(block, ToolBlock)
+            for call in block.invalid_tool_calls
+            if call.get("id") and call.get("error")
+        }
+        metadata: dict[str, Any] = {
+            "finish_reason": finish,
+            "model_name": self.model_name,
+            "seed": final.seed,
+            "tool_call_retries": self.repairs,
+        }
+        if errors:
+            metadata["invalid_tool_call_errors"] = errors
+        return metadata
+
+    def last_chunk(self) -> ChatGenerationChunk:
+        """The chunk that closes a stream: usage and response metadata, no text."""
+        message = AIMessageChunk(
+            content="",
+            usage_metadata=self.usage(),
+            response_metadata=self.response_metadata(),
+            chunk_position="last",
+        )
+        return ChatGenerationChunk(
+            message=message, generation_info={"finish_reason": message.response_metadata["finish_reason"]}
+        )
+
+    def message(self) -> AIMessage:
+        """The whole turn as one message (invalid calls keep their error text)."""
+        content = "".join(item for item in self.emitted if isinstance(item, str))
+        tool_calls: list[ToolCall] = []
+        invalid: list[InvalidToolCall] = []
+        for item in self.emitted:
+            if isinstance(item, ToolBlock):
+                tool_calls += item.tool_calls
+                invalid += item.invalid_tool_calls
+        return AIMessage(
+            content=content,
+            tool_calls=tool_calls,
+            invalid_tool_calls=invalid,
+            usage_metadata=self.usage(),
+            response_metadata=self.response_metadata(),
+        )
+
+    def completion_text(self) -> str:
+        """The kept completion: content and raw blocks, in order (what K2 wrote)."""
+        return "".join(self._text)
+
+
+def _with_grammar(params: GenerationParams, grammar: Mapping[str, Any]) -> GenerationParams:
+    return replace(params, grammar=grammar)

@@ -1,0 +1,76 @@
+"""An in-memory backend for unit tests: scripted completions, recorded requests.
+
+In: a list of scripted replies (token texts, or an exception to raise). Out: the
+events the real backends produce. It stands in for our own ``Backend`` protocol only;
+the integration suite drives the real TGI client and llama.cpp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from langchain_k2.backends.base import (
+    BackendInfo,
+    FinalEvent,
+    GenerationEvent,
+    GenerationParams,
+    TokenEvent,
+)
+
+
+@dataclass
+class Reply:
+    tokens: Sequence[str | TokenEvent] = ()
+    finish_reason: str = "eos_token"
+    error: BaseException | None = None
+    error_after: int | None = None
+
+
+@dataclass
+class ScriptedBackend:
+    replies: list[Reply] = field(default_factory=list)
+    info_value: BackendInfo = field(default_factory=lambda: BackendInfo(max_stop_sequences=4))
+    requests: list[tuple[str, GenerationParams]] = field(default_factory=list)
+    name: str = "scripted"
+
+    def script(self, *replies: Reply | str | Sequence[str]) -> None:
+        for reply in replies:
+            if isinstance(reply, str):
+                reply = Reply(tokens=[reply])
+            elif not isinstance(reply, Reply):
+                reply = Reply(tokens=list(reply))
+            self.replies.append(reply)
+
+    def info(self) -> BackendInfo:
+        return self.info_value
+
+    async def ainfo(self) -> BackendInfo:
+        return self.info_value
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
+        self.requests.append((prompt, params))
+        reply = self.replies.pop(0)
+        if reply.error is not None and reply.error_after is None:
+            raise reply.error
+        count = 0
+        for token in reply.tokens:
+            if reply.error is not None and count == reply.error_after:
+                raise reply.error
+            yield token if isinstance(token, TokenEvent) else TokenEvent(text=token)
+            count += 1
+        if reply.error is not None and count == reply.error_after:
+            raise reply.error
+        yield FinalEvent(
+            finish_reason=reply.finish_reason,
+            input_tokens=len(prompt.split()),
+            output_tokens=count,
+            seed=params.seed,
+        )
+
+    async def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+        for event in self.stream(prompt, params):
+            yield event

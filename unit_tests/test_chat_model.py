@@ -1,0 +1,357 @@
+"""ChatK2's turn logic over an in-memory backend: params, stops, tools, repair."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+from pydantic import BaseModel
+
+from langchain_k2 import (
+    ChatK2,
+    K2ConfigError,
+    K2GrammarUnsupportedError,
+    K2OverloadedError,
+    K2StreamInterruptedError,
+    K2ValidationError,
+    ToolDefinitionError,
+)
+from langchain_k2.backends.base import BackendInfo, TokenEvent
+
+from .scripted_backend import Reply, ScriptedBackend
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@tool
+def weather(city: str) -> str:
+    """Weather in a city."""
+    return f"sunny in {city}"
+
+
+def make(**kwargs) -> tuple[ChatK2, ScriptedBackend]:
+    backend = ScriptedBackend()
+    kwargs.setdefault("retry_backoff", 0.0)
+    return ChatK2(backend=backend, **kwargs), backend
+
+
+def call_block(name: str, args: dict) -> str:
+    return "<tool_call>" + json.dumps([{"name": name, "arguments": args}]) + "</tool_call>"
+
+
+def test_invoke_returns_content_usage_and_metadata():
+    llm, backend = make(seed=7)
+    backend.script(["Hel", "lo", "<|endoftext|>"])
+    message = llm.invoke("Hi")
+    assert message.content == "Hello"
+    assert message.usage_metadata == {"input_tokens": 1, "output_tokens": 3, "total_tokens": 4}
+    assert message.response_metadata["finish_reason"] == "eos_token"
+    assert message.response_metadata["model_name"] == "LLM360/K2-Chat"
+    assert message.response_metadata["seed"] == 7
+    assert backend.requests[0][0] == "<|beginofuser|>Hi<|beginofsystem|>"
+
+
+def test_stream_concatenates_to_invoke_and_last_chunk_carries_usage():
+    llm, backend = make()
+    tokens = ["The", " answer", " <", "is", "> 4", ".", "<|endoftext|>"]
+    backend.script(tokens, tokens)
+    whole = llm.invoke("q")
+    chunks = list(llm.stream("q"))
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    assert "".join(str(c.content) for c in chunks) == whole.content == "The answer <is> 4."
+    assert chunks[-1].usage_metadata is not None
+    assert merged.usage_metadata == whole.usage_metadata
+
+
+async def test_async_twins_match_sync():
+    llm, backend = make()
+    backend.script(["a", "b"], ["a", "b"], ["a", "b"])
+    assert (await llm.ainvoke("q")).content == "ab"
+    assert "".join([str(c.content) async for c in llm.astream("q")]) == "ab"
+    assert [m.content for m in await llm.abatch(["q"])] == ["ab"]
+
+
+def test_stop_strings_are_cut_and_sent():
+    llm, backend = make(stop=["END"])
+    backend.script(["one ", "two E", "ND three"], ["x E", "N", "D"])
+    assert llm.invoke("q").content == "one two "
+    prompt, params = backend.requests[0]
+    assert params.stop[0] == "END"
+    chunks = list(llm.stream("q", stop=["ZZ"]))
+    assert "".join(str(c.content) for c in chunks) == "x "
+    assert backend.requests[1][1].stop[:2] == ("END", "ZZ")
+    assert chunks[-1].response_metadata["finish_reason"] == "stop_sequence"
+
+
+def test_too_many_stop_strings_is_an_error_before_any_request():
+    llm, backend = make(stop=["a", "b", "c", "d", "e"])
+    with pytest.raises(K2ConfigError, match="at most 4"):
+        llm.invoke("q")
+    assert backend.requests == []
+
+
+def test_turn_markers_are_sent_as_stops_while_room_allows():
+    llm, backend = make(stop=["a", "b"])
+    backend.script(["x"])
+    llm.invoke("q")
+    assert backend.requests[0][1].stop == ("a", "b", "<|endoftext|>", "<|beginofuser|>")
+
+
+def test_fake_user_turn_is_cut_client_side():
+    llm, backend = make()
+    backend.script(["Answer.", "<|beginofuser|>", "more?"])
+    assert llm.invoke("q").content == "Answer."
+
+
+def test_call_options_are_validated_and_unknown_ones_raise():
+    llm, backend = make()
+    backend.script(["x"])
+    llm.invoke("q", temperature=0, max_new_tokens=5)
+    params = backend.requests[0][1]
+    assert params.temperature == 0
+    assert params.max_new_tokens == 5
+    with pytest.raises(K2ConfigError, match="frobnicate"):
+        llm.invoke("q", frobnicate=1)
+    with pytest.raises(ValueError, match="top_p"):
+        llm.invoke("q", top_p=1.5)
+
+
+def test_fields_are_validated():
+    with pytest.raises(ValueError, match="temperature"):
+        ChatK2(endpoint_url="http://127.0.0.1:1", temperature=-1)
+    with pytest.raises(K2ConfigError, match="not both"):
+        ChatK2(endpoint_url="http://127.0.0.1:1", model_path="/x.gguf")
+
+
+def test_missing_endpoint_says_how_to_set_it(monkeypatch):
+    monkeypatch.delenv("K2_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("K2_MODEL_PATH", raising=False)
+    with pytest.raises(K2ConfigError, match="K2_ENDPOINT_URL"):
+        ChatK2()
+
+
+def test_endpoint_from_env(monkeypatch):
+    monkeypatch.setenv("K2_ENDPOINT_URL", "http://127.0.0.1:9")
+    monkeypatch.delenv("K2_MODEL_PATH", raising=False)
+    assert ChatK2().endpoint_url == "http://127.0.0.1:9"
+
+
+def test_secret_never_in_repr_or_str():
+    llm = ChatK2(endpoint_url="http://127.0.0.1:1", hf_token="hf_supersecret")
+    assert "hf_supersecret" not in repr(llm)
+    assert "hf_supersecret" not in str(llm)
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+def test_tool_call_is_parsed():
+    llm, backend = make()
+    backend.script(["Checking.", call_block("add", {"a": 2, "b": 3}), "<|endoftext|>"])
+    message = llm.bind_tools([add, weather]).invoke("2+3?")
+    assert message.content == "Checking."
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("add", {"a": 2, "b": 3})]
+    assert message.tool_calls[0]["id"].startswith("call_")
+    assert '"name": "add"' in backend.requests[0][0]
+
+
+def test_streamed_tool_calls_merge_to_invoke_result():
+    llm, backend = make()
+    text = "Sure." + call_block("add", {"a": 1, "b": 2}) + call_block("weather", {"city": "Oslo"})
+    pieces = [text[i : i + 3] for i in range(0, len(text), 3)]
+    backend.script(pieces, pieces)
+    bound = llm.bind_tools([add, weather])
+    whole = bound.invoke("q")
+    merged = None
+    for chunk in bound.stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert isinstance(merged, AIMessageChunk)
+    assert merged.content == whole.content == "Sure."
+    strip = lambda calls: [(c["name"], c["args"]) for c in calls]  # noqa: E731
+    assert strip(merged.tool_calls) == strip(whole.tool_calls)
+    assert len(whole.tool_calls) == 2
+
+
+def test_malformed_call_is_repaired_from_the_broken_block():
+    llm, backend = make()
+    backend.info_value = BackendInfo(max_stop_sequences=4, supports_grammar=True)
+    backend.script(
+        ["Let me add. ", '<tool_call>[{"name": "add", "arguments": {"a": 2, "b": }}]</tool_call>', " tail"],
+        ['{"name": "add", "arguments": {"a": 2, "b": 3}}'],
+    )
+    message = llm.bind_tools([add, weather]).invoke("q")
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("add", {"a": 2, "b": 3})]
+    assert message.invalid_tool_calls == []
+    assert message.content == "Let me add. "
+    assert message.response_metadata["tool_call_retries"] == 1
+    first_prompt, _ = backend.requests[0]
+    repair_prompt, repair_params = backend.requests[1]
+    assert repair_prompt == first_prompt + "Let me add. <tool_call>"
+    assert repair_params.grammar is not None
+    schema = repair_params.grammar["value"]
+    assert {o["properties"]["name"]["const"] for o in schema["anyOf"]} == {"add", "weather"}
+
+
+def test_retries_run_out_into_invalid_tool_calls():
+    llm, backend = make(max_tool_call_retries=1)
+    bad = '<tool_call>{"name": "add", "arguments": {"a": 1</tool_call>'
+    backend.script([bad], ['{"name": "add", "arguments": {"a": '])
+    message = llm.bind_tools([add]).invoke("q")
+    assert message.tool_calls == []
+    assert len(message.invalid_tool_calls) == 1
+    assert message.invalid_tool_calls[0]["error"]
+    assert message.response_metadata["tool_call_retries"] == 1
+
+
+def test_unknown_tool_and_schema_failure_are_invalid_not_dropped():
+    llm, backend = make(max_tool_call_retries=0)
+    backend.script([call_block("nope", {}) + call_block("add", {"a": "x"})])
+    message = llm.bind_tools([add]).invoke("q")
+    assert message.tool_calls == []
+    errors = [c["error"] for c in message.invalid_tool_calls]
+    assert len(errors) == 2
+    assert "nope" in errors[0]
+    assert "add" in errors[1]
+
+
+def test_tool_choice_any_forces_call_with_grammar():
+    llm, backend = make()
+    backend.info_value = BackendInfo(max_stop_sequences=4, supports_grammar=True)
+    backend.script(['{"name": "weather", "arguments": {"city": "Paris"}}'])
+    message = llm.bind_tools([add, weather], tool_choice="any").invoke("q")
+    prompt, params = backend.requests[0]
+    assert prompt.endswith("<|beginofsystem|><tool_call>")
+    assert params.grammar is not None
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("weather", {"city": "Paris"})]
+
+
+def test_tool_choice_by_name_restricts_grammar_and_validation():
+    llm, backend = make(max_tool_call_retries=0)
+    backend.script(['{"name": "add", "arguments": {"a": 1, "b": 2}}'])
+    message = llm.bind_tools(
+        [add, weather], tool_choice={"type": "function", "function": {"name": "weather"}}
+    ).invoke("q")
+    schema = backend.requests[0][1].grammar["value"]
+    assert schema["properties"]["name"] == {"const": "weather"}
+    assert message.tool_calls == []
+    assert "add" in message.invalid_tool_calls[0]["error"]
+
+
+def test_grammar_refusal_falls_back_to_prompting_and_is_remembered():
+    llm, backend = make()
+    backend.script(
+        Reply(error=K2GrammarUnsupportedError("grammar is not supported", status=422)),
+        ['{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'],
+        ['{"name": "add", "arguments": {"a": 3, "b": 4}}'],
+    )
+    bound = llm.bind_tools([add], tool_choice="add")
+    assert bound.invoke("q").tool_calls[0]["args"] == {"a": 1, "b": 2}
+    assert backend.requests[0][1].grammar is not None
+    assert backend.requests[1][1].grammar is None
+    assert bound.invoke("q").tool_calls[0]["args"] == {"a": 3, "b": 4}
+    assert backend.requests[2][1].grammar is None
+
+
+def test_tool_choice_none_offers_no_tools():
+    llm, backend = make()
+    backend.script(["plain"])
+    llm.bind_tools([add], tool_choice="none").invoke("q")
+    assert "<tools>" not in backend.requests[0][0]
+
+
+def test_bad_tool_definitions_raise_at_bind_time():
+    llm, _ = make()
+    with pytest.raises(ToolDefinitionError, match="repeats the name 'add'"):
+        llm.bind_tools([add, add])
+    with pytest.raises(ToolDefinitionError, match="no name"):
+        llm.bind_tools([{"type": "function", "function": {"name": "", "parameters": {}}}])
+    with pytest.raises(ToolDefinitionError, match="type 'object'"):
+        llm.bind_tools([{"name": "f", "description": "d", "parameters": {"type": "string"}}])
+    with pytest.raises(K2ConfigError, match="bound tool names"):
+        llm.bind_tools([add], tool_choice="weather")
+
+
+def test_bind_tools_accepts_every_kind_of_tool():
+    class Lookup(BaseModel):
+        """Look a word up."""
+
+        word: str
+
+    def plain(x: int) -> int:
+        """Double x."""
+        return 2 * x
+
+    openai_dict = {"type": "function", "function": {"name": "od", "description": "d", "parameters": {"type": "object", "properties": {}}}}
+    llm, backend = make()
+    backend.script(["ok"])
+    llm.bind_tools([add, Lookup, plain, openai_dict]).invoke("q")
+    prompt = backend.requests[0][0]
+    for name in ("add", "Lookup", "plain", "od"):
+        assert f'"name": "{name}"' in prompt
+
+
+def test_agent_history_round_trip_prompt_is_prefix_stable():
+    llm, backend = make()
+    first = "Let me add." + call_block("add", {"a": 2, "b": 3})
+    backend.script([first, "<|endoftext|>"], ["It is 5.", "<|endoftext|>"])
+    bound = llm.bind_tools([add])
+    history = [HumanMessage("2+3?")]
+    reply = bound.invoke(history)
+    history += [reply, ToolMessage("5", tool_call_id=reply.tool_calls[0]["id"])]
+    final = bound.invoke(history)
+    assert final.content == "It is 5."
+    first_prompt, second_prompt = backend.requests[0][0], backend.requests[1][0]
+    assert second_prompt.startswith(first_prompt + first + "<|endoftext|>")
+    assert second_prompt.endswith("<tool_response>5</tool_response>")
+
+
+# ----------------------------------------------------------------------------- transport
+
+
+def test_overloaded_is_retried_then_succeeds():
+    llm, backend = make(max_retries=2)
+    backend.script(Reply(error=K2OverloadedError("busy", status=429)), ["ok"])
+    assert llm.invoke("q").content == "ok"
+    assert len(backend.requests) == 2
+
+
+def test_validation_error_is_not_retried():
+    llm, backend = make(max_retries=3)
+    backend.script(Reply(error=K2ValidationError("bad", status=422)), ["never"])
+    with pytest.raises(K2ValidationError):
+        llm.invoke("q")
+    assert len(backend.requests) == 1
+
+
+def test_stream_cut_after_output_raises_with_partial_text():
+    llm, backend = make(max_retries=3)
+    backend.script(Reply(tokens=["par", "tial", "x"], error=K2OverloadedError("cut"), error_after=2))
+    received = []
+    with pytest.raises(K2StreamInterruptedError) as info:
+        for chunk in llm.stream("q"):
+            received.append(chunk.content)
+    assert info.value.partial_text == "partial"
+    assert "".join(received) == "partial"
+    assert len(backend.requests) == 1
+
+
+def test_special_token_events_keep_their_text():
+    llm, backend = make()
+    backend.script(
+        [TokenEvent("<tool_call>", special=True), '[{"name": "add", "arguments": {"a": 1, "b": 1}}]', TokenEvent("</tool_call>", special=True)]
+    )
+    message = llm.bind_tools([add]).invoke("q")
+    assert message.tool_calls[0]["args"] == {"a": 1, "b": 1}
+
+
+def test_assistant_message_from_tool_calls_renders_back():
+    message = AIMessage("x", tool_calls=[{"name": "add", "args": {"a": 1}, "id": "c"}])
+    assert message.tool_calls[0]["name"] == "add"
