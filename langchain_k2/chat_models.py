@@ -39,7 +39,7 @@ from langchain_k2.errors import (
     K2StreamInterruptedError,
     ToolDefinitionError,
 )
-from langchain_k2.prompt import K2Format
+from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
 from langchain_k2.turn import GenerationRequest, Turn
 
 ToolChoice = str | bool | dict[str, Any] | None
@@ -244,8 +244,11 @@ class ChatK2(BaseChatModel):
     """Whether ``invoke`` streams through the callbacks (``on_llm_new_token``)."""
     system_prompt: str | None = None
     """System text used when the messages carry no ``SystemMessage``."""
-    prompt_format: K2Format = Field(default_factory=K2Format)
-    """K2's markers and function-calling prompt (override for other deployments)."""
+    prompt_format: K2Format | None = None
+    """K2's markers and function-calling prompt; ``None`` means K2-Chat's own (the card's).
+
+    Override for a deployment whose template differs, or for a stand-in model
+    (``K2Format.chatml()``). Only the default survives ``dumpd``/``load``."""
     max_tool_call_retries: int = Field(default=2, ge=0)
     """Repairs of malformed tool calls per turn; then they stay ``invalid_tool_calls``."""
     neutralize_markers: bool = True
@@ -258,6 +261,11 @@ class ChatK2(BaseChatModel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**_resolve_target(kwargs))
+
+    @property
+    def format(self) -> K2Format:
+        """The prompt format in use (``prompt_format`` or K2-Chat's default)."""
+        return self.prompt_format or DEFAULT_FORMAT
 
     # ------------------------------------------------------------------ LangChain
 
@@ -285,7 +293,7 @@ class ChatK2(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
             ls_provider="k2",
-            ls_model_name=self.model_name,
+            ls_model_name=kwargs.get("model", self.model_name),
             ls_model_type="chat",
             ls_max_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
         )
@@ -340,7 +348,7 @@ class ChatK2(BaseChatModel):
                 from langchain_k2.backends.llamacpp import LlamaCppBackend
 
                 self._backend = LlamaCppBackend(
-                    cast("str", self.model_path), special_markers=self.prompt_format.special_markers
+                    cast("str", self.model_path), special_markers=self.format.special_markers
                 )
         return self._backend
 
@@ -379,7 +387,7 @@ class ChatK2(BaseChatModel):
         params = self._params(stop, kwargs)
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
         mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
-        fmt = self.prompt_format
+        fmt = self.format
         prompt = fmt.render_prompt(
             messages,
             tools=tools if mode != "none" else None,
@@ -561,7 +569,7 @@ class ChatK2(BaseChatModel):
         tools: Sequence[Any] | None = None,
     ) -> int:
         """Tokens of the exact K2 prompt these messages (and tools) render into."""
-        prompt = self.prompt_format.render_prompt(
+        prompt = self.format.render_prompt(
             messages,
             tools=normalize_tools(tools) if tools else None,
             default_system=self.system_prompt,

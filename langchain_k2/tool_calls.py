@@ -275,15 +275,15 @@ def _strip_fences(text: str) -> str:
     return text
 
 
-def _partial_suffix(text: str, tag: str) -> int:
-    """Length of the longest suffix of ``text`` that is a proper, non-empty prefix of ``tag``.
+def _partial_suffix(text: str, tag: str, start: int = 0) -> int:
+    """Length of the longest suffix of ``text[start:]`` that is a proper prefix of ``tag``.
 
     Only the last ``len(tag) - 1`` characters are looked at, so this costs O(len(tag)).
     """
     if len(tag) < 2:
         return 0
     first = tag[0]
-    position = text.find(first, max(0, len(text) - len(tag) + 1))
+    position = text.find(first, max(start, len(text) - len(tag) + 1))
     while position != -1:
         if tag.startswith(text[position:]):
             return len(text) - position
@@ -362,7 +362,7 @@ def _parse_block(
             continue
         else:
             error = problem
-        text = open_tag + json.dumps(element, ensure_ascii=False) + close_tag
+        text = open_tag + json.dumps(element) + close_tag
         invalid.append(
             create_invalid_tool_call(name=name, args=text, id=new_call_id(), error=error)
         )
@@ -484,7 +484,7 @@ def block_chunk(block: ToolBlock, first_index: int) -> AIMessageChunk:
     chunks: list[ToolCallChunk] = [
         create_tool_call_chunk(
             name=call["name"],
-            args=json.dumps(call["args"], ensure_ascii=False),
+            args=json.dumps(call["args"]),
             id=call["id"],
             index=first_index + offset,
         )
@@ -561,46 +561,56 @@ class ToolCallStreamParser:
             Text pieces and completed blocks, in the order they occur.
         """
         out: list[str | ToolBlock] = []
-        text = delta
-        while text:
-            if not self._in_block:
-                text = self._feed_outside(text, out)
+        # Positions, not slices: a large delta holding many blocks is still scanned once.
+        text = delta if self._in_block else self._held + delta
+        self._held = ""
+        position = 0
+        while position < len(text):
+            if self._in_block:
+                position = self._scan_inside(text, position, out)
             else:
-                text = self._feed_inside(text, out)
+                position = self._scan_outside(text, position, out)
         return out
 
-    def _feed_outside(self, text: str, out: list[str | ToolBlock]) -> str:
-        buffer = self._held + text
-        self._held = ""
-        start = buffer.find(self._open)
+    def _scan_outside(self, text: str, position: int, out: list[str | ToolBlock]) -> int:
+        start = text.find(self._open, position)
         if start == -1:
-            keep = _partial_suffix(buffer, self._open)
-            if len(buffer) > keep:
-                out.append(buffer[: len(buffer) - keep])
-            self._held = buffer[len(buffer) - keep :]
-            return ""
-        if start:
-            out.append(buffer[:start])
+            keep = _partial_suffix(text, self._open, position)
+            if len(text) - keep > position:
+                out.append(text[position : len(text) - keep])
+            self._held = text[len(text) - keep :]
+            return len(text)
+        if start > position:
+            out.append(text[position:start])
         self._in_block = True
         self._parts = [self._open]
         self._tail = ""
-        return buffer[start + len(self._open) :]
+        return start + len(self._open)
 
-    def _feed_inside(self, text: str, out: list[str | ToolBlock]) -> str:
-        window = self._tail + text
+    def _scan_inside(self, text: str, position: int, out: list[str | ToolBlock]) -> int:
+        # A close tag that starts in the body seen so far lies within this window...
+        window = self._tail + text[position : position + self._overlap]
         found = window.find(self._close)
-        if found == -1:
-            self._parts.append(text)
-            self._tail = window[max(0, len(window) - self._overlap) :] if self._overlap else ""
-            return ""
-        end = found + len(self._close) - len(self._tail)
-        self._parts.append(text[:end])
+        if found != -1:
+            end = position + found + len(self._close) - len(self._tail)
+        else:  # ...any other starts in the new text.
+            found = text.find(self._close, position)
+            end = found + len(self._close) if found != -1 else -1
+        if end == -1:
+            self._parts.append(text[position:])
+            if len(text) - position >= self._overlap:
+                self._tail = text[len(text) - self._overlap :] if self._overlap else ""
+            else:
+                window = self._tail + text[position:]
+                self._tail = window[max(0, len(window) - self._overlap) :]
+            return len(text)
+        self._parts.append(text[position:end])
         raw = "".join(self._parts)
         self._in_block = False
         self._parts = []
         self._tail = ""
         out.append(_parse_block(raw, True, self._index, self._open, self._close))
-        return text[end:]
+        return end
 
     def _finish(self) -> list[str | ToolBlock]:
         out: list[str | ToolBlock] = []

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import ctypes
 import importlib.metadata
 import importlib.util
@@ -50,7 +51,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -122,9 +123,7 @@ def _cpu_advertises_amx() -> bool:
     """Whether the CPU reports Intel AMX tiles (Linux ``/proc/cpuinfo``)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            return any(
-                line.startswith("flags") and "amx_tile" in line.split() for line in cpuinfo
-            )
+            return any(line.startswith("flags") and "amx_tile" in line.split() for line in cpuinfo)
     except OSError:
         return False
 
@@ -290,7 +289,9 @@ class LlamaCppBackend:
 
     # ------------------------------------------------------------ generation
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
+    def stream(
+        self, prompt: str, params: GenerationParams
+    ) -> Generator[GenerationEvent, None, None]:
         """Generate from ``prompt`` token by token.
 
         The instance's lock is held from the first ``next()`` until the stream ends or the
@@ -298,7 +299,9 @@ class LlamaCppBackend:
         """
         return self._events(prompt, params, None)
 
-    async def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+    async def astream(
+        self, prompt: str, params: GenerationParams
+    ) -> AsyncGenerator[GenerationEvent, None]:
         """Async twin of :meth:`stream`: llama.cpp runs in a worker thread.
 
         Events are yielded as the worker produces them. Closing the iterator early
@@ -327,15 +330,13 @@ class LlamaCppBackend:
                     if cancel.is_set():
                         break
                     deliver(event)
-            except BaseException as exc:  # handed to the consumer, re-raised there
+            except BaseException as exc:  # noqa: BLE001 -- re-raised in the consumer
                 deliver(exc)
             finally:
                 events.close()
                 deliver(None)
-                try:
+                with contextlib.suppress(RuntimeError):  # the event loop is closed
                     loop.call_soon_threadsafe(mark_finished)
-                except RuntimeError:
-                    pass
 
         worker = threading.Thread(target=work, name="langchain-k2-llamacpp", daemon=True)
         worker.start()
@@ -579,10 +580,9 @@ class LlamaCppBackend:
 
     def _events(
         self, prompt: str, params: GenerationParams, cancel: threading.Event | None
-    ) -> Iterator[GenerationEvent]:
+    ) -> Generator[GenerationEvent, None, None]:
         sampling, greedy = self._sampling(params)
         schema_text = self._schema_text(params.grammar)
-        stops = tuple(dict.fromkeys(s for s in params.stop if s))
         llama = self._ensure_loaded()
         tokens = self._tokenize(llama, prompt)
         if not tokens:
@@ -607,7 +607,15 @@ class LlamaCppBackend:
                 if seed is None:
                     seed = secrets.randbelow(2**31)
                 llama.set_seed(int(seed))
-            yield from self._decode(llama, tokens, params, stops, sampling, grammar, seed, cancel)
+            yield from self._decode(
+                llama,
+                tokens,
+                params=params,
+                sampling=sampling,
+                grammar=grammar,
+                seed=seed,
+                cancel=cancel,
+            )
         finally:
             self._lock.release()
 
@@ -615,26 +623,17 @@ class LlamaCppBackend:
         self,
         llama: Any,
         tokens: list[int],
+        *,
         params: GenerationParams,
-        stops: tuple[str, ...],
         sampling: dict[str, Any],
         grammar: Any,
         seed: int | None,
         cancel: threading.Event | None,
-    ) -> Iterator[GenerationEvent]:
+    ) -> Generator[GenerationEvent, None, None]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        longest_stop = max((len(s) for s in stops), default=0)
-        text = ""
-        pending: list[_Pending] = []
+        text = _StopFilter(params.stop)
         generated = 0
         finish = "length"
-
-        def release(upto: int) -> Iterator[TokenEvent]:
-            """Emit the held tokens whose text ends at or before ``upto``."""
-            while pending and pending[0].end <= upto:
-                held = pending.pop(0)
-                yield TokenEvent(held.text, held.special)
-
         try:
             generator = llama.generate(tokens, grammar=grammar, reset=True, **sampling)
         except Exception as exc:
@@ -652,7 +651,7 @@ class LlamaCppBackend:
                 generated += 1
                 info = self._token(token)
                 if info.eog:
-                    yield from release(len(text))
+                    yield from text.flush()
                     yield TokenEvent(info.piece.decode("utf-8", errors="replace"), True)
                     finish = "eos_token"
                     break
@@ -660,25 +659,12 @@ class LlamaCppBackend:
                     piece = info.piece.decode("utf-8", errors="replace")
                 else:
                     piece = decoder.decode(info.piece)
-                start = len(text)
-                text += piece
-                pending.append(_Pending(piece, info.special, len(text)))
-                if not stops:
-                    yield from release(len(text))
-                    continue
-                hit = _find_stop(text, stops, max(0, start - longest_stop + 1))
-                if hit is not None:
-                    for held in pending:
-                        held_start = held.end - len(held.text)
-                        if held.end <= hit:
-                            yield TokenEvent(held.text, held.special)
-                        elif held_start < hit:
-                            yield TokenEvent(held.text[: hit - held_start], held.special)
-                    pending.clear()
+                ready, stopped = text.add(piece, info.special)
+                yield from ready
+                if stopped:
                     finish = "stop_sequence"
                     break
-                yield from release(len(text) - _held_back(text, stops, longest_stop))
-            yield from release(len(text))
+            yield from text.flush()
             if decoder.decode(b"", final=True):
                 logger.debug("dropped the bytes of an unfinished character at the end")
             yield FinalEvent(
@@ -689,6 +675,50 @@ class LlamaCppBackend:
             )
         finally:
             generator.close()
+
+
+class _StopFilter:
+    """Turns token texts into events, cutting the text where a stop string begins.
+
+    Text that could be the start of a stop string is held back (as whole token events) until
+    the following tokens decide it; a matched stop string and everything after it are dropped.
+    """
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = tuple(dict.fromkeys(s for s in stops if s))
+        self.longest = max((len(s) for s in self.stops), default=0)
+        self.text = ""
+        self.pending: list[_Pending] = []
+
+    def add(self, piece: str, special: bool) -> tuple[list[TokenEvent], bool]:
+        """Take one token's text; return the events now safe to emit and whether it stopped."""
+        start = len(self.text)
+        self.text += piece
+        self.pending.append(_Pending(piece, special, len(self.text)))
+        if not self.stops:
+            return self._release(len(self.text)), False
+        hit = _find_stop(self.text, self.stops, max(0, start - self.longest + 1))
+        if hit is None:
+            held = _held_back(self.text, self.stops, self.longest)
+            return self._release(len(self.text) - held), False
+        ready = self._release(hit)
+        if self.pending and self.pending[0].end - len(self.pending[0].text) < hit:
+            first = self.pending[0]
+            cut = hit - (first.end - len(first.text))
+            ready.append(TokenEvent(first.text[:cut], first.special))
+        self.pending.clear()
+        return ready, True
+
+    def flush(self) -> list[TokenEvent]:
+        """Everything still held back (generation ended without completing a stop string)."""
+        return self._release(len(self.text))
+
+    def _release(self, upto: int) -> list[TokenEvent]:
+        ready: list[TokenEvent] = []
+        while self.pending and self.pending[0].end <= upto:
+            held = self.pending.pop(0)
+            ready.append(TokenEvent(held.text, held.special))
+        return ready
 
 
 def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
