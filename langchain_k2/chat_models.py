@@ -20,7 +20,7 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import LanguageModelInput
-from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
+from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -128,7 +128,9 @@ def resolve_tool_choice(
         return "none", []
     if tool_choice is True or (isinstance(tool_choice, str) and tool_choice in {"any", "required"}):
         if not tools:
-            raise K2ConfigError(f"tool_choice={tool_choice!r} forces a call, but no tools are bound.")
+            raise K2ConfigError(
+                f"tool_choice={tool_choice!r} forces a call, but no tools are bound."
+            )
         return "any", list(tools)
     name: Any = tool_choice
     if isinstance(tool_choice, dict):
@@ -275,10 +277,12 @@ class ChatK2(BaseChatModel):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
+        """Fields that hold secrets, mapped to the environment variable that fills them."""
         return {"hf_token": "HF_TOKEN"}
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
+        """``dumpd`` writes a constructor with secrets replaced by their env names."""
         return True
 
     @property
@@ -489,7 +493,10 @@ class ChatK2(BaseChatModel):
     async def _adrive(self, turn: Turn) -> AsyncIterator[ChatGenerationChunk]:
         backend = self._get_backend()
         while (request := turn.next_request()) is not None:
-            events, event = await self._aretrying()(self._aopen, backend, turn, request)
+            opened: tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]
+            opened = await self._aretrying()(self._aopen, backend, turn, request)
+            events: AsyncIterator[GenerationEvent] = opened[0]
+            event: GenerationEvent | None = opened[1]
             try:
                 while event is not None:
                     for chunk in turn.feed(event):
@@ -511,7 +518,7 @@ class ChatK2(BaseChatModel):
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
         turn = self._prepare_turn(messages, stop, kwargs, self._get_backend().info())
@@ -523,7 +530,7 @@ class ChatK2(BaseChatModel):
         self,
         messages: list[BaseMessage],
         stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
         turn = self._prepare_turn(messages, stop, kwargs, await self._get_backend().ainfo())

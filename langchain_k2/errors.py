@@ -39,7 +39,9 @@ class K2InputError(K2Error, ValueError):
 class ContextWindowExceededError(K2InputError):
     """The rendered prompt plus ``max_new_tokens`` does not fit the model's context window."""
 
-    def __init__(self, message: str, *, prompt_tokens: int, max_new_tokens: int, window: int):
+    def __init__(
+        self, message: str, *, prompt_tokens: int, max_new_tokens: int, window: int
+    ) -> None:
         super().__init__(message)
         self.prompt_tokens = prompt_tokens
         self.max_new_tokens = max_new_tokens
@@ -68,7 +70,7 @@ class K2BackendError(K2Error):
         status: int | None = None,
         error_type: str | None = None,
         retry_after: float | None = None,
-    ):
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
@@ -119,7 +121,9 @@ class K2StreamInterruptedError(K2Error):
         cause: the underlying backend error.
     """
 
-    def __init__(self, message: str, *, partial_text: str, cause: BaseException | None = None):
+    def __init__(
+        self, message: str, *, partial_text: str, cause: BaseException | None = None
+    ) -> None:
         super().__init__(message)
         self.partial_text = partial_text
         self.cause = cause

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import (
     AIMessage,
@@ -355,9 +355,11 @@ def render_prompt(
 
     Example:
         >>> from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-        >>> render_prompt([SystemMessage("Be brief."), HumanMessage("Hi"),
-        ...                AIMessage("Hello!"), HumanMessage("Bye")])
-        'Be brief.<|endofsystemprompt|><|beginofuser|>Hi<|beginofsystem|>Hello!<|beginofuser|>Bye<|beginofsystem|>'
+        >>> prompt = render_prompt([SystemMessage("Be brief."), HumanMessage("Hi"),
+        ...                         AIMessage("Hello!"), HumanMessage("Bye")])
+        >>> prompt.split("|>")  # doctest: +NORMALIZE_WHITESPACE
+        ['Be brief.<|endofsystemprompt', '<|beginofuser', 'Hi<|beginofsystem',
+         'Hello!<|beginofuser', 'Bye<|beginofsystem', '']
     """
     if not messages:
         raise K2InputError("messages is empty: pass at least one HumanMessage.")
@@ -402,11 +404,12 @@ def render_prompt(
                 ]
             elif index < len(body) - 1:
                 parts.append(fmt.assistant_suffix)
-            open_calls = {tc["id"] for tc in calls if tc.get("id")}
+            open_calls = {call_id for tc in calls if (call_id := tc.get("id"))}
             if isinstance(message, AIMessage):
-                open_calls |= {tc["id"] for tc in message.invalid_tool_calls if tc.get("id")}
-        else:  # tool
-            assert isinstance(message, ToolMessage)  # noqa: S101  (role "tool" is ToolMessage)
+                invalid = message.invalid_tool_calls
+                open_calls |= {call_id for tc in invalid if (call_id := tc.get("id"))}
+        else:  # tool: _role_of returns "tool" for ToolMessage only
+            message = cast("ToolMessage", message)
             if previous not in {"assistant", "tool"}:
                 raise K2InputError(
                     "A ToolMessage must follow the AIMessage whose tool call it answers "

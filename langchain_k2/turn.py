@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, ToolCall
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk
 
-from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, TokenEvent
+from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.prompt import K2Format
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk
 
@@ -237,7 +237,9 @@ class Turn:
         # A forced prompt already ends with the open tag, which starts the first block's raw.
         open_tag = self.fmt.tool_call_open
         base = self.prompt[: len(self.prompt) - len(open_tag)] if self.forced else self.prompt
-        self._pending = GenerationRequest(base + "".join(self._text) + open_tag, params, repair=True)
+        self._pending = GenerationRequest(
+            base + "".join(self._text) + open_tag, params, repair=True
+        )
         self._start(primed=True)
 
     def _add_usage(self, event: FinalEvent) -> None:
@@ -250,10 +252,13 @@ class Turn:
 
     def usage(self) -> UsageMetadata:
         """Tokens read and written over all requests of the turn (repairs included)."""
-        return UsageMetadata(
-            input_tokens=self._usage_in,
-            output_tokens=self._usage_out,
-            total_tokens=self._usage_in + self._usage_out,
+        return cast(
+            "UsageMetadata",
+            {
+                "input_tokens": self._usage_in,
+                "output_tokens": self._usage_out,
+                "total_tokens": self._usage_in + self._usage_out,
+            },
         )
 
     def response_metadata(self) -> dict[str, Any]:
@@ -288,7 +293,8 @@ class Turn:
             chunk_position="last",
         )
         return ChatGenerationChunk(
-            message=message, generation_info={"finish_reason": message.response_metadata["finish_reason"]}
+            message=message,
+            generation_info={"finish_reason": message.response_metadata["finish_reason"]},
         )
 
     def message(self) -> AIMessage:

@@ -35,12 +35,13 @@ class ScriptedBackend:
     name: str = "scripted"
 
     def script(self, *replies: Reply | str | Sequence[str]) -> None:
-        for reply in replies:
-            if isinstance(reply, str):
-                reply = Reply(tokens=[reply])
-            elif not isinstance(reply, Reply):
-                reply = Reply(tokens=list(reply))
-            self.replies.append(reply)
+        for spec in replies:
+            if isinstance(spec, Reply):
+                self.replies.append(spec)
+            elif isinstance(spec, str):
+                self.replies.append(Reply(tokens=[spec]))
+            else:
+                self.replies.append(Reply(tokens=list(spec)))
 
     def info(self) -> BackendInfo:
         return self.info_value
@@ -71,6 +72,8 @@ class ScriptedBackend:
             seed=params.seed,
         )
 
-    async def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+    async def astream(
+        self, prompt: str, params: GenerationParams
+    ) -> AsyncIterator[GenerationEvent]:
         for event in self.stream(prompt, params):
             yield event

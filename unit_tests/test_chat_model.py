@@ -83,8 +83,7 @@ def test_stop_strings_are_cut_and_sent():
     llm, backend = make(stop=["END"])
     backend.script(["one ", "two E", "ND three"], ["x E", "N", "D"])
     assert llm.invoke("q").content == "one two "
-    prompt, params = backend.requests[0]
-    assert params.stop[0] == "END"
+    assert backend.requests[0][1].stop[0] == "END"
     chunks = list(llm.stream("q", stop=["ZZ"]))
     assert "".join(str(c.content) for c in chunks) == "x "
     assert backend.requests[1][1].stop[:2] == ("END", "ZZ")
@@ -184,7 +183,11 @@ def test_malformed_call_is_repaired_from_the_broken_block():
     llm, backend = make()
     backend.info_value = BackendInfo(max_stop_sequences=4, supports_grammar=True)
     backend.script(
-        ["Let me add. ", '<tool_call>[{"name": "add", "arguments": {"a": 2, "b": }}]</tool_call>', " tail"],
+        [
+            "Let me add. ",
+            '<tool_call>[{"name": "add", "arguments": {"a": 2, "b": }}]</tool_call>',
+            " tail",
+        ],
         ['{"name": "add", "arguments": {"a": 2, "b": 3}}'],
     )
     message = llm.bind_tools([add, weather]).invoke("q")
@@ -289,7 +292,14 @@ def test_bind_tools_accepts_every_kind_of_tool():
         """Double x."""
         return 2 * x
 
-    openai_dict = {"type": "function", "function": {"name": "od", "description": "d", "parameters": {"type": "object", "properties": {}}}}
+    openai_dict = {
+        "type": "function",
+        "function": {
+            "name": "od",
+            "description": "d",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    }
     llm, backend = make()
     backend.script(["ok"])
     llm.bind_tools([add, Lookup, plain, openai_dict]).invoke("q")
@@ -333,11 +343,13 @@ def test_validation_error_is_not_retried():
 
 def test_stream_cut_after_output_raises_with_partial_text():
     llm, backend = make(max_retries=3)
-    backend.script(Reply(tokens=["par", "tial", "x"], error=K2OverloadedError("cut"), error_after=2))
-    received = []
+    backend.script(
+        Reply(tokens=["par", "tial", "x"], error=K2OverloadedError("cut"), error_after=2)
+    )
+    received: list[object] = []
+    stream = llm.stream("q")
     with pytest.raises(K2StreamInterruptedError) as info:
-        for chunk in llm.stream("q"):
-            received.append(chunk.content)
+        received.extend(chunk.content for chunk in stream)
     assert info.value.partial_text == "partial"
     assert "".join(received) == "partial"
     assert len(backend.requests) == 1
@@ -346,7 +358,11 @@ def test_stream_cut_after_output_raises_with_partial_text():
 def test_special_token_events_keep_their_text():
     llm, backend = make()
     backend.script(
-        [TokenEvent("<tool_call>", special=True), '[{"name": "add", "arguments": {"a": 1, "b": 1}}]', TokenEvent("</tool_call>", special=True)]
+        [
+            TokenEvent("<tool_call>", special=True),
+            '[{"name": "add", "arguments": {"a": 1, "b": 1}}]',
+            TokenEvent("</tool_call>", special=True),
+        ]
     )
     message = llm.bind_tools([add]).invoke("q")
     assert message.tool_calls[0]["args"] == {"a": 1, "b": 1}

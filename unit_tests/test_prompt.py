@@ -39,13 +39,13 @@ FC_PREFIX = (
     "tools: <tools>"
 )
 FC_SUFFIX = (
-    '</tools> Use the following pydantic model json schema for each tool call you will make: '
+    "</tools> Use the following pydantic model json schema for each tool call you will make: "
     '{"properties": {"arguments": {"title": "Arguments", "type": "object"}, "name": {"title": '
     '"Name", "type": "string"}}, "required": ["arguments", "name"], "title": "FunctionCall", '
     '"type": "object"} For each function call return a json object with function name and '
-    "arguments within <tool_call></tool_call> XML tags as follows: <tool_call>{\"arguments\": "
+    'arguments within <tool_call></tool_call> XML tags as follows: <tool_call>{"arguments": '
     '<args-dict>, "name": <function-name>}</tool_call> Please also summarize texts wrapped '
-    "between <tool_response> and </tool_response> in bullet points. For example: {\"fruits\": "
+    'between <tool_response> and </tool_response> in bullet points. For example: {"fruits": '
     '[{"name": "Apple"}, {"name": "Pear"}]} is summarized as: Fruits: - Apple - Pear '
 )
 NEWS_JSON = (
@@ -112,7 +112,9 @@ def test_tools_select_function_calling_system_prompt():
 
 
 def test_user_system_text_follows_function_calling_instructions():
-    prompt = render_prompt([SystemMessage("Answer in French."), HumanMessage("News?")], tools=[NEWS_TOOL])
+    prompt = render_prompt(
+        [SystemMessage("Answer in French."), HumanMessage("News?")], tools=[NEWS_TOOL]
+    )
     assert prompt == (
         FC_PREFIX + NEWS_JSON + FC_SUFFIX + "\n\nAnswer in French.<|endofsystemprompt|>"
         "<|beginofuser|>News?<|beginofsystem|>"
@@ -132,7 +134,7 @@ def test_tool_call_turn_and_responses_render_as_the_card_shows():
         ToolMessage('{"news": [{"title": "A great news headline"}]}', tool_call_id="c1"),
     ]
     assert render_prompt(messages) == (
-        "<|beginofuser|>News?<|beginofsystem|><tool_call>[{\"name\": \"get_news_headlines\", "
+        '<|beginofuser|>News?<|beginofsystem|><tool_call>[{"name": "get_news_headlines", '
         '"arguments": {"country": "United States"}}]</tool_call><|endoftext|><tool_response>'
         '{"news": [{"title": "A great news headline"}]}</tool_response>'
     )
@@ -152,7 +154,7 @@ def test_several_tool_responses_then_reply_then_user_turn():
         HumanMessage("thanks"),
     ]
     assert render_prompt(messages) == (
-        "<|beginofuser|>q<|beginofsystem|>Let me check.<tool_call>[{\"name\": \"a\", "
+        '<|beginofuser|>q<|beginofsystem|>Let me check.<tool_call>[{"name": "a", '
         '"arguments": {"x": 1}}, {"name": "b", "arguments": {}}]</tool_call><|endoftext|>'
         "<tool_response>r1</tool_response><tool_response>r2</tool_response>Done."
         "<|beginofuser|>thanks<|beginofsystem|>"
@@ -196,7 +198,9 @@ def test_trailing_ai_message_is_a_prefill():
 
 
 def test_text_blocks_are_joined():
-    message = HumanMessage(content=[{"type": "text", "text": "a"}, "b", {"type": "text", "text": "c"}])
+    message = HumanMessage(
+        content=[{"type": "text", "text": "a"}, "b", {"type": "text", "text": "c"}]
+    )
     assert render_prompt([message]) == "<|beginofuser|>abc<|beginofsystem|>"
 
 

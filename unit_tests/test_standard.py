@@ -8,7 +8,6 @@ from typing import Any
 from unittest import mock
 
 import pytest
-
 from langchain_core.load import dumpd, load
 from langchain_tests.unit_tests import ChatModelUnitTests
 

@@ -273,3 +273,27 @@ def test_block_chunk_shape() -> None:
     assert second["args"] == parsed.invalid_tool_calls[0]["args"]
     assert chunk.tool_calls[0]["args"] == {"é": "ü"}
     assert len(chunk.invalid_tool_calls) == 1
+
+
+TAG_PAIRS = [("<ab<a", "a>a>"), ("<t>", "</t>"), ("<x", ">"), (OPEN_TAG, CLOSE_TAG)]
+
+
+@PROPERTY_SETTINGS
+@given(
+    tags=st.sampled_from(TAG_PAIRS),
+    text=st.text(alphabet="<ab>/t{}x_ ", max_size=60),
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+)
+def test_self_overlapping_custom_tags_random_splits(
+    tags: tuple[str, str], text: str, cuts: list[int]
+) -> None:
+    open_tag, close_tag = tags
+    parser = ToolCallStreamParser(open_tag=open_tag, close_tag=close_tag)
+    items: list[str | ToolBlock] = []
+    for delta in split_at(text, cuts):
+        items.extend(parser.feed(delta))
+    items.extend(parser.close())
+    whole = parse_tool_calls(text, open_tag=open_tag, close_tag=close_tag)
+    assert "".join(i for i in items if isinstance(i, str)) == whole.content
+    assert [b.raw for b in items if isinstance(b, ToolBlock)] == [b.raw for b in whole.blocks]
+    assert "".join(i if isinstance(i, str) else i.raw for i in items) == text

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -66,19 +67,26 @@ def reply(
     return spec
 
 
+_UNSET: Any = object()
+
+
 def http_error(
     status: int,
     error: str | None = None,
-    error_type: str | None = None,
+    error_type: str | None = _UNSET,
     *,
     retry_after: str | int | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
-    """An HTTP error answered before validation (as a proxy or an overloaded TGI would)."""
+    """An HTTP error answered before validation (as a proxy or an overloaded TGI would).
+
+    The body is `{"error": error, "error_type": error_type}`. Left out, `error_type` is TGI's
+    for 422/424/429/500 and absent for other statuses; `error_type=None` leaves it out.
+    """
     spec: dict[str, Any] = {"status": status, **fields}
     if error is not None:
         spec["error"] = error
-    if error_type is not None:
+    if error_type is not _UNSET:
         spec["error_type"] = error_type
     if retry_after is not None:
         spec["retry_after"] = str(retry_after)
@@ -146,7 +154,7 @@ class FakeTGI:
             cmd += ["--tokenizer", self.tokenizer]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
-        self._stderr = tempfile.TemporaryFile()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - kept open while it runs
         self._proc = subprocess.Popen(
             cmd,
             cwd=_REPO_ROOT,
@@ -163,7 +171,8 @@ class FakeTGI:
         return self
 
     def _read_port(self) -> int:
-        assert self._proc is not None and self._proc.stdout is not None
+        assert self._proc is not None
+        assert self._proc.stdout is not None
         deadline = time.monotonic() + self.start_timeout
         line = b""
         while not line.endswith(b"\n"):
@@ -252,7 +261,7 @@ class FakeTGI:
 
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
         """The recorded TGI requests (control calls excluded), optionally for one path."""
-        route = "requests" if path is None else f"requests?path={urllib.request.quote(path)}"
+        route = "requests" if path is None else f"requests?path={urllib.parse.quote(path)}"
         records: list[dict[str, Any]] = self._call("GET", route)
         return records
 

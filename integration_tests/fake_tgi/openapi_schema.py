@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
@@ -52,8 +52,9 @@ def _registry(strict: bool) -> Registry[Any]:
     schemas = {name: _convert(s, strict) for name, s in spec["components"]["schemas"].items()}
     root = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     root["components"] = {"schemas": schemas}  # type: ignore[assignment]
-    resource = Resource.from_contents(root, default_specification=DRAFT202012)
-    return Registry().with_resource(_ROOT_URI, resource)
+    resource: Resource[Any] = Resource.from_contents(root, default_specification=DRAFT202012)
+    registry: Registry[Any] = Registry().with_resource(_ROOT_URI, resource)
+    return registry
 
 
 def component_schema(name: str, strict: bool = False) -> dict[str, Any]:

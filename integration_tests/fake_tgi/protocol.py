@@ -161,7 +161,7 @@ def parse_spec(raw: Any) -> ReplySpec:
         _check_type("tokens", raw["tokens"], (list,))
         for item in raw["tokens"]:
             if not isinstance(item, dict) or not isinstance(item.get("text"), str):
-                raise SpecError(f"each token must be {{'text': str, 'special': bool}}, got {item!r}")
+                raise SpecError(f"each token must be {{'text': str, 'special': bool}}: {item!r}")
             if set(item) - {"text", "special", "id", "logprob"}:
                 raise SpecError(f"unknown token field(s) in {item!r}")
         spec.tokens = [dict(item) for item in raw["tokens"]]
@@ -215,7 +215,8 @@ def _field(path: str, value: Any, kind: str, optional: bool = True) -> Any:
         return float(value)
     if kind == "Vec<String>":
         if not isinstance(value, list):
-            raise DeserializeError(f"{path}: invalid type: {_type_name(value)}, expected a sequence")
+            found = _type_name(value)
+            raise DeserializeError(f"{path}: invalid type: {found}, expected a sequence")
         for i, item in enumerate(value):
             _field(f"{path}[{i}]", item, "String", optional=False)
         return list(value)
@@ -378,7 +379,7 @@ def _validate_grammar(grammar: dict[str, Any]) -> None:
     elif not isinstance(value, dict):
         raise validation_error("grammar is not supported")
     try:
-        from jsonschema import Draft202012Validator, SchemaError
+        from jsonschema import Draft202012Validator, SchemaError  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - jsonschema is a test dependency
         pass
     else:
@@ -441,8 +442,7 @@ def validate(req: GenerateRequest, cfg: dict[str, Any], tokenizer: Tokenizer) ->
         raise validation_error("`seed` must not be set when `best_of` > 1")
     if p.top_n_tokens is not None and p.top_n_tokens > cfg["max_top_n_tokens"]:
         raise validation_error(
-            f"`top_n_tokens` must be >= 0 and <= {cfg['max_top_n_tokens']}. "
-            f"Given: {p.top_n_tokens}"
+            f"`top_n_tokens` must be >= 0 and <= {cfg['max_top_n_tokens']}. Given: {p.top_n_tokens}"
         )
     if not req.inputs:
         raise validation_error("`inputs` cannot be empty")
@@ -509,6 +509,13 @@ def _logprob(token_id: int) -> float:
     return -round((token_id % 997) / 1000 + 0.001, 4)
 
 
+def _token_doc(token_id: int, text: str, special: bool, logprob: Any = None) -> dict[str, Any]:
+    """TGI's `Token`, keys in its order; the logprob defaults to one derived from the id."""
+    if logprob is None:
+        logprob = _logprob(token_id)
+    return {"id": token_id, "text": text, "logprob": logprob, "special": special}
+
+
 def scripted_tokens(spec: ReplySpec, tokenizer: Tokenizer, eos_token: str) -> list[dict[str, Any]]:
     """The token list a spec generates if nothing stops it early (EOS appended when asked)."""
     out: list[dict[str, Any]] = []
@@ -518,16 +525,15 @@ def scripted_tokens(spec: ReplySpec, tokenizer: Tokenizer, eos_token: str) -> li
             tok = tokenizer.token(item["text"], special)
             token_id = int(item.get("id", tok.id))
             logprob = item.get("logprob", _logprob(token_id))
-            out.append({"id": token_id, "text": item["text"], "logprob": logprob, "special": special})
+            out.append(_token_doc(token_id, item["text"], special, logprob))
     else:
-        for tok in tokenizer.encode(spec.text or ""):
-            out.append(
-                {"id": tok.id, "text": tok.text, "logprob": _logprob(tok.id), "special": tok.special}
-            )
+        out.extend(
+            _token_doc(tok.id, tok.text, tok.special) for tok in tokenizer.encode(spec.text or "")
+        )
     ends_with_eos = bool(out) and out[-1]["special"] and out[-1]["text"] == eos_token
     if spec.finish_reason == "eos_token" and spec.append_eos and not ends_with_eos:
         eos = tokenizer.token(eos_token, True)
-        out.append({"id": eos.id, "text": eos_token, "logprob": _logprob(eos.id), "special": True})
+        out.append(_token_doc(eos.id, eos_token, True))
     return out
 
 
@@ -551,10 +557,9 @@ def generate(spec: ReplySpec, valid: Valid, tokenizer: Tokenizer, eos_token: str
             finish_reason = "stop_sequence"
             break
     text = "".join(t["text"] for t in tokens if not t["special"])
+    seed = valid.seed if valid.sampling else None
     if spec.seed != "unset":
         seed = spec.seed
-    else:
-        seed = valid.seed if valid.sampling else None
     prefill: list[dict[str, Any]] = []
     if valid.decoder_input_details:
         prefill = [

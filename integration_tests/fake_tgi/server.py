@@ -34,8 +34,8 @@ from aiohttp import web
 from .protocol import (
     STATUS_BY_ERROR_TYPE,
     DeserializeError,
-    Generation,
     GenerateRequest,
+    Generation,
     Params,
     ReplySpec,
     SpecError,
@@ -56,6 +56,9 @@ from .state import ConfigError, State
 STATE_KEY: web.AppKey[State] = web.AppKey("state", State)
 CLOSING_KEY: web.AppKey[asyncio.Event] = web.AppKey("closing", asyncio.Event)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Respond = Callable[
+    ["ReplySpec", "Valid", "Generation", dict[str, str]], Awaitable[web.StreamResponse]
+]
 
 _DEFAULT_MESSAGES = {
     "generation": "Request failed during generation: fake TGI scripted error",
@@ -63,11 +66,13 @@ _DEFAULT_MESSAGES = {
     "validation": "Input validation error: fake TGI scripted error",
     "incomplete_generation": "Incomplete generation",
 }
-_ERROR_TYPE_BY_STATUS = {status: kind for kind, status in STATUS_BY_ERROR_TYPE.items()}
-_ERROR_TYPE_BY_STATUS[422] = "validation"
+#: The `error_type` a scripted HTTP error carries by default: TGI's for TGI's statuses, none
+#: (a bare `{"error"}` body, as from a proxy) for the others.
+_ERROR_TYPE_BY_STATUS = {422: "validation", 424: "generation", 429: "overloaded"}
+_ERROR_TYPE_BY_STATUS[500] = "incomplete_generation"
 
 
-class _Aborted(Exception):
+class _AbortedError(Exception):
     """The connection was aborted on purpose; nothing more is to be written."""
 
 
@@ -122,8 +127,13 @@ async def _read_body(request: web.Request, entry: dict[str, Any]) -> Any:
     text = raw.decode("utf-8", errors="replace")
     entry["body_text"] = text
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not (ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))):
-        raise web.HTTPUnsupportedMediaType(text="Expected request with `Content-Type: application/json`")
+    is_json = ctype == "application/json" or (
+        ctype.startswith("application/") and ctype.endswith("+json")
+    )
+    if not is_json:
+        raise web.HTTPUnsupportedMediaType(
+            text="Expected request with `Content-Type: application/json`"
+        )
     try:
         body = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -143,14 +153,16 @@ def _deserialize_failure(exc: DeserializeError) -> web.Response:
 # --------------------------------------------------------------------------- faults
 
 
-async def _serve_fault(request: web.Request, spec: ReplySpec, entry: dict[str, Any]) -> web.StreamResponse:
+async def _serve_fault(
+    request: web.Request, spec: ReplySpec, entry: dict[str, Any]
+) -> web.StreamResponse:
     """Answer with a network/proxy fault: HTTP error, reset before headers, or a hang."""
     state = _state(request)
     await _sleep(request, state.config["latency_s"] + spec.delay_s)
     if spec.reset_before_headers:
         entry["fault"] = "reset_before_headers"
         _abort(request, spec.abort)
-        raise _Aborted
+        raise _AbortedError
     if spec.hang:
         entry["fault"] = "hang"
         deadline = time.monotonic() + state.config["hang_cap_s"]
@@ -158,13 +170,17 @@ async def _serve_fault(request: web.Request, spec: ReplySpec, entry: dict[str, A
         while time.monotonic() < deadline and not closing.is_set():
             transport = request.transport
             if transport is None or transport.is_closing():
-                raise _Aborted
+                raise _AbortedError
             await asyncio.sleep(0.02)
         _abort(request, "close")
-        raise _Aborted
+        raise _AbortedError
     status = spec.status or 500
-    kind = spec.raw["error_type"] if "error_type" in spec.raw else _ERROR_TYPE_BY_STATUS.get(status, "unknown")
-    body: dict[str, Any] = {"error": spec.error or _DEFAULT_MESSAGES.get(kind or "", HTTPStatus(status).phrase)}
+    if "error_type" in spec.raw:
+        kind = spec.raw["error_type"]
+    else:
+        kind = _ERROR_TYPE_BY_STATUS.get(status)
+    message = spec.error or _DEFAULT_MESSAGES.get(kind or "", HTTPStatus(status).phrase)
+    body: dict[str, Any] = {"error": message}
     if kind is not None:
         body["error_type"] = kind
     headers = {"Retry-After": spec.retry_after} if spec.retry_after is not None else None
@@ -184,6 +200,7 @@ def _compute_headers(state: State, req_inputs: str) -> dict[str, str]:
 
 async def _answer_json(
     request: web.Request,
+    *,
     spec: ReplySpec,
     gen: Generation,
     doc: Any,
@@ -210,19 +227,22 @@ async def _answer_json(
         await resp.write(body[: len(body) // 2])
         await asyncio.sleep(0.05)
         _abort(request, spec.abort)
-        raise _Aborted
+        raise _AbortedError
     entry["status"] = 200
     return web.Response(body=body, status=200, headers=headers, content_type="application/json")
 
 
 async def _open_sse(request: web.Request, headers: dict[str, str]) -> web.StreamResponse:
-    resp = web.StreamResponse(status=200, headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"})
+    sse_headers = {**headers, "cache-control": "no-cache", "x-accel-buffering": "no"}
+    resp = web.StreamResponse(status=200, headers=sse_headers)
     resp.content_type = "text/event-stream"
     await resp.prepare(request)
     return resp
 
 
-async def _stream_error(request: web.Request, err: TGIError, headers: dict[str, str]) -> web.StreamResponse:
+async def _stream_error(
+    request: web.Request, err: TGIError, headers: dict[str, str]
+) -> web.StreamResponse:
     """TGI's answer to a stream that fails before generating: HTTP 200, one error event."""
     resp = await _open_sse(request, headers)
     await resp.write(sse(err.body()))
@@ -232,6 +252,7 @@ async def _stream_error(request: web.Request, err: TGIError, headers: dict[str, 
 
 async def _answer_stream(
     request: web.Request,
+    *,
     spec: ReplySpec,
     docs: list[Any],
     headers: dict[str, str],
@@ -260,13 +281,13 @@ async def _answer_stream(
             entry["fault"] = "cut"
             await asyncio.sleep(0.05)
             _abort(request, spec.abort)
-            raise _Aborted
+            raise _AbortedError
         if done_marker:
             await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
     except ConnectionError as exc:
         entry["fault"] = entry["fault"] or "client_gone"
-        raise _Aborted from exc
+        raise _AbortedError from exc
     return resp
 
 
@@ -275,15 +296,14 @@ async def _run_generation(
     entry: dict[str, Any],
     req: GenerateRequest,
     stream: bool,
-    respond: Callable[[ReplySpec, Valid, Generation, dict[str, str]], Awaitable[web.StreamResponse]],
+    respond: Respond,
 ) -> web.StreamResponse:
     """Validation, concurrency limit, reply selection, then `respond` (shared by all routes)."""
     state = _state(request)
     headers = _compute_headers(state, req.inputs)
     try:
         precheck(req, state.config, stream)
-        if state.in_flight >= state.config["max_concurrent_requests"]:
-            raise TGIError(429, "Model is overloaded", "overloaded")
+        _check_permit(state)
         valid = validate(req, state.config, state.tokenizer)
     except TGIError as err:
         entry["status"] = 200 if stream else err.status
@@ -292,8 +312,7 @@ async def _run_generation(
     chosen = state.take()
     if chosen is None:
         entry["status"] = 500
-        err = TGIError(500, "fake TGI: no scripted reply left", "incomplete_generation")
-        return _error(err)
+        return _error(TGIError(500, "fake TGI: no scripted reply left", "incomplete_generation"))
     spec, source = chosen
     entry["reply"], entry["reply_source"] = spec.raw, source
     state.in_flight += 1
@@ -305,13 +324,20 @@ async def _run_generation(
         state.in_flight -= 1
 
 
+def _check_permit(state: State) -> None:
+    """TGI's concurrency semaphore: past `max_concurrent_requests`, "Model is overloaded"."""
+    if state.in_flight >= state.config["max_concurrent_requests"]:
+        raise TGIError(429, "Model is overloaded", "overloaded")
+
+
 async def _generate_route(request: web.Request, route: str) -> web.StreamResponse:
-    state = _state(request)
-    entry = state.record(request.method, request.path, request.query_string, _headers(request), None, "")
+    entry = _record(request)
     return await _guard(request, entry, lambda: _generate_inner(request, entry, route))
 
 
-async def _generate_inner(request: web.Request, entry: dict[str, Any], route: str) -> web.StreamResponse:
+async def _generate_inner(
+    request: web.Request, entry: dict[str, Any], route: str
+) -> web.StreamResponse:
     state = _state(request)
     body = await _read_body(request, entry)
     fault = state.next_fault()
@@ -328,12 +354,17 @@ async def _generate_inner(request: web.Request, entry: dict[str, Any], route: st
     if compat and req.params.return_full_text is None:
         req.params.return_full_text = state.config["compat_return_full_text"]
 
-    async def respond(spec: ReplySpec, valid: Valid, gen: Generation, headers: dict[str, str]) -> web.StreamResponse:
+    async def respond(
+        spec: ReplySpec, valid: Valid, gen: Generation, headers: dict[str, str]
+    ) -> web.StreamResponse:
         if stream:
-            return await _answer_stream(request, spec, stream_events(gen, valid), headers, entry)
+            docs = stream_events(gen, valid)
+            return await _answer_stream(request, spec=spec, docs=docs, headers=headers, entry=entry)
         doc = generate_response(gen, valid)
         headers = {**headers, **_timing_headers(gen)}
-        return await _answer_json(request, spec, gen, [doc] if compat else doc, headers, entry)
+        return await _answer_json(
+            request, spec=spec, gen=gen, doc=[doc] if compat else doc, headers=headers, entry=entry
+        )
 
     return await _run_generation(request, entry, req, stream, respond)
 
@@ -351,8 +382,14 @@ def _timing_headers(gen: Generation) -> dict[str, str]:
     }
 
 
-def _headers(request: web.Request) -> dict[str, str]:
-    return {k.lower(): v for k, v in request.headers.items()}
+def _record(request: web.Request) -> dict[str, Any]:
+    """Log the request in the state (headers lower-cased); returns the log entry."""
+    return _state(request).record(
+        method=request.method,
+        path=request.path,
+        query=request.query_string,
+        headers={k.lower(): v for k, v in request.headers.items()},
+    )
 
 
 async def _guard(
@@ -361,9 +398,11 @@ async def _guard(
     """Turn deliberate aborts into a response aiohttp will not try to send."""
     try:
         return await inner()
-    except _Aborted:
+    except _AbortedError:
         entry["fault"] = entry["fault"] or "aborted"
-        _abort(request, "reset")
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            _abort(request, "reset")
         return web.Response(status=204)
     except web.HTTPException as exc:
         entry["status"] = exc.status
@@ -406,7 +445,9 @@ def _chat_params(body: dict[str, Any]) -> Params:
     return parse_params(raw)
 
 
-def _chat_docs(state: State, gen: Generation, stream: bool, include_usage: bool) -> list[dict[str, Any]]:
+def _chat_docs(
+    state: State, gen: Generation, stream: bool, include_usage: bool
+) -> list[dict[str, Any]]:
     cfg = state.config
     base = {
         "id": "",
@@ -428,7 +469,8 @@ def _chat_docs(state: State, gen: Generation, stream: bool, include_usage: bool)
     for i, token in enumerate(gen.tokens):
         delta = {"role": "assistant", "content": "" if token["special"] else token["text"]}
         last = i == len(gen.tokens) - 1
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish if last else None}
+        reason = finish if last else None
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
         docs.append({"object": "chat.completion.chunk", **base, "choices": [choice], "usage": None})
     if include_usage:
         docs.append({"object": "chat.completion.chunk", **base, "choices": [], "usage": usage})
@@ -436,8 +478,7 @@ def _chat_docs(state: State, gen: Generation, stream: bool, include_usage: bool)
 
 
 async def _chat_route(request: web.Request) -> web.StreamResponse:
-    state = _state(request)
-    entry = state.record(request.method, request.path, request.query_string, _headers(request), None, "")
+    entry = _record(request)
     return await _guard(request, entry, lambda: _chat_inner(request, entry))
 
 
@@ -448,9 +489,10 @@ async def _chat_inner(request: web.Request, entry: dict[str, Any]) -> web.Stream
     if fault is not None:
         entry["reply"], entry["reply_source"] = fault[0].raw, fault[1]
         return await _serve_fault(request, fault[0], entry)
+    if not isinstance(body, dict):
+        entry["status"] = 422
+        return _deserialize_failure(DeserializeError("invalid type, expected struct ChatRequest"))
     try:
-        if not isinstance(body, dict):
-            raise DeserializeError("invalid type, expected struct ChatRequest")
         prompt = _render_chat(body.get("messages"))
         params = _chat_params(body)
     except DeserializeError as exc:
@@ -461,11 +503,18 @@ async def _chat_inner(request: web.Request, entry: dict[str, Any]) -> web.Stream
     include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
     req = GenerateRequest(inputs=prompt, params=params)
 
-    async def respond(spec: ReplySpec, valid: Valid, gen: Generation, headers: dict[str, str]) -> web.StreamResponse:
+    async def respond(
+        spec: ReplySpec, valid: Valid, gen: Generation, headers: dict[str, str]
+    ) -> web.StreamResponse:
         docs = _chat_docs(state, gen, stream, include_usage)
         if stream:
-            return await _answer_stream(request, spec, docs, headers, entry, done_marker=True)
-        return await _answer_json(request, spec, gen, docs[0], {**headers, **_timing_headers(gen)}, entry)
+            return await _answer_stream(
+                request, spec=spec, docs=docs, headers=headers, entry=entry, done_marker=True
+            )
+        headers = {**headers, **_timing_headers(gen)}
+        return await _answer_json(
+            request, spec=spec, gen=gen, doc=docs[0], headers=headers, entry=entry
+        )
 
     return await _run_generation(request, entry, req, stream, respond)
 
@@ -475,13 +524,13 @@ async def _chat_inner(request: web.Request, entry: dict[str, Any]) -> web.Stream
 
 async def _info(request: web.Request) -> web.StreamResponse:
     state = _state(request)
-    state.record(request.method, request.path, request.query_string, _headers(request), None, "")["status"] = 200
+    _record(request)["status"] = 200
     return _json(state.info())
 
 
 async def _health(request: web.Request) -> web.StreamResponse:
     state = _state(request)
-    entry = state.record(request.method, request.path, request.query_string, _headers(request), None, "")
+    entry = _record(request)
     if state.config["healthy"]:
         entry["status"] = 200
         return web.Response(status=200)
@@ -491,7 +540,7 @@ async def _health(request: web.Request) -> web.StreamResponse:
 
 async def _tokenize(request: web.Request) -> web.StreamResponse:
     state = _state(request)
-    entry = state.record(request.method, request.path, request.query_string, _headers(request), None, "")
+    entry = _record(request)
 
     async def inner() -> web.StreamResponse:
         body = await _read_body(request, entry)
@@ -502,7 +551,8 @@ async def _tokenize(request: web.Request) -> web.StreamResponse:
             return _deserialize_failure(exc)
         tokens = state.tokenizer.encode(req.inputs)
         entry["status"] = 200
-        return _json([{"id": t.id, "text": t.text, "start": t.start, "stop": t.stop} for t in tokens])
+        docs = [{"id": t.id, "text": t.text, "start": t.start, "stop": t.stop} for t in tokens]
+        return _json(docs)
 
     return await _guard(request, entry, inner)
 
@@ -523,7 +573,7 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
         f"tgi_queue_size {state.in_flight}",
         "",
     ]
-    state.record(request.method, request.path, request.query_string, _headers(request), None, "")["status"] = 200
+    _record(request)["status"] = 200
     return web.Response(text="\n".join(lines), content_type="text/plain")
 
 
@@ -545,7 +595,7 @@ def _control_call(fn: Callable[[State, Any], Any]) -> Handler:
         payload = await _control_json(request)
         try:
             result = fn(_state(request), payload)
-        except (SpecError, ConfigError, ValueError) as exc:
+        except (SpecError, ConfigError, ValueError, TypeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(result)
 
@@ -555,7 +605,7 @@ def _control_call(fn: Callable[[State, Any], Any]) -> Handler:
 def _script(state: State, payload: Any) -> dict[str, Any]:
     replies = payload.get("replies") if isinstance(payload, dict) else payload
     if not isinstance(replies, list):
-        raise ValueError("POST a JSON list of reply specs (or {'replies': [...]})")
+        raise TypeError("POST a JSON list of reply specs (or {'replies': [...]})")
     return {"pending": state.script(replies)}
 
 
@@ -566,7 +616,7 @@ def _default(state: State, payload: Any) -> dict[str, Any]:
 
 def _configure(state: State, payload: Any) -> dict[str, Any]:
     if not isinstance(payload, dict):
-        raise ValueError("POST a JSON object of config keys")
+        raise TypeError("POST a JSON object of config keys")
     return state.configure(payload)
 
 

@@ -82,7 +82,8 @@ def check_config(update: dict[str, Any]) -> None:
     """Reject unknown keys and wrongly typed values in a configuration update."""
     unknown = set(update) - set(DEFAULT_CONFIG)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)}")
+        known = sorted(DEFAULT_CONFIG)
+        raise ConfigError(f"unknown config key(s) {sorted(unknown)}; known: {known}")
     for key, value in update.items():
         default = DEFAULT_CONFIG[key]
         if key in _INT_KEYS:
@@ -154,7 +155,7 @@ class State:
 
     # ------------------------------------------------------------------ requests
     def record(
-        self, method: str, path: str, query: str, headers: dict[str, str], body: Any, text: str
+        self, *, method: str, path: str, query: str, headers: dict[str, str]
     ) -> dict[str, Any]:
         """Log a TGI request; the returned dict is filled in further as it is answered."""
         entry: dict[str, Any] = {
@@ -163,8 +164,8 @@ class State:
             "path": path,
             "query": query,
             "headers": headers,
-            "body": body,
-            "body_text": text,
+            "body": None,
+            "body_text": "",
             "received_at": time.time(),
             "reply": None,
             "reply_source": None,

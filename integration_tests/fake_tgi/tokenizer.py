@@ -135,7 +135,8 @@ class HFTokenizer:
             decoded = self._tok.decode(ids, skip_special_tokens=False)
             piece = decoded[len(previous) :] if decoded.startswith(previous) else decoded
             previous = decoded
-            out.append(Tok(token_id, piece, cursor, cursor + len(piece), token_id in self._special_ids))
+            special = token_id in self._special_ids
+            out.append(Tok(token_id, piece, cursor, cursor + len(piece), special))
             cursor += len(piece)
         return out
 

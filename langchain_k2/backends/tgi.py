@@ -348,9 +348,11 @@ class TGIBackend:
                 raise
             raise mapped from exc
         finally:
-            client.close()
+            client.close()  # type: ignore[no-untyped-call]
 
-    async def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+    async def astream(
+        self, prompt: str, params: GenerationParams
+    ) -> AsyncIterator[GenerationEvent]:
         """Async twin of :meth:`stream`."""
         client = AsyncInferenceClient(**self._client_kwargs())
         try:
@@ -366,4 +368,4 @@ class TGIBackend:
                 raise
             raise mapped from exc
         finally:
-            await client.close()
+            await client.close()  # type: ignore[no-untyped-call]
