@@ -92,22 +92,30 @@ class StopFilter:
 def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """TGI grammar constraining output to one call of one of ``tools``.
 
-    The schema is ``{"name": <const>, "arguments": <the tool's schema>}``, an ``anyOf``
-    union when several tools are allowed.
+    The schema is ``{"name": <const>, "arguments": <the tool's schema>}``. With several
+    tools, ``name`` is an ``enum`` and ``arguments`` an ``anyOf`` of their schemas: TGI
+    refuses a grammar without top-level ``properties``, so a top-level union of whole
+    calls is not possible; a name paired with another tool's arguments still fails
+    validation afterwards and is repaired.
+
+    Example:
+        >>> call_grammar([{"name": "f", "parameters": {"type": "object", "properties": {}}}])
+        {'type': 'json', 'value': {'type': 'object', 'properties': {'name': {'const': 'f'}, \
+'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']}}
     """
-    options = []
+    names: list[str] = []
+    schemas: list[dict[str, Any]] = []
     for tool in tools:
         fn = tool.get("function", tool)
         params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
         params.setdefault("type", "object")
-        options.append(
-            {
-                "type": "object",
-                "properties": {"name": {"const": fn["name"]}, "arguments": params},
-                "required": ["name", "arguments"],
-            }
-        )
-    schema = options[0] if len(options) == 1 else {"anyOf": options}
+        names.append(fn["name"])
+        schemas.append(params)
+    if len(names) == 1:
+        properties = {"name": {"const": names[0]}, "arguments": schemas[0]}
+    else:
+        properties = {"name": {"enum": names}, "arguments": {"anyOf": schemas}}
+    schema = {"type": "object", "properties": properties, "required": ["name", "arguments"]}
     return {"type": "json", "value": schema}
 
 

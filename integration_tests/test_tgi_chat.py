@@ -1,0 +1,288 @@
+"""ChatK2 over real sockets against the loopback TGI server (a separate process).
+
+Every test scripts the server's replies and asserts what a user would notice: the
+prompt and parameters on the wire, the content and calls parsed, the error raised.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+
+from integration_tests.fake_tgi import FakeTGI
+from integration_tests.fake_tgi.client import http_error, reply, special, tokens_of
+from langchain_k2 import (
+    ChatK2,
+    K2BackendError,
+    K2ConfigError,
+    K2GenerationError,
+    K2OverloadedError,
+    K2StreamInterruptedError,
+    K2UnavailableError,
+    K2ValidationError,
+)
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Current weather in a city."""
+    return f"sunny in {city}"
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def chat(tgi: FakeTGI, **kwargs: Any) -> ChatK2:
+    kwargs.setdefault("retry_backoff", 0.0)
+    kwargs.setdefault("timeout", 10)
+    return ChatK2(endpoint_url=tgi.url, **kwargs)
+
+
+def generate_requests(tgi: FakeTGI) -> list[dict[str, Any]]:
+    return [r for r in tgi.requests() if r["path"] == "/" and r["method"] == "POST"]
+
+
+def eos() -> dict[str, Any]:
+    return special("<|endoftext|>")
+
+
+def test_invoke_sends_the_k2_prompt_and_tgi_parameters(tgi: FakeTGI) -> None:
+    tgi.script(reply(tokens=tokens_of("Paris", ".", eos()), seed=42))
+    message = chat(tgi, temperature=0, top_p=1.0, max_new_tokens=64).invoke("Capital of France?")
+    assert message.content == "Paris."
+    body = generate_requests(tgi)[0]["body"]
+    assert body["inputs"] == "<|beginofuser|>Capital of France?<|beginofsystem|>"
+    params = body["parameters"]
+    assert params["return_full_text"] is False
+    assert params["details"] is True
+    assert params["do_sample"] is False
+    assert "temperature" not in params
+    assert "top_p" not in params
+    assert params["max_new_tokens"] == 64
+    assert body["stream"] is True
+    assert message.response_metadata["finish_reason"] == "eos_token"
+    assert message.response_metadata["seed"] == 42
+    usage = message.usage_metadata
+    assert usage is not None
+    assert usage["output_tokens"] == 3
+    assert usage["input_tokens"] > 0
+    assert usage["total_tokens"] == usage["input_tokens"] + 3
+
+
+def test_sampling_parameters_are_sent(tgi: FakeTGI) -> None:
+    tgi.script(reply(tokens=tokens_of("x", eos())))
+    chat(tgi, temperature=0.7, top_p=0.9, top_k=40, repetition_penalty=1.1, seed=3).invoke("q")
+    params = generate_requests(tgi)[0]["body"]["parameters"]
+    assert params["temperature"] == 0.7
+    assert params["do_sample"] is True
+    assert params["top_p"] == 0.9
+    assert params["top_k"] == 40
+    assert params["repetition_penalty"] == 1.1
+    assert params["seed"] == 3
+
+
+def test_stream_matches_invoke_and_reports_usage_last(tgi: FakeTGI) -> None:
+    tokens = tokens_of("The", " sky", " is", " blue", ".", eos())
+    tgi.script(reply(tokens=tokens), reply(tokens=tokens))
+    llm = chat(tgi)
+    whole = llm.invoke("Sky?")
+    chunks = list(llm.stream("Sky?"))
+    assert "".join(str(c.content) for c in chunks) == whole.content == "The sky is blue."
+    assert chunks[-1].usage_metadata == whole.usage_metadata
+    assert sum(1 for c in chunks if c.content) == 5
+
+
+async def test_async_invoke_stream_and_batch(tgi: FakeTGI) -> None:
+    tgi.set_default(reply(tokens=tokens_of("ok", eos())))
+    llm = chat(tgi)
+    assert (await llm.ainvoke("a")).content == "ok"
+    assert "".join([str(c.content) async for c in llm.astream("b")]) == "ok"
+    assert [m.content for m in await llm.abatch(["c", "d", "e"])] == ["ok"] * 3
+    assert [m.content for m in llm.batch(["f", "g"])] == ["ok"] * 2
+    prompts = sorted(r["body"]["inputs"] for r in generate_requests(tgi))
+    assert len(prompts) == 7
+
+
+def test_stop_strings_are_sent_and_kept_out_of_content(tgi: FakeTGI) -> None:
+    tgi.script(
+        reply(tokens=tokens_of("one", " two", " STOP", " three"), finish_reason="stop_sequence")
+    )
+    message = chat(tgi).invoke("count", stop=["STOP"])
+    assert message.content == "one two "
+    assert message.response_metadata["finish_reason"] == "stop_sequence"
+    stops = generate_requests(tgi)[0]["body"]["parameters"]["stop"]
+    assert stops[0] == "STOP"
+    assert len(stops) <= 4
+
+
+def test_more_stop_strings_than_the_server_allows_fails_before_generating(tgi: FakeTGI) -> None:
+    tgi.configure(max_stop_sequences=2)
+    with pytest.raises(K2ConfigError, match="at most 2"):
+        chat(tgi).invoke("q", stop=["a", "b", "c"])
+    assert generate_requests(tgi) == []
+
+
+def test_special_token_tags_survive_tgis_generated_text(tgi: FakeTGI) -> None:
+    call = json.dumps([{"name": "get_weather", "arguments": {"city": "Oslo"}}])
+    tgi.script(
+        reply(
+            tokens=tokens_of(
+                "Let me check.", special("<tool_call>"), call, special("</tool_call>"), eos()
+            )
+        )
+    )
+    message = chat(tgi).bind_tools([get_weather]).invoke("Weather in Oslo?")
+    assert message.content == "Let me check."
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [
+        ("get_weather", {"city": "Oslo"})
+    ]
+    prompt = generate_requests(tgi)[0]["body"]["inputs"]
+    assert '<tools>[{"name": "get_weather", "description": "Current weather in a city."' in prompt
+
+
+def test_malformed_call_then_repair_with_grammar(tgi: FakeTGI) -> None:
+    broken = '[{"name": "add", "arguments": {"a": 2, "b": }}]'
+    tgi.script(
+        reply(
+            tokens=tokens_of("Adding. ", special("<tool_call>"), broken, special("</tool_call>"))
+        ),
+        reply(tokens=tokens_of('{"name": "add", "arguments": {"a": 2, "b": 3}}', eos())),
+    )
+    message = chat(tgi).bind_tools([add, get_weather]).invoke("2+3?")
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("add", {"a": 2, "b": 3})]
+    assert message.content == "Adding. "
+    assert message.response_metadata["tool_call_retries"] == 1
+    first, second = generate_requests(tgi)
+    assert second["body"]["inputs"] == first["body"]["inputs"] + "Adding. <tool_call>"
+    grammar = second["body"]["parameters"]["grammar"]
+    assert grammar["type"] == "json"
+    assert grammar["value"]["properties"]["name"] == {"enum": ["add", "get_weather"]}
+
+
+def test_forced_tool_choice_request_body(tgi: FakeTGI) -> None:
+    tgi.script(
+        reply(tokens=tokens_of('{"name": "get_weather", "arguments": {"city": "Rome"}}', eos()))
+    )
+    llm = chat(tgi).bind_tools([add, get_weather], tool_choice="get_weather")
+    message = llm.invoke("Rome?")
+    body = generate_requests(tgi)[0]["body"]
+    assert body["inputs"].endswith("<|beginofuser|>Rome?<|beginofsystem|><tool_call>")
+    assert body["parameters"]["grammar"]["value"]["properties"]["name"] == {"const": "get_weather"}
+    assert message.tool_calls[0]["args"] == {"city": "Rome"}
+
+
+def test_server_without_grammar_falls_back_to_prompting(tgi: FakeTGI) -> None:
+    tgi.configure(grammar_enabled=False)
+    call = '{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
+    tgi.script(reply(tokens=tokens_of(call, eos())), reply(tokens=tokens_of(call, eos())))
+    llm = chat(tgi).bind_tools([add], tool_choice="any")
+    assert llm.invoke("1+2").tool_calls[0]["args"] == {"a": 1, "b": 2}
+    assert llm.invoke("1+2").tool_calls[0]["args"] == {"a": 1, "b": 2}
+    sent = generate_requests(tgi)
+    # First try carried a grammar and got a 422; every later request carries none.
+    assert "grammar" in sent[0]["body"]["parameters"]
+    assert all("grammar" not in r["body"]["parameters"] for r in sent[1:])
+    assert len(sent) == 3
+
+
+def test_agent_round_trip_is_prefix_stable(tgi: FakeTGI) -> None:
+    first = '[{"name": "add", "arguments": {"a": 2, "b": 3}}]'
+    tgi.script(
+        reply(
+            tokens=tokens_of(
+                "Let me add.", special("<tool_call>"), first, special("</tool_call>"), eos()
+            )
+        ),
+        reply(tokens=tokens_of("It is 5.", eos())),
+    )
+    llm = chat(tgi).bind_tools([add])
+    history: list[Any] = [HumanMessage("2+3?")]
+    answer = llm.invoke(history)
+    history += [answer, ToolMessage("5", tool_call_id=answer.tool_calls[0]["id"])]
+    final = llm.invoke(history)
+    assert final.content == "It is 5."
+    p1, p2 = (r["body"]["inputs"] for r in generate_requests(tgi))
+    completion = f"Let me add.<tool_call>{first}</tool_call><|endoftext|>"
+    assert p2 == p1 + completion + "<tool_response>5</tool_response>"
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+def test_validation_error_names_the_fix_and_is_not_retried(tgi: FakeTGI) -> None:
+    tgi.configure(max_total_tokens=40, max_input_tokens=30)
+    with pytest.raises(K2ValidationError, match="max_new_tokens") as info:
+        chat(tgi, max_retries=3).invoke("hello " * 50, max_new_tokens=20)
+    assert info.value.status == 422
+    assert len(generate_requests(tgi)) == 1
+
+
+def test_overloaded_is_retried(tgi: FakeTGI) -> None:
+    tgi.script(
+        http_error(429, "Model is overloaded", "overloaded", retry_after=0),
+        reply(tokens=tokens_of("fine", eos())),
+    )
+    assert chat(tgi, max_retries=2).invoke("q").content == "fine"
+    assert len(generate_requests(tgi)) == 2
+
+
+def test_overloaded_surfaces_after_retries(tgi: FakeTGI) -> None:
+    tgi.set_default(http_error(429, "Model is overloaded", "overloaded"))
+    with pytest.raises(K2OverloadedError, match="overloaded"):
+        chat(tgi, max_retries=1).invoke("q")
+    assert len(generate_requests(tgi)) == 2
+
+
+def test_503_loading_is_unavailable(tgi: FakeTGI) -> None:
+    tgi.set_default(http_error(503, "Model is loading", None))
+    with pytest.raises(K2UnavailableError, match="503"):
+        chat(tgi, max_retries=0).invoke("q")
+
+
+def test_error_event_inside_the_stream(tgi: FakeTGI) -> None:
+    tgi.script(
+        reply(
+            tokens=tokens_of("a", "b", "c"),
+            error_event_after=0,
+            error="Request failed during generation: CUDA OOM",
+            error_type="generation",
+        )
+    )
+    with pytest.raises(K2GenerationError, match="CUDA OOM"):
+        chat(tgi, max_retries=0).invoke("q")
+
+
+def test_stream_cut_after_tokens_raises_with_partial_text(tgi: FakeTGI) -> None:
+    tgi.script(reply(tokens=tokens_of("Hello", " wor", "ld", "!"), cut_after=2))
+    received: list[str] = []
+    stream = chat(tgi, max_retries=3).stream("q")
+    with pytest.raises(K2StreamInterruptedError) as info:
+        received.extend(str(chunk.content) for chunk in stream)
+    assert info.value.partial_text == "Hello wor"
+    assert "".join(received) == "Hello wor"
+    assert len(generate_requests(tgi)) == 1
+
+
+def test_unreachable_server_says_so() -> None:
+    llm = ChatK2(endpoint_url="http://127.0.0.1:9", max_retries=0, timeout=2)
+    with pytest.raises(K2BackendError, match="127.0.0.1:9"):
+        llm.invoke("q")
+
+
+def test_streamed_invalid_call_stays_invalid_after_langchain_merges_it(tgi: FakeTGI) -> None:
+    truncated = '[{"name": "add", "arguments": {"a": 1'
+    tgi.script(reply(tokens=tokens_of("x", special("<tool_call>"), truncated)))
+    merged: AIMessageChunk | None = None
+    for chunk in chat(tgi, max_tool_call_retries=0).bind_tools([add]).stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    assert merged.tool_calls == []
+    assert len(merged.invalid_tool_calls) == 1
+    assert merged.invalid_tool_calls[0]["args"] == "<tool_call>" + truncated
