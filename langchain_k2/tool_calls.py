@@ -23,6 +23,7 @@ are merged (spec section 5). Every call gets a fresh id from :func:`new_call_id`
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import json
 import math
@@ -118,7 +119,7 @@ class ParsedToolCalls:
 
 
 class _ToolIndex:
-    """The bound tools by name, each with a lazily built argument validator."""
+    """The bound tools by name, each with its argument validator (built here, once)."""
 
     def __init__(self, tools: Sequence[Mapping[str, Any]]) -> None:
         self._schemas: dict[str, Mapping[str, Any] | None] = {}
@@ -142,39 +143,58 @@ class _ToolIndex:
                 msg = f"the 'parameters' of tool {name!r} must be a JSON schema object"
                 raise ToolDefinitionError(msg)
             self._schemas[name] = parameters
+            self._validators[name] = _make_validator(name, parameters)
 
     def check(self, name: str, args: dict[str, Any]) -> str | None:
         """Return why ``args`` cannot go to tool ``name``, or ``None`` if they can."""
         if name not in self._schemas:
             bound = ", ".join(self._schemas) or "(none)"
             return f"unknown tool {name!r}; bound tools: {bound}"
-        validator = self._validators.get(name)
-        if validator is None:
-            validator = _make_validator(name, self._schemas[name])
-            self._validators[name] = validator
-        problem = validator(args)
+        problem = self._validators[name](args)
         if problem is None:
             return None
         return f"arguments for {name!r} fail its schema: {problem}"
 
 
+@functools.lru_cache(maxsize=256)
+def _compiled_schema(schema_json: str) -> Any:
+    """A ``jsonschema`` validator for a schema given as JSON (cached: tools repeat per call).
+
+    Raises:
+        jsonschema.exceptions.SchemaError: the schema is not a valid JSON schema.
+    """
+    jsonschema: Any = importlib.import_module("jsonschema")
+    schema = json.loads(schema_json)
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator_cls.check_schema(schema)
+    return validator_cls(schema)
+
+
 def _make_validator(
     name: str, schema: Mapping[str, Any] | None
 ) -> Callable[[dict[str, Any]], str | None]:
-    """Build a function returning the first schema violation of some arguments, or None."""
+    """Build a function returning the first schema violation of some arguments, or None.
+
+    Uses ``jsonschema`` when it is installed (imported here, lazily), else a small check of
+    ``required`` and the top-level property ``type``s.
+
+    Raises:
+        ToolDefinitionError: the schema is not a valid JSON schema.
+    """
     if not schema:
         return lambda _args: None
     try:
         jsonschema: Any = importlib.import_module("jsonschema")
     except ImportError:
         return lambda args: _basic_schema_problem(schema, args)
-    validator_cls = jsonschema.validators.validator_for(schema)
     try:
-        validator_cls.check_schema(schema)
+        validator = _compiled_schema(json.dumps(schema, sort_keys=True))
+    except (TypeError, ValueError) as exc:  # not JSON-serializable: cannot be sent either
+        msg = f"the 'parameters' of tool {name!r} are not JSON-serializable: {exc}"
+        raise ToolDefinitionError(msg) from exc
     except jsonschema.exceptions.SchemaError as exc:
         msg = f"the 'parameters' of tool {name!r} are not a valid JSON schema: {exc.message}"
         raise ToolDefinitionError(msg) from exc
-    validator = validator_cls(schema)
     best_match = jsonschema.exceptions.best_match
 
     def validate(args: dict[str, Any]) -> str | None:

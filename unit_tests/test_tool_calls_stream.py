@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessageChunk
 
+from langchain_k2.errors import ToolDefinitionError
 from langchain_k2.tool_calls import (
     CLOSE_TAG,
     OPEN_TAG,
@@ -297,3 +298,10 @@ def test_self_overlapping_custom_tags_random_splits(
     assert "".join(i for i in items if isinstance(i, str)) == whole.content
     assert [b.raw for b in items if isinstance(b, ToolBlock)] == [b.raw for b in whole.blocks]
     assert "".join(i if isinstance(i, str) else i.raw for i in items) == text
+
+
+def test_bad_tool_definitions_fail_at_construction_not_mid_stream() -> None:
+    with pytest.raises(ToolDefinitionError, match="not a valid JSON schema"):
+        ToolCallStreamParser([{"name": "a", "parameters": {"type": 5}}])
+    with pytest.raises(ToolDefinitionError, match="no name"):
+        ToolCallStreamParser([{"type": "function", "function": {"parameters": {}}}])
