@@ -272,7 +272,7 @@ def test_stream_cut_after_tokens_raises_with_partial_text(tgi: FakeTGI) -> None:
 
 def test_unreachable_server_says_so() -> None:
     llm = ChatK2(endpoint_url="http://127.0.0.1:9", max_retries=0, timeout=2)
-    with pytest.raises(K2BackendError, match="127.0.0.1:9"):
+    with pytest.raises(K2BackendError, match=r"127\.0\.0\.1:9"):
         llm.invoke("q")
 
 

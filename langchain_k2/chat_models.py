@@ -19,11 +19,11 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import LanguageModelInput
-from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.exceptions import OutputParserException
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -40,6 +40,7 @@ from langchain_k2.errors import (
     ToolDefinitionError,
 )
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
+from langchain_k2.structured import build_spec, raw_result, with_instruction
 from langchain_k2.turn import GenerationRequest, Turn
 
 ToolChoice = str | bool | dict[str, Any] | None
@@ -336,6 +337,82 @@ class ChatK2(BaseChatModel):
         resolve_tool_choice(tool_choice, formatted)
         return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
 
+    def with_structured_output(
+        self,
+        schema: dict[str, Any] | type | None = None,
+        *,
+        method: Literal["json_schema", "function_calling", "json_mode"] = "json_schema",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """A runnable that returns output validated against ``schema``.
+
+        Args:
+            schema: a pydantic class (instances are returned), a TypedDict or a JSON-schema
+                dict (dicts are returned); ``None`` only with ``method="json_mode"``.
+            method: ``"json_schema"`` constrains decoding with the backend's JSON-schema
+                grammar; ``"function_calling"`` forces a call of a tool whose parameters
+                are the schema; ``"json_mode"`` constrains output to a JSON object.
+                When the backend refuses grammars, instructions in the system prompt
+                steer the model and ``response_metadata["grammar_fallback"]`` says so.
+            include_raw: return ``{"raw", "parsed", "parsing_error"}`` instead of raising.
+            strict: ``None``/``True`` constrain decoding with a grammar; ``False`` only
+                instructs the model and validates (no grammar), like OpenAI's non-strict
+                mode. Output is validated either way.
+            **kwargs: none are accepted (an unknown option raises).
+
+        Output that fails validation is asked for again, up to
+        ``max_tool_call_retries`` times; the count is in the raw message's
+        ``response_metadata["structured_output_retries"]``.
+        """
+        if kwargs:
+            raise K2ConfigError(f"Unknown with_structured_output option(s): {sorted(kwargs)}.")
+        spec = build_spec(schema, method, constrain=strict is not False)
+        ls_format = {"kwargs": {"method": method}, "schema": schema}
+        if method == "function_calling":
+            bound = self.bind_tools(
+                [cast("Any", schema)], tool_choice=spec.name, ls_structured_output_format=ls_format
+            )
+        else:
+            bound = self.bind(grammar=spec.grammar, ls_structured_output_format=ls_format)
+        attempts = self.max_tool_call_retries + 1
+
+        def prepare(value: LanguageModelInput) -> list[BaseMessage]:
+            return with_instruction(self._convert_input(value).to_messages(), spec.instruction)
+
+        def finish(raw: AIMessage, attempt: int, parsed: Any, error: Exception | None) -> Any:
+            raw.response_metadata["structured_output_retries"] = attempt
+            if include_raw:
+                return raw_result(raw, parsed, error)
+            if error is not None:
+                raise error
+            return parsed
+
+        def run(value: LanguageModelInput, config: RunnableConfig) -> Any:
+            messages = prepare(value)
+            for attempt in range(attempts):
+                raw = bound.invoke(messages, config)
+                try:
+                    return finish(raw, attempt, spec.parse(raw), None)
+                except OutputParserException as exc:
+                    if attempt == attempts - 1:
+                        return finish(raw, attempt, None, exc)
+            raise AssertionError  # pragma: no cover - the loop always returns
+
+        async def arun(value: LanguageModelInput, config: RunnableConfig) -> Any:
+            messages = prepare(value)
+            for attempt in range(attempts):
+                raw = await bound.ainvoke(messages, config)
+                try:
+                    return finish(raw, attempt, spec.parse(raw), None)
+                except OutputParserException as exc:
+                    if attempt == attempts - 1:
+                        return finish(raw, attempt, None, exc)
+            raise AssertionError  # pragma: no cover - the loop always returns
+
+        return RunnableLambda(run, afunc=arun, name="ChatK2StructuredOutput")
+
     # ------------------------------------------------------------------ backend
 
     def _get_backend(self) -> Backend:
@@ -412,7 +489,10 @@ class ChatK2(BaseChatModel):
         markers = tuple(m for m in fmt.stop_markers if m not in user_stops)[:room]
         params = replace(params, stop=(*user_stops, *markers))
         use_grammar = self._grammar_ok is not False and info.supports_grammar is not False
-        return Turn(
+        fallback = params.grammar is not None and not use_grammar
+        if fallback:
+            params = params.without_grammar()
+        turn = Turn(
             prompt=prompt,
             params=params,
             fmt=fmt,
@@ -424,6 +504,8 @@ class ChatK2(BaseChatModel):
             user_stops=user_stops,
             model_name=self.model_name,
         )
+        turn.grammar_fallback = fallback
+        return turn
 
     def _grammar_refused(self, turn: Turn, request: GenerationRequest) -> GenerationRequest:
         self._grammar_ok = False

@@ -149,6 +149,7 @@ class Turn:
 
     repairs: int = 0
     aborted: bool = False
+    grammar_fallback: bool = False
     emitted: list[str | ToolBlock] = field(default_factory=list)
     _pending: GenerationRequest | None = None
     _parser: ToolCallStreamParser = field(init=False)
@@ -180,6 +181,7 @@ class Turn:
     def drop_grammar(self, request: GenerationRequest) -> GenerationRequest:
         """The same request without grammar (the server refused it before any output)."""
         self.use_grammar = False
+        self.grammar_fallback = True
         return GenerationRequest(request.prompt, request.params.without_grammar(), request.repair)
 
     def _start(self, *, primed: bool) -> None:
@@ -290,6 +292,10 @@ class Turn:
         }
         if errors:
             metadata["invalid_tool_call_errors"] = errors
+        if self.grammar_fallback:
+            metadata["grammar_fallback"] = (
+                "the backend refuses grammars; output was steered by instructions only"
+            )
         return metadata
 
     def last_chunk(self) -> ChatGenerationChunk:

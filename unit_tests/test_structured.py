@@ -1,0 +1,173 @@
+"""with_structured_output over an in-memory backend: methods, schema kinds, retries."""
+
+from __future__ import annotations
+
+import json
+from typing import TypedDict
+
+import pytest
+from langchain_core.exceptions import OutputParserException
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+
+from langchain_k2 import ChatK2, K2ConfigError, K2GrammarUnsupportedError
+from langchain_k2.backends.base import BackendInfo
+
+from .scripted_backend import Reply, ScriptedBackend
+
+
+class Person(BaseModel):
+    """A person."""
+
+    name: str
+    age: int = Field(ge=0)
+
+
+class PersonDict(TypedDict):
+    """A person."""
+
+    name: str
+    age: int
+
+
+PERSON_SCHEMA = {
+    "title": "Person",
+    "description": "A person.",
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+ALICE = '{"name": "Alice", "age": 30}'
+
+
+def make(**kwargs):
+    backend = ScriptedBackend(info_value=BackendInfo(max_stop_sequences=4, supports_grammar=True))
+    return ChatK2(backend=backend, retry_backoff=0.0, **kwargs), backend
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        (Person, Person(name="Alice", age=30)),
+        (PersonDict, {"name": "Alice", "age": 30}),
+        (PERSON_SCHEMA, {"name": "Alice", "age": 30}),
+    ],
+)
+def test_json_schema_method_constrains_with_grammar(schema, expected):
+    llm, backend = make()
+    backend.script([ALICE])
+    assert llm.with_structured_output(schema).invoke("Alice is 30.") == expected
+    prompt, params = backend.requests[0]
+    assert params.grammar is not None
+    assert params.grammar["type"] == "json"
+    assert set(params.grammar["value"]["properties"]) == {"name", "age"}
+    assert "It must satisfy this JSON schema" in prompt
+
+
+@pytest.mark.parametrize(
+    ("schema", "name"), [(Person, "Person"), (PersonDict, "PersonDict"), (PERSON_SCHEMA, "Person")]
+)
+def test_function_calling_method_forces_the_schema_tool(schema, name):
+    llm, backend = make()
+    backend.script([f'{{"name": "{name}", "arguments": {{"name": "Bob", "age": 4}}}}'])
+    result = llm.with_structured_output(schema, method="function_calling").invoke("Bob is 4.")
+    got = result.model_dump() if isinstance(result, BaseModel) else result
+    assert got == {"name": "Bob", "age": 4}
+    prompt, params = backend.requests[0]
+    assert prompt.endswith("<tool_call>")
+    assert params.grammar["value"]["properties"]["name"] == {"const": name}
+
+
+def test_strict_false_instructs_without_grammar():
+    llm, backend = make()
+    backend.script([ALICE])
+    assert llm.with_structured_output(Person, strict=False).invoke("q") == Person(
+        name="Alice", age=30
+    )
+    prompt, params = backend.requests[0]
+    assert params.grammar is None
+    assert "It must satisfy this JSON schema" in prompt
+
+
+def test_json_mode_without_schema_returns_any_object():
+    llm, backend = make()
+    backend.script(['{"anything": [1, 2]}'])
+    assert llm.with_structured_output(None, method="json_mode").invoke("q") == {"anything": [1, 2]}
+    prompt, params = backend.requests[0]
+    assert params.grammar["value"]["type"] == "object"
+    assert "Respond with a single JSON object" in prompt
+
+
+def test_json_mode_with_schema_validates():
+    llm, backend = make()
+    backend.script(['{"name": "C", "age": 2}'])
+    assert llm.with_structured_output(Person, method="json_mode").invoke("q") == Person(
+        name="C", age=2
+    )
+
+
+def test_first_reply_fails_validation_second_is_used():
+    llm, backend = make()
+    backend.script(['{"name": "Alice", "age": -3}'], [ALICE])
+    structured = llm.with_structured_output(Person, include_raw=True)
+    result = structured.invoke("Alice is 30.")
+    assert result["parsed"] == Person(name="Alice", age=30)
+    assert result["parsing_error"] is None
+    assert result["raw"].response_metadata["structured_output_retries"] == 1
+    assert len(backend.requests) == 2
+
+
+def test_retries_run_out_include_raw_reports_error_else_raises():
+    llm, backend = make(max_tool_call_retries=1)
+    backend.script(["not json"], ["still not"], ["nope"], ["no"])
+    result = llm.with_structured_output(Person, include_raw=True).invoke("q")
+    assert result["parsed"] is None
+    assert isinstance(result["parsing_error"], OutputParserException)
+    assert result["raw"].content == "still not"
+    with pytest.raises(OutputParserException, match="JSON"):
+        llm.with_structured_output(Person).invoke("q")
+
+
+async def test_async_structured_output():
+    llm, backend = make()
+    backend.script([ALICE])
+    assert await llm.with_structured_output(Person).ainvoke("q") == Person(name="Alice", age=30)
+
+
+def test_instruction_joins_an_existing_system_message():
+    llm, backend = make()
+    backend.script([ALICE])
+    llm.with_structured_output(Person).invoke([SystemMessage("Be exact."), HumanMessage("q")])
+    prompt = backend.requests[0][0]
+    assert prompt.startswith("Be exact.\n\nRespond with a single JSON object")
+    assert prompt.count("<|endofsystemprompt|>") == 1
+
+
+def test_grammar_refusal_falls_back_to_instructions_and_says_so():
+    llm, backend = make()
+    backend.script(
+        Reply(error=K2GrammarUnsupportedError("grammar is not supported", status=422)), [ALICE]
+    )
+    result = llm.with_structured_output(Person, include_raw=True).invoke("q")
+    assert result["parsed"] == Person(name="Alice", age=30)
+    assert "grammar_fallback" in result["raw"].response_metadata
+    assert backend.requests[1][1].grammar is None
+
+
+def test_bad_arguments_raise():
+    llm, _ = make()
+    with pytest.raises(K2ConfigError, match="method"):
+        llm.with_structured_output(Person, method="xml")  # type: ignore[arg-type]
+    with pytest.raises(K2ConfigError, match="needs a schema"):
+        llm.with_structured_output(None)
+    with pytest.raises(K2ConfigError, match="frob"):
+        llm.with_structured_output(Person, frob=1)
+
+
+def test_schema_json_is_in_the_instruction():
+    llm, backend = make()
+    backend.script([ALICE])
+    llm.with_structured_output(PERSON_SCHEMA).invoke("q")
+    prompt = backend.requests[0][0]
+    schema_text = prompt.split("JSON schema: ", 1)[1].split("<|endofsystemprompt|>")[0]
+    assert json.loads(schema_text)["required"] == ["name", "age"]
