@@ -422,9 +422,8 @@ class ChatK2(BaseChatModel):
             if self.endpoint_url:
                 from langchain_k2.backends.tgi import TGIBackend
 
-                self._backend = TGIBackend(
-                    self.endpoint_url, token=self.hf_token, timeout=self.timeout
-                )
+                token = self.hf_token if self.hf_token and self.hf_token.get_secret_value() else None
+                self._backend = TGIBackend(self.endpoint_url, token=token, timeout=self.timeout)
             else:
                 from langchain_k2.backends.llamacpp import LlamaCppBackend
 

@@ -83,6 +83,12 @@ class StopFilter:
         self._pending = text[len(text) - hold :] if hold else ""
         return text[: len(text) - hold]
 
+    def end(self) -> str:
+        """Stop here (the turn ended otherwise); release held text, which was no stop."""
+        held = self.flush()
+        self.stopped = True
+        return held
+
     def flush(self) -> str:
         """Release held text at the end of generation (it did not become a stop)."""
         held, self._pending = self._pending, ""
@@ -161,8 +167,10 @@ class Turn:
     _usage_known: bool = True
     _final: FinalEvent | None = None
     _text: list[str] = field(default_factory=list)
+    _tag_tokens: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
+        self._tag_tokens = frozenset({self.fmt.tool_call_open, self.fmt.tool_call_close})
         params = self.params
         if self.forced and self.use_grammar and self.grammar_tools:
             params = _with_grammar(params, call_grammar(self.grammar_tools))
@@ -203,6 +211,10 @@ class Turn:
         if self.aborted:
             return []
         self._tokens += 1
+        if event.special and event.text and event.text not in self._tag_tokens:
+            # A special token that is not a tool-call tag (EOS, a turn marker) ends the turn.
+            held = self._stop.end()
+            return self._release(self._parser.feed(held)) if held else []
         text = self._stop.feed(event.text)
         return self._release(self._parser.feed(text)) if text else []
 

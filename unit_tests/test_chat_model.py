@@ -369,6 +369,18 @@ def test_special_token_events_keep_their_text():
     assert message.tool_calls[0]["args"] == {"a": 1, "b": 1}
 
 
+def test_special_end_token_of_any_spelling_ends_the_turn():
+    llm, backend = make()
+    backend.script(["Done", TokenEvent("</s>", special=True), "garbage"])
+    assert llm.invoke("q").content == "Done"
+
+
+def test_held_stop_prefix_is_released_at_a_special_end_token():
+    llm, backend = make(stop=["ENDX"])
+    backend.script(["value EN", TokenEvent("<|endoftext|>", special=True)])
+    assert llm.invoke("q").content == "value EN"
+
+
 def test_assistant_message_from_tool_calls_renders_back():
     message = AIMessage("x", tool_calls=[{"name": "add", "args": {"a": 1}, "id": "c"}])
     assert message.tool_calls[0]["name"] == "add"

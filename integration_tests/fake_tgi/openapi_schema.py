@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 

@@ -88,7 +88,37 @@ class SpecError(ValueError):
 
 @dataclass
 class ReplySpec:
-    """One scripted reply: what the "model" generates, and which fault to inject."""
+    """One scripted reply: what the "model" generates, and which fault to inject.
+
+    Generation (one of `tokens` / `text` is required unless the spec is a pre-validation fault):
+      tokens: `[{"text": str, "special": bool, "id"?: int, "logprob"?: float}]`, sent as given
+        (ids default to the tokenizer's). Special tokens stay in each token's `text` and are left
+        out of `generated_text`, as TGI decodes it with special tokens skipped.
+      text: cut into tokens by the server's tokenizer (K2 markers and tool tags are one token
+        each and special by default; see the `special_tokens` config).
+      finish_reason: `eos_token` (default), `length` or `stop_sequence`, reported when the
+        tokens run out. `max_new_tokens`, an EOS token and `parameters.stop` end it earlier,
+        in TGI's order (length, then EOS, then a stop string ending the text so far).
+      append_eos: when finishing with `eos_token`, append the special EOS token
+        (`<|endoftext|>`) unless the tokens already end with it (default true, like a model).
+      seed: the `details.seed` to report (default: the request's seed, or a derived one, when
+        sampling; null when greedy, as TGI does).
+      delay_s: sleep before the response headers; token_delay_s: sleep between SSE events
+        (non-stream: tokens x token_delay_s before answering).
+    Faults:
+      status (+ error, error_type, retry_after): answer that HTTP status with
+        `{"error", "error_type"}` (error_type defaults to TGI's for 422/424/429/500 and is left
+        out for other statuses or when given as null); `Retry-After` header when retry_after.
+        Taken BEFORE validation, whatever the request (a proxy or an overloaded TGI).
+      reset_before_headers: abort the connection before sending anything (before validation).
+      hang: never answer until the client disconnects (server cap `hang_cap_s`, default 30 s).
+      error_event_after: n: stream: after n token events send `data:{"error","error_type"}` on
+        the HTTP 200 and end (n is capped at tokens-1: the final event is never sent);
+        non-stream: answer TGI's status for error_type (generation 424, overloaded 429, ...).
+      cut_after: n: stream: abort the connection after n events (n >= tokens: after all events,
+        before the chunked terminator); non-stream: after half of the body.
+      abort: how connections are aborted: `reset` (TCP RST, default) or `close` (FIN).
+    """
 
     tokens: list[dict[str, Any]] | None = None
     text: str | None = None
@@ -136,7 +166,11 @@ def parse_spec(raw: Any) -> ReplySpec:
     for name in ("status", "error_event_after", "cut_after"):
         if raw.get(name) is not None:
             _check_type(name, raw[name], (int,))
+            if raw[name] < 0:
+                raise SpecError(f"reply field {name!r} must not be negative")
             setattr(spec, name, raw[name])
+    if spec.status is not None and not 400 <= spec.status <= 599:
+        raise SpecError("status must be an HTTP error status (400-599)")
     for name in ("error", "error_type", "retry_after", "text"):
         if raw.get(name) is not None:
             _check_type(name, raw[name], (str,))
@@ -379,7 +413,7 @@ def _validate_grammar(grammar: dict[str, Any]) -> None:
     elif not isinstance(value, dict):
         raise validation_error("grammar is not supported")
     try:
-        from jsonschema import Draft202012Validator, SchemaError  # type: ignore[import-untyped]
+        from jsonschema import Draft202012Validator, SchemaError  # type: ignore[import-untyped, unused-ignore]
     except ImportError:  # pragma: no cover - jsonschema is a test dependency
         pass
     else:

@@ -56,9 +56,7 @@ from .state import ConfigError, State
 STATE_KEY: web.AppKey[State] = web.AppKey("state", State)
 CLOSING_KEY: web.AppKey[asyncio.Event] = web.AppKey("closing", asyncio.Event)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Respond = Callable[
-    ["ReplySpec", "Valid", "Generation", dict[str, str]], Awaitable[web.StreamResponse]
-]
+Respond = Callable[[ReplySpec, Valid, Generation, dict[str, str]], Awaitable[web.StreamResponse]]
 
 _DEFAULT_MESSAGES = {
     "generation": "Request failed during generation: fake TGI scripted error",
@@ -68,8 +66,8 @@ _DEFAULT_MESSAGES = {
 }
 #: The `error_type` a scripted HTTP error carries by default: TGI's for TGI's statuses, none
 #: (a bare `{"error"}` body, as from a proxy) for the others.
-_ERROR_TYPE_BY_STATUS = {422: "validation", 424: "generation", 429: "overloaded"}
-_ERROR_TYPE_BY_STATUS[500] = "incomplete_generation"
+_ERROR_TYPE_BY_STATUS = {status: kind for kind, status in STATUS_BY_ERROR_TYPE.items()}
+_ERROR_TYPE_BY_STATUS[422] = "validation"  # not template_error / tool_error
 
 
 class _AbortedError(Exception):
@@ -175,11 +173,12 @@ async def _serve_fault(
         _abort(request, "close")
         raise _AbortedError
     status = spec.status or 500
-    if "error_type" in spec.raw:
-        kind = spec.raw["error_type"]
-    else:
-        kind = _ERROR_TYPE_BY_STATUS.get(status)
-    message = spec.error or _DEFAULT_MESSAGES.get(kind or "", HTTPStatus(status).phrase)
+    kind = spec.raw.get("error_type", _ERROR_TYPE_BY_STATUS.get(status))
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = f"HTTP {status}"
+    message = spec.error or _DEFAULT_MESSAGES.get(kind or "", phrase)
     body: dict[str, Any] = {"error": message}
     if kind is not None:
         body["error_type"] = kind
@@ -577,6 +576,15 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(text="\n".join(lines), content_type="text/plain")
 
 
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    """Paths TGI does not serve: recorded, then axum's empty 404 (405 for a wrong method)."""
+    entry = _record(request)
+    known = {"/", "/generate", "/generate_stream", "/v1/chat/completions", "/tokenize"}
+    known |= {"/info", "/health", "/metrics"}
+    entry["status"] = 405 if request.path in known else 404
+    return web.Response(status=entry["status"])
+
+
 # --------------------------------------------------------------------------- control API
 
 
@@ -666,6 +674,7 @@ def build_app(state: State) -> web.Application:
     app.router.add_post("/_control/reset", _control_call(_reset))
     app.router.add_get("/_control/requests", _requests)
     app.router.add_get("/_control/state", _control_state)
+    app.router.add_route("*", r"/{tail:(?!_control/).*}", _unrouted)
     return app
 
 

@@ -31,9 +31,13 @@ Behaviour, kept as close to the TGI backend as llama.cpp allows:
 - One instance holds one llama.cpp context, which is not thread-safe: generations on one
   instance are serialized by a lock. A sync stream holds the lock while it is iterated and
   releases it when it ends, is closed or is dropped; an async stream runs the generation in
-  a worker thread and stops it (releasing the lock) when the consumer stops early.
-
-The model is loaded lazily, once per instance, on first use.
+  a worker thread and stops it (releasing the lock) when the consumer stops early. A stop
+  takes effect between tokens: a prompt evaluation already running finishes first.
+- The model is loaded lazily, once per instance, on first use (logged at INFO, and printed
+  to stderr for files over 1 GB). On CPUs that report Intel AMX, llama.cpp's extra buffer
+  types (weight repacking, AMX kernels) are off unless ``use_extra_bufts=True``: builds
+  with AMX kernels crash with a general-protection fault in virtual machines that
+  advertise AMX without supporting it.
 """
 
 from __future__ import annotations
