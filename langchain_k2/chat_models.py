@@ -360,7 +360,8 @@ class ChatK2(BaseChatModel):
             strict: ``None``/``True`` constrain decoding with a grammar; ``False`` only
                 instructs the model and validates (no grammar), like OpenAI's non-strict
                 mode. Output is validated either way.
-            **kwargs: none are accepted (an unknown option raises).
+            **kwargs: none are accepted (an unknown option raises). Call options
+                (``max_new_tokens``...) can be passed to the runnable's ``invoke``.
 
         Output that fails validation is asked for again, up to
         ``max_tool_call_retries`` times; the count is in the raw message's
@@ -389,10 +390,10 @@ class ChatK2(BaseChatModel):
                 raise error
             return parsed
 
-        def run(value: LanguageModelInput, config: RunnableConfig) -> Any:
+        def run(value: LanguageModelInput, config: RunnableConfig, **options: Any) -> Any:
             messages = prepare(value)
             for attempt in range(attempts):
-                raw = bound.invoke(messages, config)
+                raw = bound.invoke(messages, config, **options)
                 try:
                     return finish(raw, attempt, spec.parse(raw), None)
                 except OutputParserException as exc:
@@ -400,10 +401,10 @@ class ChatK2(BaseChatModel):
                         return finish(raw, attempt, None, exc)
             raise AssertionError  # pragma: no cover - the loop always returns
 
-        async def arun(value: LanguageModelInput, config: RunnableConfig) -> Any:
+        async def arun(value: LanguageModelInput, config: RunnableConfig, **options: Any) -> Any:
             messages = prepare(value)
             for attempt in range(attempts):
-                raw = await bound.ainvoke(messages, config)
+                raw = await bound.ainvoke(messages, config, **options)
                 try:
                     return finish(raw, attempt, spec.parse(raw), None)
                 except OutputParserException as exc:
@@ -422,7 +423,8 @@ class ChatK2(BaseChatModel):
             if self.endpoint_url:
                 from langchain_k2.backends.tgi import TGIBackend
 
-                token = self.hf_token if self.hf_token and self.hf_token.get_secret_value() else None
+                secret = self.hf_token
+                token = secret if secret is not None and secret.get_secret_value() else None
                 self._backend = TGIBackend(self.endpoint_url, token=token, timeout=self.timeout)
             else:
                 from langchain_k2.backends.llamacpp import LlamaCppBackend

@@ -29,7 +29,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.prompt import K2Format
-from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk
+from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
 
 
 @dataclass(frozen=True)
@@ -96,32 +96,42 @@ class StopFilter:
 
 
 def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """TGI grammar constraining output to one call of one of ``tools``.
+    """TGI-shaped grammar constraining output to one call of one of ``tools``.
 
-    The schema is ``{"name": <const>, "arguments": <the tool's schema>}``. With several
-    tools, ``name`` is an ``enum`` and ``arguments`` an ``anyOf`` of their schemas: TGI
-    refuses a grammar without top-level ``properties``, so a top-level union of whole
-    calls is not possible; a name paired with another tool's arguments still fails
-    validation afterwards and is repaired.
+    One tool: ``{"name": <const>, "arguments": <the tool's schema>}``. Several: TGI
+    refuses a grammar without top-level ``properties``, so the schema carries both
+    ``properties`` (``name`` an ``enum``, ``arguments`` an ``anyOf`` of the schemas: what
+    TGI's outlines compiles) and a top-level ``anyOf`` of the exact per-tool calls (what
+    llama.cpp compiles; nested ``anyOf`` of objects derails its grammar). Either way a
+    name paired with another tool's arguments fails validation and is repaired.
 
     Example:
         >>> call_grammar([{"name": "f", "parameters": {"type": "object", "properties": {}}}])
         {'type': 'json', 'value': {'type': 'object', 'properties': {'name': {'const': 'f'}, \
 'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']}}
     """
-    names: list[str] = []
-    schemas: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     for tool in tools:
         fn = tool.get("function", tool)
         params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
         params.setdefault("type", "object")
-        names.append(fn["name"])
-        schemas.append(params)
-    if len(names) == 1:
-        properties = {"name": {"const": names[0]}, "arguments": schemas[0]}
-    else:
-        properties = {"name": {"enum": names}, "arguments": {"anyOf": schemas}}
-    schema = {"type": "object", "properties": properties, "required": ["name", "arguments"]}
+        calls.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": fn["name"]}, "arguments": params},
+                "required": ["name", "arguments"],
+            }
+        )
+    if len(calls) == 1:
+        return {"type": "json", "value": calls[0]}
+    names = [c["properties"]["name"]["const"] for c in calls]
+    arguments = [c["properties"]["arguments"] for c in calls]
+    schema = {
+        "type": "object",
+        "properties": {"name": {"enum": names}, "arguments": {"anyOf": arguments}},
+        "required": ["name", "arguments"],
+        "anyOf": calls,
+    }
     return {"type": "json", "value": schema}
 
 
@@ -158,7 +168,7 @@ class Turn:
     grammar_fallback: bool = False
     emitted: list[str | ToolBlock] = field(default_factory=list)
     _pending: GenerationRequest | None = None
-    _parser: ToolCallStreamParser = field(init=False)
+    _parser: ToolCallStreamParser | _ConstrainedCall = field(init=False)
     _stop: StopFilter = field(init=False)
     _call_index: int = 0
     _tokens: int = 0
@@ -172,10 +182,11 @@ class Turn:
     def __post_init__(self) -> None:
         self._tag_tokens = frozenset({self.fmt.tool_call_open, self.fmt.tool_call_close})
         params = self.params
-        if self.forced and self.use_grammar and self.grammar_tools:
+        constrained = self.forced and self.use_grammar and bool(self.grammar_tools)
+        if constrained:
             params = _with_grammar(params, call_grammar(self.grammar_tools))
         self._pending = GenerationRequest(self.prompt, params)
-        self._start(primed=self.forced)
+        self._start(primed=self.forced, constrained=constrained)
 
     # ------------------------------------------------------------------ requests
 
@@ -190,11 +201,15 @@ class Turn:
         """The same request without grammar (the server refused it before any output)."""
         self.use_grammar = False
         self.grammar_fallback = True
+        if isinstance(self._parser, _ConstrainedCall):
+            self._start(primed=True, constrained=False)
         return GenerationRequest(request.prompt, request.params.without_grammar(), request.repair)
 
-    def _start(self, *, primed: bool) -> None:
-        self._parser = ToolCallStreamParser(
-            self.tools or None, open_tag=self.fmt.tool_call_open, close_tag=self.fmt.tool_call_close
+    def _start(self, *, primed: bool, constrained: bool = False) -> None:
+        tools = self.tools or None
+        tags = {"open_tag": self.fmt.tool_call_open, "close_tag": self.fmt.tool_call_close}
+        self._parser = (
+            _ConstrainedCall(tools, **tags) if constrained else ToolCallStreamParser(tools, **tags)
         )
         if primed:
             self._parser.feed(self.fmt.tool_call_open)
@@ -254,7 +269,8 @@ class Turn:
         self.repairs += 1
         self.aborted = True
         params = self.params
-        if self.use_grammar and self.grammar_tools:
+        constrained = self.use_grammar and bool(self.grammar_tools)
+        if constrained:
             params = _with_grammar(params, call_grammar(self.grammar_tools))
         # A forced prompt already ends with the open tag, which starts the first block's raw.
         open_tag = self.fmt.tool_call_open
@@ -262,7 +278,7 @@ class Turn:
         self._pending = GenerationRequest(
             base + "".join(self._text) + open_tag, params, repair=True
         )
-        self._start(primed=True)
+        self._start(primed=True, constrained=constrained)
 
     def _add_usage(self, event: FinalEvent) -> None:
         if event.input_tokens is None or event.output_tokens is None:
@@ -343,6 +359,33 @@ class Turn:
     def completion_text(self) -> str:
         """The kept completion: content and raw blocks, in order (what K2 wrote)."""
         return "".join(self._text)
+
+
+class _ConstrainedCall:
+    """The sink for a grammar-constrained call: the whole completion is one JSON call.
+
+    A grammar makes the output exactly the call's JSON, so the close tag is not looked
+    for (a string value may legitimately contain ``</tool_call>``); the block is read
+    once, when generation ends.
+    """
+
+    def __init__(
+        self, tools: Sequence[Mapping[str, Any]] | None, *, open_tag: str, close_tag: str
+    ) -> None:
+        self._tools = tools
+        self._open, self._close = open_tag, close_tag
+        self._parts: list[str] = []
+
+    def feed(self, delta: str) -> list[str | ToolBlock]:
+        self._parts.append(delta)
+        return []
+
+    def close(self) -> list[str | ToolBlock]:
+        raw = "".join(self._parts)
+        self._parts = []
+        if not raw.startswith(self._open):
+            raw = self._open + raw
+        return [parse_block(raw, self._tools, open_tag=self._open, close_tag=self._close)]
 
 
 def _with_grammar(params: GenerationParams, grammar: Mapping[str, Any]) -> GenerationParams:

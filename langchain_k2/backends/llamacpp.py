@@ -551,7 +551,12 @@ class LlamaCppBackend:
             return grammar
         llama_cpp = _import_llama_cpp()
         try:
-            grammar = llama_cpp.LlamaGrammar.from_json_schema(schema_text, verbose=False)
+            gbnf = llama_cpp.llama_grammar.json_schema_to_gbnf(schema_text)
+            # llama-cpp-python's converter lets strings hold raw control characters (the C++
+            # converter does not): a small model then writes newlines inside a string, the
+            # JSON never parses and the string never ends. Restrict chars as JSON does.
+            gbnf = gbnf.replace(_LOOSE_CHAR_RULE, _JSON_CHAR_RULE)
+            grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
         except Exception as exc:  # the converter raises bare Exception/ValueError/KeyError
             raise K2ValidationError(
                 f"llama.cpp cannot turn this JSON schema into a grammar: {exc}",
@@ -679,6 +684,10 @@ class LlamaCppBackend:
             )
         finally:
             generator.close()
+
+
+_LOOSE_CHAR_RULE = 'char ::= [^"\\\\] |'
+_JSON_CHAR_RULE = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
 
 
 class _StopFilter:
