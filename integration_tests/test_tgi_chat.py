@@ -17,6 +17,7 @@ from integration_tests.fake_tgi import FakeTGI
 from integration_tests.fake_tgi.client import http_error, reply, special, tokens_of
 from langchain_k2 import (
     ChatK2,
+    ContextWindowExceededError,
     K2BackendError,
     K2ConfigError,
     K2GenerationError,
@@ -217,11 +218,29 @@ def test_agent_round_trip_is_prefix_stable(tgi: FakeTGI) -> None:
 
 
 def test_validation_error_names_the_fix_and_is_not_retried(tgi: FakeTGI) -> None:
-    tgi.configure(max_total_tokens=40, max_input_tokens=30)
-    with pytest.raises(K2ValidationError, match="max_new_tokens") as info:
-        chat(tgi, max_retries=3).invoke("hello " * 50, max_new_tokens=20)
+    # The server's limit is lower than /info says (e.g. a replica started differently).
+    tgi.script(
+        http_error(
+            422,
+            "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 40. "
+            "Given: 53 `inputs` tokens and 20 `max_new_tokens`",
+            "validation",
+        )
+    )
+    with pytest.raises(K2ValidationError, match="lower max_new_tokens") as info:
+        chat(tgi, max_retries=3).invoke("hello", max_new_tokens=20)
     assert info.value.status == 422
+    assert "must be <= 40" in str(info.value)
     assert len(generate_requests(tgi)) == 1
+
+
+def test_prompt_over_the_window_fails_before_any_request(tgi: FakeTGI) -> None:
+    tgi.configure(max_total_tokens=40, max_input_tokens=30)
+    with pytest.raises(ContextWindowExceededError, match="trim_history=True") as info:
+        chat(tgi).invoke("hello " * 50, max_new_tokens=20)
+    assert info.value.window == 40
+    assert info.value.prompt_tokens > 30
+    assert generate_requests(tgi) == []
 
 
 def test_overloaded_is_retried(tgi: FakeTGI) -> None:

@@ -32,6 +32,7 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 from tenacity.wait import wait_exponential_jitter
 
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
+from langchain_k2.context import fit_messages, window_from_info
 from langchain_k2.errors import (
     K2BackendError,
     K2ConfigError,
@@ -41,6 +42,7 @@ from langchain_k2.errors import (
 )
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
 from langchain_k2.structured import build_spec, raw_result, with_instruction
+from langchain_k2.tokenizer import count_prompt_tokens, load_tokenizer
 from langchain_k2.turn import GenerationRequest, Turn
 
 ToolChoice = str | bool | dict[str, Any] | None
@@ -258,8 +260,20 @@ class ChatK2(BaseChatModel):
     """Escape K2 markers found in message text so it cannot forge turns or tool calls."""
     backend: Backend | None = Field(default=None, exclude=True)
     """A ready backend instance (advanced; overrides ``endpoint_url``/``model_path``)."""
+    tokenizer: Any = Field(default=None, exclude=True)
+    """K2-Chat's tokenizer: a local directory or a loaded ``transformers`` tokenizer
+    (``pip install "langchain-k2[tokenizer]"``). With it, tokens are counted locally;
+    without it, the backend counts (TGI ``/tokenize``, llama.cpp)."""
+    context_window: int | None = Field(default=None, ge=1)
+    """Prompt plus new tokens, at most. Default: TGI's ``max_total_tokens`` from ``/info``
+    or llama.cpp's ``n_ctx``; a value here can only narrow what the backend reports."""
+    trim_history: bool = False
+    """When the prompt would not fit the window, drop the oldest turns (keeping the
+    system prompt, the tools and the latest user turn) instead of raising
+    ``ContextWindowExceededError``."""
 
     _backend: Backend | None = PrivateAttr(default=None)
+    _tokenizer: Any = PrivateAttr(default=None)
     _grammar_ok: bool | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -470,13 +484,29 @@ class ChatK2(BaseChatModel):
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
         mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
         fmt = self.format
-        prompt = fmt.render_prompt(
-            messages,
-            tools=tools if mode != "none" else None,
-            default_system=self.system_prompt,
-            force_tool_call=mode in {"any", "tool"},
-            neutralize_markers=self.neutralize_markers,
-        )
+
+        def render(conversation: Sequence[BaseMessage]) -> str:
+            return fmt.render_prompt(
+                conversation,
+                tools=tools if mode != "none" else None,
+                default_system=self.system_prompt,
+                force_tool_call=mode in {"any", "tool"},
+                neutralize_markers=self.neutralize_markers,
+            )
+
+        prompt = render(messages)
+        limits = window_from_info(info.max_input_tokens, info.max_total_tokens, self.context_window)
+        if not _surely_fits(prompt, params.max_new_tokens, limits.window, limits.max_input_tokens):
+            fitted = fit_messages(
+                messages,
+                count=lambda conversation: self._count_prompt(render(conversation)),
+                window=limits.window,
+                max_input_tokens=limits.max_input_tokens,
+                max_new_tokens=params.max_new_tokens,
+                trim=self.trim_history,
+            )
+            if fitted is not messages:
+                prompt = render(fitted)
         limit = info.max_stop_sequences
         user_stops = params.stop
         if limit is not None and len(user_stops) > limit:
@@ -649,9 +679,17 @@ class ChatK2(BaseChatModel):
 
     # ------------------------------------------------------------------ tokens
 
+    def _count_prompt(self, prompt: str) -> int:
+        """Tokens of a rendered prompt, as the server will count them."""
+        if self.tokenizer is None:
+            return self._get_backend().count_tokens(prompt)
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.tokenizer)
+        return count_prompt_tokens(self._tokenizer, prompt, add_special_tokens=True)
+
     def get_num_tokens(self, text: str) -> int:
-        """Tokens ``text`` takes, per the backend's tokenizer."""
-        return self._get_backend().count_tokens(text)
+        """Tokens ``text`` takes (the local ``tokenizer`` if set, else the backend's)."""
+        return self._count_prompt(text)
 
     def get_num_tokens_from_messages(
         self,
@@ -665,7 +703,21 @@ class ChatK2(BaseChatModel):
             default_system=self.system_prompt,
             neutralize_markers=self.neutralize_markers,
         )
-        return self._get_backend().count_tokens(prompt)
+        return self._count_prompt(prompt)
+
+
+def _surely_fits(
+    prompt: str, max_new_tokens: int, window: int | None, max_input_tokens: int | None
+) -> bool:
+    """True when no tokenizer can make ``prompt`` overflow the limits.
+
+    A token covers at least one UTF-8 byte, so the byte count (plus two for BOS/EOS)
+    bounds the token count without asking the backend.
+    """
+    bound = len(prompt.encode("utf-8")) + 2
+    if window is not None and bound + max_new_tokens > window:
+        return False
+    return max_input_tokens is None or bound <= max_input_tokens
 
 
 def _result(turn: Turn) -> ChatResult:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import NamedTuple
 
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage, trim_messages
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from langchain_k2.errors import ContextWindowExceededError, K2ConfigError
 
@@ -135,13 +135,15 @@ def fit_messages(
     The prompt fits when ``count(messages) + max_new_tokens <= window`` and, if given,
     ``count(messages) <= max_input_tokens``. With no limit known, nothing is counted.
 
-    Trimming (``trim=True``) drops the oldest turns, a turn being a ``HumanMessage`` and
-    everything up to the next one. So the leading ``SystemMessage`` is kept, the latest
-    ``HumanMessage`` and everything after it are kept, an ``AIMessage`` with
-    ``tool_calls`` always stays with its ``ToolMessage`` answers (parallel calls
-    included), and the kept history starts with a ``HumanMessage`` after the system
-    prompt, so it renders validly. Among the cuts that fit, the one keeping the most
-    history is chosen (``langchain_core``'s ``trim_messages`` searches it).
+    Trimming (``trim=True``) drops the oldest turns. Before the latest ``HumanMessage``
+    a turn is a ``HumanMessage`` and everything up to the next one; after it (an agent's
+    tool loop) a turn is an ``AIMessage`` and the ``ToolMessage`` answers that follow it.
+    So the leading ``SystemMessage`` is kept, the latest ``HumanMessage`` and the newest
+    model turn are kept, an ``AIMessage`` with ``tool_calls`` always stays with its
+    answers (parallel calls included), and the kept history renders validly. Among the
+    cuts that fit, the one keeping the most history is found by bisection (counts only
+    grow with history). ``langchain_core``'s ``trim_messages`` is not used: it has no
+    notion of tool-call groups inside one user turn, which is where agents grow.
 
     Args:
         messages: the conversation, as it would be rendered.
@@ -180,54 +182,47 @@ def fit_messages(
 
     head = messages[:1] if messages and isinstance(messages[0], SystemMessage) else []
     body = messages[len(head) :]
-    humans = [i for i, message in enumerate(body) if isinstance(message, HumanMessage)]
-    if not humans or humans[-1] == 0:  # nothing before the latest user turn to drop
+    cuts = _cut_points(body)
+    if not cuts:  # nothing can be dropped
         raise exceeded(total, minimal=True)
-    latest = humans[-1]
+    latest = _latest_human(body)
 
-    # Prompt tokens of head + the given body messages from their first HumanMessage on (an
-    # earlier start renders no valid history; trim_messages' start_on="human" cuts it too).
-    # Cached: each count may be a /tokenize request.
-    turn_starts = set(humans)
-    counts: dict[tuple[int, ...], int] = {}
-    if humans[0] == 0:
-        counts[tuple(range(len(body)))] = total
+    def kept(cut: int) -> list[BaseMessage]:
+        if latest is None or cut <= latest:
+            return body[cut:]
+        return [body[latest], *body[cut:]]
 
-    def measure(indices: Sequence[int]) -> int:
-        ordered = sorted(indices)
-        start = next((i for i in ordered if i in turn_starts), None)
-        if start is None:
-            return 0
-        kept = tuple(i for i in ordered if i >= start)
-        if kept not in counts:
-            counts[kept] = count([*head, *(body[i] for i in kept)])
-        return counts[kept]
-
-    minimal = tuple(range(latest, len(body)))
-    if (tokens := measure(minimal)) > budget:
-        raise exceeded(tokens, minimal=True)
-
-    # trim_messages hands its counter reversed partial lists, and would count a system
-    # message alone; a prompt counter needs the real order, the system prompt and tools in
-    # every count, and a valid start. Stand-ins map each candidate back to our messages.
-    stand_ins = [message.model_copy() for message in body]
-    index_of = {id(stand_in): i for i, stand_in in enumerate(stand_ins)}
-    trimmed = trim_messages(
-        stand_ins,
-        max_tokens=budget,
-        token_counter=lambda candidate: measure([index_of[id(m)] for m in candidate]),
-        strategy="last",
-        start_on="human",
-        include_system=False,
-        allow_partial=False,
-    )
-    kept = tuple(sorted(index_of[id(m)] for m in trimmed))
-    # Keep it only as a whole tail from a turn start that was measured to fit (it is, as
-    # long as trim_messages keeps its contract); else the minimal tail, measured above.
-    is_tail = bool(kept) and kept == tuple(range(kept[0], len(body)))
-    if not (is_tail and kept[0] in turn_starts and measure(kept) <= budget):
-        kept = minimal
-    return [*head, *(body[i] for i in kept)]
+    # Dropping more never makes the prompt longer, so the cut keeping the most history
+    # that still fits is found by bisection: a few counts, each maybe a /tokenize call.
+    low, high = 0, len(cuts) - 1
+    smallest = count([*head, *kept(cuts[high])])
+    if smallest > budget:
+        raise exceeded(smallest, minimal=True)
+    while low < high:
+        middle = (low + high) // 2
+        if count([*head, *kept(cuts[middle])]) <= budget:
+            high = middle
+        else:
+            low = middle + 1
+    return [*head, *kept(cuts[low])]
 
 
-__all__ = ["ContextLimits", "Counter", "fit_messages", "window_from_info"]
+def _latest_human(body: Sequence[BaseMessage]) -> int | None:
+    humans = [i for i, message in enumerate(body) if isinstance(message, HumanMessage)]
+    return humans[-1] if humans else None
+
+
+def _cut_points(body: Sequence[BaseMessage]) -> list[int]:
+    """Where the kept history may start, from most kept to least (excluding 0).
+
+    Before the latest user turn, whole turns are dropped (a turn starts at a
+    ``HumanMessage``). After it, the user turn itself stays pinned and whole model turns
+    go, oldest first: an ``AIMessage`` with the ``ToolMessage`` answers that follow it,
+    never one without the other. The newest model turn always stays.
+    """
+    latest = _latest_human(body)
+    first_ai = (latest or 0) + (1 if latest is not None else 0)
+    cuts = [i for i, m in enumerate(body) if isinstance(m, HumanMessage) and i > 0]
+    ai_starts = [i for i in range(first_ai, len(body)) if isinstance(body[i], AIMessage)]
+    cuts += ai_starts[1:]
+    return cuts

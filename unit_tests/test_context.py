@@ -90,13 +90,24 @@ def assert_invariants(
     head = original[:1] if isinstance(original[0], SystemMessage) else []
     assert result[: len(head)] == head  # system prompt kept, first
     body = result[len(head) :]
-    # A tail of the original (only the oldest messages dropped), the same objects.
-    tail = original[len(original) - len(body) :]
-    assert all(a is b for a, b in zip(body, tail, strict=True))
-    # It starts with a user turn, and keeps the latest user turn and all after it.
-    assert isinstance(body[0], HumanMessage)
     latest = max(turn_starts(original))
-    assert len(body) >= len(original) - latest
+    # The latest user turn is kept; before it only whole turns were dropped (a tail of the
+    # original from a HumanMessage); after it, only whole model turns, oldest first, and
+    # the newest model turn is always kept.
+    assert isinstance(body[0], HumanMessage)
+    if body[0] is original[latest]:
+        rest = body[1:]
+        tail = original[len(original) - len(rest) :] if rest else []
+        assert all(a is b for a, b in zip(rest, tail, strict=True))
+        assert not rest or isinstance(rest[0], AIMessage)
+        ai_after = [
+            i for i in range(latest + 1, len(original)) if isinstance(original[i], AIMessage)
+        ]
+        if ai_after:
+            assert len(rest) >= len(original) - ai_after[-1]
+    else:
+        tail = original[len(original) - len(body) :]
+        assert all(a is b for a, b in zip(body, tail, strict=True))
     # No AIMessage with tool_calls is separated from its ToolMessages, either way.
     kept_ids = {id(m) for m in result}
     for i, message in enumerate(original):
@@ -383,7 +394,9 @@ def test_trimming_keeps_every_invariant(
 ) -> None:
     head = messages[:1] if isinstance(messages[0], SystemMessage) else []
     latest = max(turn_starts(messages))
-    minimal = tokens([*head, *messages[latest:]])
+    ai_after = [i for i in range(latest + 1, len(messages)) if isinstance(messages[i], AIMessage)]
+    newest = [messages[latest], *messages[ai_after[-1] :]] if ai_after else messages[latest:]
+    minimal = tokens([*head, *newest])
     full = tokens(messages)
     window = max_new_tokens + minimal + round(position * (full - minimal))
     count, _ = make_counter()
@@ -391,13 +404,14 @@ def test_trimming_keeps_every_invariant(
     def fits(n: int) -> bool:
         return n + max_new_tokens <= window
 
+    droppable = len(newest) < len(messages) - len(head)
     if not fits(minimal):
         event("even the minimal history does not fit")
         with pytest.raises(ContextWindowExceededError) as info:
             fit_messages(
                 messages, count=count, window=window, max_new_tokens=max_new_tokens, trim=True
             )
-        assert info.value.prompt_tokens == (full if latest == len(head) else minimal)
+        assert info.value.prompt_tokens == (minimal if droppable else full)
         return
     result = fit_messages(
         messages, count=count, window=window, max_new_tokens=max_new_tokens, trim=True
@@ -408,8 +422,27 @@ def test_trimming_keeps_every_invariant(
         return
     event("trimmed")
     assert_invariants(messages, result, fits)
-    # The most history that fits: the next older turn start would not.
-    body_start = len(messages) - (len(result) - len(head))
-    older = [i for i in turn_starts(messages) if i < body_start]
-    if older:
-        assert not fits(tokens([*head, *messages[older[-1] :]]))
+
+
+def test_agent_tool_loop_after_one_user_turn_is_trimmed_oldest_first():
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+
+    from langchain_k2.context import fit_messages
+    from langchain_k2.prompt import render_prompt
+
+    history = [SystemMessage("sys"), HumanMessage("read all pages")]
+    for page in range(10):
+        call = {"name": "read", "args": {"page": page}, "id": f"c{page}"}
+        history += [
+            AIMessage("", tool_calls=[call]),
+            ToolMessage("x" * 50, tool_call_id=f"c{page}"),
+        ]
+
+    def count(messages):
+        return len(render_prompt(messages))
+
+    budget = count(history[:2] + history[-6:]) + 5
+    kept = fit_messages(history, count=count, window=budget + 10, max_new_tokens=10, trim=True)
+    assert kept[:2] == history[:2]
+    assert kept[2:] == history[-6:]
+    render_prompt(kept)  # still a valid conversation
