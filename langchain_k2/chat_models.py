@@ -182,7 +182,9 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
             "LLM360/K2-Chat) or model_path='/path/model.gguf', or set K2_ENDPOINT_URL / "
             "K2_MODEL_PATH."
         )
-    return {**values, "endpoint_url": url, "model_path": path}
+    urls = [u.strip() for u in url.split(",") if u.strip()] if url else []
+    endpoint: str | list[str] | None = urls if len(urls) > 1 else url
+    return {**values, "endpoint_url": endpoint, "model_path": path}
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -215,8 +217,9 @@ class ChatK2(BaseChatModel):
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
-    endpoint_url: str | None = None
-    """TGI base URL (default: env ``K2_ENDPOINT_URL``). Selects the TGI backend."""
+    endpoint_url: str | list[str] | None = None
+    """TGI base URL, or a list of replicas' URLs (default: env ``K2_ENDPOINT_URL``, which
+    may hold several, comma-separated). Selects the TGI backend."""
     model_path: str | None = None
     """Path to a GGUF file (default: env ``K2_MODEL_PATH``). Selects the llama.cpp backend."""
     hf_token: SecretStr | None = Field(
@@ -245,6 +248,9 @@ class ChatK2(BaseChatModel):
     """Retries of a request after 429, 503, timeouts or refused connections."""
     retry_backoff: float = Field(default=0.5, ge=0.0)
     """First retry delay in seconds; doubles with jitter each retry, up to 30 s."""
+    replica_cooldown: float = Field(default=10.0, ge=0.0)
+    """Seconds a replica that failed (429, 503, timeout, refused) is skipped, when
+    ``endpoint_url`` lists several."""
     streaming: bool = False
     """Whether ``invoke`` streams through the callbacks (``on_llm_new_token``)."""
     system_prompt: str | None = None
@@ -439,7 +445,12 @@ class ChatK2(BaseChatModel):
 
                 secret = self.hf_token
                 token = secret if secret is not None and secret.get_secret_value() else None
-                self._backend = TGIBackend(self.endpoint_url, token=token, timeout=self.timeout)
+                self._backend = TGIBackend(
+                    self.endpoint_url,
+                    token=token,
+                    timeout=self.timeout,
+                    cooldown=self.replica_cooldown,
+                )
             else:
                 from langchain_k2.backends.llamacpp import LlamaCppBackend
 

@@ -336,6 +336,19 @@ def _role_of(message: BaseMessage) -> str:
     )
 
 
+def _check_answer(message: ToolMessage, previous: str, open_calls: set[str]) -> None:
+    if previous not in {"assistant", "tool"}:
+        raise K2InputError(
+            "A ToolMessage must follow the AIMessage whose tool call it answers "
+            f"(tool_call_id={message.tool_call_id!r})."
+        )
+    if open_calls and message.tool_call_id not in open_calls:
+        raise K2InputError(
+            f"ToolMessage.tool_call_id={message.tool_call_id!r} answers no tool call "
+            f"of the AIMessage before it (its call ids: {sorted(open_calls)})."
+        )
+
+
 def render_prompt(
     messages: Sequence[BaseMessage],
     *,
@@ -348,7 +361,8 @@ def render_prompt(
     """Render a conversation into the exact prompt string K2-Chat continues.
 
     Args:
-        messages: the conversation. A leading ``SystemMessage`` is the system prompt.
+        messages: the conversation. Leading ``SystemMessage``s are the system prompt
+            (several are joined by a blank line).
         fmt: markers and function-calling text.
         tools: bound tools (OpenAI function dicts); they select the function-calling
             system prompt, and a user system text follows its instructions.
@@ -380,11 +394,12 @@ def render_prompt(
         raw = content_text(message)
         return neutralize(raw, fmt) if neutralize_markers else raw
 
-    system = default_system
-    body = list(messages)
-    if _role_of(body[0]) == "system":
-        system = text(body[0])
-        body = body[1:]
+    leading = 0
+    while leading < len(messages) and _role_of(messages[leading]) == "system":
+        leading += 1
+    # Several leading system messages are one system prompt, paragraphs apart.
+    system = "\n\n".join(text(m) for m in messages[:leading]) if leading else default_system
+    body = list(messages[leading:])
     parts = [_system_section(fmt, system, tools)]
 
     open_calls: set[str] = set()
@@ -422,16 +437,7 @@ def render_prompt(
                 open_calls |= {call_id for tc in invalid if (call_id := tc.get("id"))}
         else:  # tool: _role_of returns "tool" for ToolMessage only
             message = cast("ToolMessage", message)
-            if previous not in {"assistant", "tool"}:
-                raise K2InputError(
-                    "A ToolMessage must follow the AIMessage whose tool call it answers "
-                    f"(tool_call_id={message.tool_call_id!r})."
-                )
-            if open_calls and message.tool_call_id not in open_calls:
-                raise K2InputError(
-                    f"ToolMessage.tool_call_id={message.tool_call_id!r} answers no tool call "
-                    f"of the AIMessage before it (its call ids: {sorted(open_calls)})."
-                )
+            _check_answer(message, previous, open_calls)
             if previous != "tool":
                 parts.append(fmt.tool_responses_prefix)
             parts += [fmt.tool_response_open, text(message), fmt.tool_response_close]

@@ -70,7 +70,9 @@ def schema_name_and_json(schema: Any) -> tuple[str, dict[str, Any]]:
 def _validator(schema: Any, json_schema: dict[str, Any] | None) -> Callable[[Any], Any]:
     if isinstance(schema, type) and is_basemodel_subclass(schema):
         model = cast("type[BaseModel]", schema)
-        return model.model_validate
+        if hasattr(model, "model_validate"):
+            return model.model_validate
+        return cast("Callable[[Any], Any]", model.parse_obj)  # pydantic.v1 models
     if json_schema is None:
         return lambda value: value
     import jsonschema
@@ -113,7 +115,7 @@ def build_spec(schema: Any, method: str, *, constrain: bool = True) -> Structure
     def checked(value: Any, raw: str) -> Any:
         try:
             return validate(value)
-        except (ValidationError, ValueError) as exc:
+        except (ValidationError, ValueError, TypeError) as exc:
             raise OutputParserException(
                 f"Output does not satisfy the schema {name!r}: {exc}", llm_output=raw
             ) from exc

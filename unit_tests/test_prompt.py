@@ -83,6 +83,11 @@ def test_multi_turn_has_no_marker_between_turns():
     )
 
 
+def test_leading_system_messages_merge():
+    prompt = render_prompt([SystemMessage("A"), SystemMessage("B"), HumanMessage("Hi")])
+    assert prompt == "A\n\nB<|endofsystemprompt|><|beginofuser|>Hi<|beginofsystem|>"
+
+
 def test_default_system_used_only_without_system_message():
     assert render_prompt([HumanMessage("Hi")], default_system="D") == (
         "D<|endofsystemprompt|><|beginofuser|>Hi<|beginofsystem|>"

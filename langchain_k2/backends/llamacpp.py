@@ -551,7 +551,12 @@ class LlamaCppBackend:
             return grammar
         llama_cpp = _import_llama_cpp()
         try:
-            gbnf = llama_cpp.llama_grammar.json_schema_to_gbnf(schema_text)
+            if _is_any_object(schema_text):
+                # llama-cpp-python's converter turns additionalProperties into object-only
+                # values; its stock JSON grammar is exactly "any JSON object".
+                gbnf = llama_cpp.llama_grammar.JSON_GBNF
+            else:
+                gbnf = llama_cpp.llama_grammar.json_schema_to_gbnf(schema_text)
             # llama-cpp-python's converter lets strings hold raw control characters (the C++
             # converter does not): a small model then writes newlines inside a string, the
             # JSON never parses and the string never ends. Restrict chars as JSON does.
@@ -684,6 +689,18 @@ class LlamaCppBackend:
             )
         finally:
             generator.close()
+
+
+def _is_any_object(schema_text: str) -> bool:
+    """Whether the schema is JSON mode's "any object" (no properties, anything extra)."""
+    schema = json.loads(schema_text)
+    return (
+        isinstance(schema, dict)
+        and schema.get("type") == "object"
+        and not schema.get("properties")
+        and schema.get("additionalProperties", False) not in (False, None)
+        and set(schema) <= {"type", "properties", "additionalProperties"}
+    )
 
 
 _LOOSE_CHAR_RULE = 'char ::= [^"\\\\] |'

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -41,6 +41,7 @@ from langchain_k2.backends.base import (
     GenerationParams,
     TokenEvent,
 )
+from langchain_k2.backends.replicas import ReplicaSet
 from langchain_k2.errors import (
     K2BackendError,
     K2ConfigError,
@@ -225,52 +226,69 @@ class TGIBackend:
     """A text-generation-inference server (or a managed endpoint that speaks its API).
 
     Args:
-        endpoint_url: the server's base URL, e.g. ``http://127.0.0.1:8080``.
+        endpoint_url: the server's base URL, e.g. ``http://127.0.0.1:8080``, or a list
+            of replicas' URLs: requests are spread over them and a replica that fails
+            (429, 503, timeout, refused connection) sits out ``cooldown`` seconds.
         token: bearer token to send, or ``None`` to send none.
         timeout: seconds before a request is abandoned (``None``: wait forever).
         headers: extra HTTP headers for every request.
+        cooldown: seconds a failed replica is skipped (with several replicas).
     """
 
     name = "tgi"
 
     def __init__(
         self,
-        endpoint_url: str,
+        endpoint_url: str | Sequence[str],
         *,
         token: SecretStr | None = None,
         timeout: float | None = None,
         headers: dict[str, str] | None = None,
+        cooldown: float = 10.0,
     ) -> None:
-        parsed = urlparse(endpoint_url)
-        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-            raise K2ConfigError(
-                f"endpoint_url={endpoint_url!r} is not an http(s) URL; pass the TGI server's "
-                "base URL, e.g. 'http://127.0.0.1:8080'."
-            )
-        if token is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
-            warnings.warn(
-                f"hf_token will be sent over plain http to {parsed.hostname}; use https.",
-                stacklevel=3,
-            )
-        self.url = endpoint_url.rstrip("/")
+        urls = [endpoint_url] if isinstance(endpoint_url, str) else list(endpoint_url)
+        for url in urls:
+            parsed = urlparse(url)
+            if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+                raise K2ConfigError(
+                    f"endpoint_url={url!r} is not an http(s) URL; pass the TGI server's "
+                    "base URL, e.g. 'http://127.0.0.1:8080'."
+                )
+            if token is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+                warnings.warn(
+                    f"hf_token will be sent over plain http to {parsed.hostname}; use https.",
+                    stacklevel=3,
+                )
+        self.replicas = ReplicaSet([u.rstrip("/") for u in urls], cooldown=cooldown)
         self._token = token
         self.timeout = timeout
         self._headers = dict(headers or {})
         self._info: BackendInfo | None = None
 
+    @property
+    def url(self) -> str:
+        """The first replica's URL (the only one, usually)."""
+        return self.replicas.urls[0]
+
     def __repr__(self) -> str:
-        return f"TGIBackend(url={self.url!r})"
+        return f"TGIBackend(urls={self.replicas.urls!r})"
+
+    def _mapped(self, exc: BaseException, url: str) -> BaseException:
+        mapped = map_error(exc, url)
+        if isinstance(mapped, K2BackendError) and mapped.retryable:
+            self.replicas.failed(url)
+        return mapped
 
     # -------------------------------------------------------------- clients
 
-    def _client_kwargs(self) -> dict[str, Any]:
+    def _client_kwargs(self, url: str) -> dict[str, Any]:
         headers: dict[str, Any] = dict(self._headers)
         if self._token is None:
             # huggingface_hub would attach the token saved by `hf auth login`; a None
             # header is dropped after the merge, so no Authorization header is sent.
             headers["authorization"] = None
         return {
-            "base_url": self.url,
+            "base_url": url,
             "token": self._token.get_secret_value() if self._token is not None else None,
             "timeout": self.timeout,
             "headers": headers,
@@ -300,42 +318,46 @@ class TGIBackend:
     def info(self) -> BackendInfo:
         """``GET /info``, read once; unknown limits are ``None`` if the route is missing."""
         if self._info is None:
+            url = self.replicas.pick()
             try:
                 with httpx.Client(timeout=self.timeout) as client:
-                    response = client.get(f"{self.url}/info", headers=self._auth_headers())
+                    response = client.get(f"{url}/info", headers=self._auth_headers())
             except httpx.HTTPError as exc:
-                raise map_error(exc, self.url) from exc
+                raise self._mapped(exc, url) from exc
             self._info = self._parse_info(response)
         return self._info
 
     async def ainfo(self) -> BackendInfo:
         """Async twin of :meth:`info`."""
         if self._info is None:
+            url = self.replicas.pick()
             try:
                 async with httpx.AsyncClient(timeout=self.timeout) as client:
-                    response = await client.get(f"{self.url}/info", headers=self._auth_headers())
+                    response = await client.get(f"{url}/info", headers=self._auth_headers())
             except httpx.HTTPError as exc:
-                raise map_error(exc, self.url) from exc
+                raise self._mapped(exc, url) from exc
             self._info = self._parse_info(response)
         return self._info
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` per the server's own tokenizer (``POST /tokenize``)."""
+        url = self.replicas.pick()
         try:
             with httpx.Client(timeout=self.timeout) as client:
                 response = client.post(
-                    f"{self.url}/tokenize", json={"inputs": text}, headers=self._auth_headers()
+                    f"{url}/tokenize", json={"inputs": text}, headers=self._auth_headers()
                 )
                 response.raise_for_status()
         except httpx.HTTPError as exc:
-            raise map_error(exc, self.url) from exc
+            raise self._mapped(exc, url) from exc
         return len(response.json())
 
     # -------------------------------------------------------------- generation
 
     def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
         """Stream one generation (SSE); the client is closed when the iterator is."""
-        client = InferenceClient(**self._client_kwargs())
+        url = self.replicas.pick()
+        client = InferenceClient(**self._client_kwargs(url))
         try:
             outputs = client.text_generation(
                 prompt, stream=True, details=True, return_full_text=False, **request_kwargs(params)
@@ -343,7 +365,7 @@ class TGIBackend:
             for output in outputs:
                 yield from events_of(output)
         except Exception as exc:
-            mapped = map_error(exc, self.url)
+            mapped = self._mapped(exc, url)
             if mapped is exc:
                 raise
             raise mapped from exc
@@ -354,7 +376,8 @@ class TGIBackend:
         self, prompt: str, params: GenerationParams
     ) -> AsyncIterator[GenerationEvent]:
         """Async twin of :meth:`stream`."""
-        client = AsyncInferenceClient(**self._client_kwargs())
+        url = self.replicas.pick()
+        client = AsyncInferenceClient(**self._client_kwargs(url))
         try:
             outputs = await client.text_generation(
                 prompt, stream=True, details=True, return_full_text=False, **request_kwargs(params)
@@ -363,7 +386,7 @@ class TGIBackend:
                 for event in events_of(output):
                     yield event
         except Exception as exc:
-            mapped = map_error(exc, self.url)
+            mapped = self._mapped(exc, url)
             if mapped is exc:
                 raise
             raise mapped from exc
