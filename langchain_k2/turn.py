@@ -174,9 +174,7 @@ class Turn:
     _tokens: int = 0
     _usage_in: int = 0
     _usage_out: int = 0
-    _usage_known: bool = True
     _final: FinalEvent | None = None
-    _text: list[str] = field(default_factory=list)
     _tag_tokens: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -236,7 +234,6 @@ class Turn:
     def end_request(self) -> list[ChatGenerationChunk]:
         """The current request's events are exhausted; flush what it held back."""
         if self._final is None:
-            self._usage_known = False
             self._usage_out += self._tokens
         self._tokens = 0
         if self.aborted:
@@ -252,14 +249,12 @@ class Turn:
             if isinstance(item, str):
                 if item:
                     self.emitted.append(item)
-                    self._text.append(item)
                     chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
                 continue
             if item.invalid_tool_calls and self.repairs < self.max_repairs:
                 self._schedule_repair()
                 break
             self.emitted.append(item)
-            self._text.append(item.raw)
             message = block_chunk(item, self._call_index)
             self._call_index += len(item.tool_calls) + len(item.invalid_tool_calls)
             chunks.append(ChatGenerationChunk(message=message))
@@ -276,13 +271,11 @@ class Turn:
         open_tag = self.fmt.tool_call_open
         base = self.prompt[: len(self.prompt) - len(open_tag)] if self.forced else self.prompt
         self._pending = GenerationRequest(
-            base + "".join(self._text) + open_tag, params, repair=True
+            base + self.completion_text() + open_tag, params, repair=True
         )
         self._start(primed=True, constrained=constrained)
 
     def _add_usage(self, event: FinalEvent) -> None:
-        if event.input_tokens is None or event.output_tokens is None:
-            self._usage_known = False
         self._usage_in += event.input_tokens or 0
         self._usage_out += event.output_tokens if event.output_tokens is not None else self._tokens
 
@@ -358,7 +351,7 @@ class Turn:
 
     def completion_text(self) -> str:
         """The kept completion: content and raw blocks, in order (what K2 wrote)."""
-        return "".join(self._text)
+        return "".join(item if isinstance(item, str) else item.raw for item in self.emitted)
 
 
 class _ConstrainedCall:
