@@ -1,0 +1,111 @@
+"""with_structured_output over real sockets: each method and schema kind, the grammar on
+the wire, a first reply that fails validation and a retried second one, and the fallback
+when the server refuses grammars.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+import pytest
+from pydantic import BaseModel, Field
+
+from integration_tests.fake_tgi import FakeTGI
+from integration_tests.fake_tgi.client import reply, special, tokens_of
+from langchain_k2 import ChatK2
+
+
+class Movie(BaseModel):
+    """A movie."""
+
+    title: str
+    year: int = Field(ge=1888)
+
+
+class MovieDict(TypedDict):
+    """A movie."""
+
+    title: str
+    year: int
+
+
+MOVIE_SCHEMA = {
+    "title": "Movie",
+    "description": "A movie.",
+    "type": "object",
+    "properties": {"title": {"type": "string"}, "year": {"type": "integer"}},
+    "required": ["title", "year"],
+}
+SCHEMAS = [(Movie, "Movie"), (MovieDict, "MovieDict"), (MOVIE_SCHEMA, "Movie")]
+GOOD = '{"title": "Alien", "year": 1979}'
+
+
+def answer(text: str) -> dict[str, Any]:
+    return reply(tokens=tokens_of(text, special("<|endoftext|>")))
+
+
+def sent(tgi: FakeTGI) -> list[dict[str, Any]]:
+    return [r["body"] for r in tgi.requests() if r["path"] == "/"]
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value.model_dump() if isinstance(value, BaseModel) else dict(value)
+
+
+@pytest.mark.parametrize(("schema", "name"), SCHEMAS)
+def test_json_schema_method(tgi: FakeTGI, schema: Any, name: str) -> None:
+    tgi.script(answer(GOOD))
+    llm = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0)
+    result = llm.with_structured_output(schema).invoke("Alien came out in 1979.")
+    assert as_dict(result) == {"title": "Alien", "year": 1979}
+    body = sent(tgi)[0]
+    grammar = body["parameters"]["grammar"]
+    assert grammar["type"] == "json"
+    assert grammar["value"]["required"] == ["title", "year"]
+    assert "It must satisfy this JSON schema" in body["inputs"]
+
+
+@pytest.mark.parametrize(("schema", "name"), SCHEMAS)
+def test_function_calling_method(tgi: FakeTGI, schema: Any, name: str) -> None:
+    tgi.script(answer(f'{{"name": "{name}", "arguments": {GOOD}}}'))
+    llm = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0)
+    result = llm.with_structured_output(schema, method="function_calling").invoke("Alien, 1979")
+    assert as_dict(result) == {"title": "Alien", "year": 1979}
+    body = sent(tgi)[0]
+    assert body["inputs"].endswith("<|beginofsystem|><tool_call>")
+    assert body["parameters"]["grammar"]["value"]["properties"]["name"] == {"const": name}
+
+
+@pytest.mark.parametrize(("schema", "name"), SCHEMAS)
+def test_json_mode_method(tgi: FakeTGI, schema: Any, name: str) -> None:
+    tgi.script(answer(GOOD))
+    llm = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0)
+    result = llm.with_structured_output(schema, method="json_mode").invoke("Alien, 1979")
+    assert as_dict(result) == {"title": "Alien", "year": 1979}
+    grammar = sent(tgi)[0]["parameters"]["grammar"]
+    assert grammar["value"]["type"] == "object"
+    assert "properties" in grammar["value"]
+
+
+def test_failed_validation_is_asked_again(tgi: FakeTGI) -> None:
+    tgi.script(answer('{"title": "Alien", "year": 19}'), answer(GOOD))
+    llm = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0)
+    result = llm.with_structured_output(Movie, include_raw=True).invoke("Alien, 1979")
+    assert result["parsed"] == Movie(title="Alien", year=1979)
+    assert result["parsing_error"] is None
+    assert result["raw"].response_metadata["structured_output_retries"] == 1
+    first, second = sent(tgi)
+    assert first["inputs"] == second["inputs"]
+
+
+async def test_async_and_fallback_without_grammar(tgi: FakeTGI) -> None:
+    tgi.configure(grammar_enabled=False)
+    tgi.script(answer(GOOD))
+    llm = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0)
+    result = await llm.with_structured_output(Movie, include_raw=True).ainvoke("Alien, 1979")
+    assert result["parsed"] == Movie(title="Alien", year=1979)
+    assert "grammar_fallback" in result["raw"].response_metadata
+    bodies = sent(tgi)
+    assert "grammar" in bodies[0]["parameters"]
+    assert "grammar" not in bodies[-1]["parameters"]
+    assert "It must satisfy this JSON schema" in bodies[-1]["inputs"]
