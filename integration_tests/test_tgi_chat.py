@@ -289,6 +289,15 @@ def test_stream_cut_after_tokens_raises_with_partial_text(tgi: FakeTGI) -> None:
     assert len(generate_requests(tgi)) == 1
 
 
+def test_info_failure_is_retried_on_another_replica(tgi: FakeTGI) -> None:
+    tgi.script(reply(tokens=tokens_of("up", eos())))
+    llm = ChatK2(
+        endpoint_url=["http://127.0.0.1:9", tgi.url], max_retries=2, timeout=3, retry_backoff=0
+    )
+    assert llm.invoke("q").content == "up"
+    assert [r["path"] for r in tgi.requests()] == ["/info", "/"]
+
+
 def test_unreachable_server_says_so() -> None:
     llm = ChatK2(endpoint_url="http://127.0.0.1:9", max_retries=0, timeout=2)
     with pytest.raises(K2BackendError, match=r"127\.0\.0\.1:9"):

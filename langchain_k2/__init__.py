@@ -2,11 +2,11 @@
 
 Public names:
 
-- :class:`ChatK2`: the chat model (TGI server or in-process llama.cpp).
-- :class:`K2Format`, :func:`render_prompt`: K2's prompt format.
-- :func:`parse_tool_calls`, :class:`ToolCallStreamParser`, :class:`ParsedToolCalls`:
+- `ChatK2`: the chat model (TGI server or in-process llama.cpp).
+- `K2Format`, `render_prompt`: K2's prompt format.
+- `parse_tool_calls`, `ToolCallStreamParser`, `ParsedToolCalls`:
   the ``<tool_call>`` parser, whole text and streaming.
-- the exceptions of :mod:`langchain_k2.errors`.
+- the exceptions of `langchain_k2.errors`.
 """
 
 from langchain_k2._version import __version__

@@ -4,7 +4,7 @@ In: LangChain messages, bound tools and call options. Out: ``AIMessage`` /
 ``AIMessageChunk`` with ``tool_calls``, ``invalid_tool_calls``, ``usage_metadata`` and
 ``response_metadata``.
 
-The turn logic lives in :class:`langchain_k2.turn.Turn` (sans-IO); this module holds
+The turn logic lives in `langchain_k2.turn.Turn` (sans-IO); this module holds
 the fields, LangChain plumbing, and one small sync and one small async driver that
 move requests to a backend and events back into the turn.
 """
@@ -200,19 +200,21 @@ class ChatK2(BaseChatModel):
     model's ``<tool_call>`` blocks are parsed back into ``tool_calls``; malformed calls
     are repaired (``max_tool_call_retries``) or reported as ``invalid_tool_calls``.
 
-    Setup:
-        .. code-block:: bash
-
-            pip install langchain-k2
-            export K2_ENDPOINT_URL=http://my-tgi:8080   # TGI serving LLM360/K2-Chat
+    Setup: ``pip install langchain-k2`` and point ``endpoint_url`` (or the environment
+    variable ``K2_ENDPOINT_URL``) at a TGI server serving ``LLM360/K2-Chat``; or pass
+    ``model_path`` to a GGUF file (``pip install "langchain-k2[local]"``). The
+    documentation's pages show every feature with examples that the test suite runs.
 
     Example:
-        .. code-block:: python
-
-            from langchain_k2 import ChatK2
-
-            llm = ChatK2(endpoint_url="http://127.0.0.1:8080", temperature=0)
-            llm.invoke("What is the capital of France?").content
+        >>> from langchain_core.tools import tool
+        >>> @tool
+        ... def multiply(a: int, b: int) -> int:
+        ...     '''Multiply two integers.'''
+        ...     return a * b
+        >>> llm = ChatK2(endpoint_url="http://127.0.0.1:8080", temperature=0)
+        >>> bound = llm.bind_tools([multiply], tool_choice="multiply")
+        >>> bound.kwargs["tools"][0]["function"]["name"], bound.kwargs["tool_choice"]
+        ('multiply', 'multiply')
     """
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
@@ -645,7 +647,9 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        turn = self._prepare_turn(messages, stop, kwargs, self._get_backend().info())
+        turn = self._prepare_turn(
+            messages, stop, kwargs, self._retrying()(self._get_backend().info)
+        )
         for _ in self._drive(turn):
             pass
         return _result(turn)
@@ -657,7 +661,9 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        turn = self._prepare_turn(messages, stop, kwargs, await self._get_backend().ainfo())
+        turn = self._prepare_turn(
+            messages, stop, kwargs, await self._aretrying()(self._get_backend().ainfo)
+        )
         async for _ in self._adrive(turn):
             pass
         return _result(turn)
@@ -669,7 +675,9 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        turn = self._prepare_turn(messages, stop, kwargs, self._get_backend().info())
+        turn = self._prepare_turn(
+            messages, stop, kwargs, self._retrying()(self._get_backend().info)
+        )
         for chunk in self._drive(turn):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -682,7 +690,9 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        turn = self._prepare_turn(messages, stop, kwargs, await self._get_backend().ainfo())
+        turn = self._prepare_turn(
+            messages, stop, kwargs, await self._aretrying()(self._get_backend().ainfo)
+        )
         async for chunk in self._adrive(turn):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

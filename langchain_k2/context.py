@@ -4,7 +4,7 @@ In: the messages of one turn, a ``count`` function (messages -> tokens of the pr
 render into, system prompt and tools included), the limits (from TGI's ``/info``, the
 llama.cpp context, or a user override) and ``max_new_tokens``. Out: the messages
 unchanged when they fit; with trimming on, the newest whole turns that fit; otherwise a
-:class:`~langchain_k2.errors.ContextWindowExceededError` stating both counts.
+`langchain_k2.errors.ContextWindowExceededError` stating both counts.
 
 Pure: no I/O of its own. ``count`` may do I/O (TGI's ``/tokenize``): it is called once
 when the prompt fits, and about ``log2(len(messages)) + 2`` times when trimming.

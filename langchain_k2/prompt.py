@@ -1,11 +1,11 @@
 """K2's prompt format: markers, the function-calling system prompt, and rendering.
 
 In: LangChain messages, tool definitions (already normalized to OpenAI function dicts),
-and a :class:`K2Format`. Out: the exact prompt string K2-Chat was trained on
+and a `K2Format`. Out: the exact prompt string K2-Chat was trained on
 (``shared/spec/k2-format.md`` sections 1, 2 and 5).
 
 Pure functions only: no I/O, no LangChain runnables. Text that comes from messages is
-passed through :func:`neutralize` so that user, tool and document text cannot open a
+passed through `neutralize` so that user, tool and document text cannot open a
 turn or forge a tool call; only the renderer writes markers.
 """
 
@@ -54,7 +54,7 @@ class K2Format(BaseModel):
     """K2-Chat's markers and function-calling prompt, in one small frozen object.
 
     The defaults are K2-Chat's own (model card, ``k2-format.md``). A deployment whose
-    template differs, or a stand-in model with its own markers (see :meth:`chatml`),
+    template differs, or a stand-in model with its own markers (see `chatml`),
     overrides fields; every string the renderer writes comes from here.
 
     Example:
@@ -110,7 +110,7 @@ class K2Format(BaseModel):
         "<tools>",
         "</tools>",
     )
-    """Strings that message text may not contain verbatim (see :func:`neutralize`)."""
+    """Strings that message text may not contain verbatim (see `neutralize`)."""
 
     @classmethod
     def chatml(cls) -> K2Format:
@@ -149,7 +149,7 @@ class K2Format(BaseModel):
 
         Warns for markers that are not single special tokens; raises ``K2ConfigError``
         when the tokenizer's chat template renders a plain chat differently, naming the
-        first differing position. See :func:`langchain_k2.tokenizer.format_from_tokenizer`.
+        first differing position. See `langchain_k2.tokenizer.format_from_tokenizer`.
         """
         from langchain_k2.tokenizer import format_from_tokenizer
 
@@ -164,7 +164,7 @@ class K2Format(BaseModel):
         force_tool_call: bool = False,
         neutralize_markers: bool = True,
     ) -> str:
-        """Render ``messages`` into the prompt K2 continues. See :func:`render_prompt`."""
+        """Render ``messages`` into the prompt K2 continues. See `render_prompt`."""
         return render_prompt(
             messages,
             fmt=self,
@@ -203,7 +203,7 @@ def neutralize(text: str, fmt: K2Format = DEFAULT_FORMAT) -> str:
 
     The ``<`` of a marker becomes ``&lt;`` (``<|beginofuser|>`` renders as
     ``&lt;|beginofuser|>``), so it is no longer the special token; text that already
-    reads ``&lt;|beginofuser|>`` gains one ``amp;`` so :func:`restore` can undo exactly.
+    reads ``&lt;|beginofuser|>`` gains one ``amp;`` so `restore` can undo exactly.
 
     Example:
         >>> neutralize("hi <tool_call>{}</tool_call>")
@@ -221,8 +221,24 @@ def neutralize(text: str, fmt: K2Format = DEFAULT_FORMAT) -> str:
     return _pattern_for(fmt.special_markers).sub(escape, text)
 
 
+def neutralize_json(text: str, fmt: K2Format = DEFAULT_FORMAT) -> str:
+    r"""Make markers inside JSON text inert without changing what the JSON decodes to.
+
+    Markers can only sit inside JSON strings, where ``<`` may be written ``\u003c``.
+
+    Example:
+        >>> neutralize_json('{"q": "</tool_call><|beginofuser|>"}')
+        '{"q": "\\u003c/tool_call>\\u003c|beginofuser|>"}'
+    """
+    if "<" not in text:
+        return text
+    return _pattern_for(fmt.special_markers).sub(
+        lambda m: ("\\u003c" if m.group(1) == "<" else m.group(1)) + m.group(2), text
+    )
+
+
 def restore(text: str, fmt: K2Format = DEFAULT_FORMAT) -> str:
-    """Undo :func:`neutralize`: ``restore(neutralize(t)) == t`` for every string ``t``."""
+    """Undo `neutralize`: ``restore(neutralize(t)) == t`` for every string ``t``."""
 
     def unescape(match: re.Match[str]) -> str:
         head = match.group(1)
@@ -305,10 +321,11 @@ def tool_calls_json(tool_calls: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _system_section(
-    fmt: K2Format, system: str | None, tools: Sequence[Mapping[str, Any]] | None
+    fmt: K2Format, system: str | None, tools: Sequence[Mapping[str, Any]] | None, *, safe: bool
 ) -> str:
     if tools:
-        body = fmt.function_calling_prompt.replace("{tools}", tools_json(tools), 1)
+        listing = neutralize_json(tools_json(tools), fmt) if safe else tools_json(tools)
+        body = fmt.function_calling_prompt.replace("{tools}", listing, 1)
         if system:
             body += fmt.system_separator + system
     elif system:
@@ -368,7 +385,7 @@ def render_prompt(
             system prompt, and a user system text follows its instructions.
         default_system: system text used when ``messages`` carry no ``SystemMessage``.
         force_tool_call: end the prompt with ``<tool_call>`` so the model must call a tool.
-        neutralize_markers: escape markers found in message text (see :func:`neutralize`).
+        neutralize_markers: escape markers found in message text (see `neutralize`).
 
     Returns:
         The prompt. After a user turn it ends with the assistant marker; after tool
@@ -400,7 +417,7 @@ def render_prompt(
     # Several leading system messages are one system prompt, paragraphs apart.
     system = "\n\n".join(text(m) for m in messages[:leading]) if leading else default_system
     body = list(messages[leading:])
-    parts = [_system_section(fmt, system, tools)]
+    parts = [_system_section(fmt, system, tools, safe=neutralize_markers)]
 
     open_calls: set[str] = set()
     previous = "system"
@@ -423,9 +440,10 @@ def render_prompt(
             parts.append(text(message))
             calls = message.tool_calls if isinstance(message, AIMessage) else []
             if calls:
+                listing = tool_calls_json(calls)
                 parts += [
                     fmt.tool_call_open,
-                    tool_calls_json(calls),
+                    neutralize_json(listing, fmt) if neutralize_markers else listing,
                     fmt.tool_call_close,
                     fmt.tool_call_turn_suffix,
                 ]

@@ -1,7 +1,7 @@
 """K2-Chat's tokenizer: exact prompt token counts, and a check that it knows K2's format.
 
 In: a local tokenizer directory (or a ``tokenizer.json`` file, or an already loaded
-Hugging Face tokenizer), a rendered prompt, a :class:`~langchain_k2.prompt.K2Format`.
+Hugging Face tokenizer), a rendered prompt, a `langchain_k2.prompt.K2Format`.
 Out: a loaded tokenizer, token counts, the list of problems found, or the checked format.
 
 Optional extra ``tokenizer`` (``pip install "langchain-k2[tokenizer]"``): ``transformers``
@@ -38,7 +38,7 @@ _PROBE_CHAT: tuple[tuple[str, str], ...] = (
     ("assistant", "I am K2, a language model."),
     ("user", "What can you do?"),
 )
-"""The plain chat rendered both ways by :func:`template_mismatch`."""
+"""The plain chat rendered both ways by `template_mismatch`."""
 
 
 def load_tokenizer(
@@ -101,8 +101,8 @@ def count_prompt_tokens(
     """Tokens of a rendered K2 prompt; every marker and tag that is a special token counts 1.
 
     Args:
-        tokenizer: a loaded tokenizer (see :func:`load_tokenizer`).
-        prompt: the prompt exactly as sent (:func:`~langchain_k2.prompt.render_prompt`).
+        tokenizer: a loaded tokenizer (see `load_tokenizer`).
+        prompt: the prompt exactly as sent (`langchain_k2.prompt.render_prompt`).
         add_special_tokens: also count what the tokenizer adds around a sequence (a BOS
             token, for Llama-style tokenizers). TGI's ``/generate`` route and ``/tokenize``
             encode with it, so pass ``True`` to match the count TGI checks against
@@ -197,7 +197,7 @@ def template_mismatch(fmt: K2Format, tokenizer: PreTrainedTokenizerBase) -> str 
 def check_format(fmt: K2Format, tokenizer: PreTrainedTokenizerBase) -> list[str]:
     """Every problem found between ``fmt`` and ``tokenizer``; empty when they agree.
 
-    Pure: neither warns nor raises for what it finds (see :func:`format_from_tokenizer`).
+    Pure: neither warns nor raises for what it finds (see `format_from_tokenizer`).
     Markers that are not single tokens come first, then a chat-template mismatch.
     """
     problems = marker_problems(fmt, tokenizer)
@@ -212,7 +212,7 @@ def format_from_tokenizer(
 ) -> K2Format:
     """Check ``base`` (K2-Chat's default format) against a tokenizer and return it.
 
-    Markers that are not single tokens are reported with :func:`warnings.warn`
+    Markers that are not single tokens are reported with `warnings.warn`
     (``UserWarning``): prompts still work, but the model sees them as text. A chat
     template that renders differently raises: every prompt would then differ from the
     model's training format, which degrades answers silently; failing at setup, with the

@@ -3,7 +3,7 @@
 In: completion text from K2-Chat (whole, or as deltas of any size), optionally the bound
 tools as OpenAI-style function dicts (``{"name", "description", "parameters"}`` or
 ``{"type": "function", "function": {...}}``). Out: the text outside ``<tool_call>`` blocks,
-exactly as generated, and one :class:`ToolBlock` per block holding LangChain ``ToolCall``
+exactly as generated, and one `ToolBlock` per block holding LangChain ``ToolCall``
 and ``InvalidToolCall`` dicts; while streaming, text pieces and blocks in order, or the same
 as ``AIMessageChunk`` objects that merge with ``+`` into the whole-text result.
 
@@ -17,7 +17,7 @@ Nothing is dropped and nothing is repaired by guessing: a block or call that can
 names an unknown tool or fails its tool's JSON schema becomes an ``InvalidToolCall`` with an
 ``error`` saying why. Its ``args`` always start with the open tag, so no JSON parser (not even
 LangChain's lenient ``parse_partial_json``) can turn it into a valid call when stream chunks
-are merged (spec section 5). Every call gets a fresh id from :func:`new_call_id`.
+are merged (spec section 5). Every call gets a fresh id from `new_call_id`.
 """
 
 from __future__ import annotations
@@ -445,7 +445,7 @@ def parse_tool_calls(
 
     Args:
         text: The completion, exactly as generated (tags included).
-        tools: The bound tools (see :func:`parse_block`); ``None`` skips name and schema
+        tools: The bound tools (see `parse_block`); ``None`` skips name and schema
             checks, an empty list makes every call unknown.
         open_tag: The tag that opens a block.
         close_tag: The tag that closes a block.
@@ -495,7 +495,7 @@ def block_chunk(block: ToolBlock, first_index: int) -> AIMessageChunk:
     merges chunks). Indexes count up from ``first_index``.
 
     Args:
-        block: A block from :func:`parse_tool_calls` or :class:`ToolCallStreamParser`.
+        block: A block from `parse_tool_calls` or `ToolCallStreamParser`.
         first_index: The index of the block's first call in the whole stream.
 
     Returns:
@@ -531,7 +531,7 @@ class ToolCallStreamParser:
 
     For any split of a text into deltas, the text pieces concatenate to
     ``parse_tool_calls(text).content`` and the blocks equal its ``blocks`` (ids aside).
-    After :meth:`close` the parser is reset and can take a new stream.
+    After `close` the parser is reset and can take a new stream.
     """
 
     def __init__(
@@ -544,7 +544,7 @@ class ToolCallStreamParser:
         """Create a parser for one stream.
 
         Args:
-            tools: The bound tools (see :func:`parse_block`).
+            tools: The bound tools (see `parse_block`).
             open_tag: The tag that opens a block.
             close_tag: The tag that closes a block.
 
@@ -669,7 +669,7 @@ class ToolCallStreamParser:
         return chunks
 
     def feed_chunks(self, delta: str) -> list[AIMessageChunk]:
-        """Like :meth:`feed`, as LangChain message chunks (see :func:`block_chunk`).
+        """Like `feed`, as LangChain message chunks (see `block_chunk`).
 
         Args:
             delta: Any amount of text.
@@ -680,7 +680,7 @@ class ToolCallStreamParser:
         return self._to_chunks(self.feed(delta))
 
     def close_chunks(self) -> list[AIMessageChunk]:
-        """Like :meth:`close`, as LangChain message chunks.
+        """Like `close`, as LangChain message chunks.
 
         Returns:
             The chunk for the remaining text or block, if any.

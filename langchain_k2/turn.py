@@ -1,9 +1,9 @@
 """One model turn as a sans-IO state machine: backend events in, message chunks out.
 
-In: the rendered prompt, :class:`~langchain_k2.backends.base.GenerationParams`, the
+In: the rendered prompt, `langchain_k2.backends.base.GenerationParams`, the
 tools to validate calls against, and backend events fed one at a time.
 Out: ``ChatGenerationChunk`` objects (text deltas, validated tool-call blocks, a last
-chunk with usage and metadata), the next :class:`GenerationRequest` when a malformed
+chunk with usage and metadata), the next `GenerationRequest` when a malformed
 call must be repaired, and the final ``AIMessage``.
 
 No I/O happens here: ``ChatK2`` owns two ten-line drivers (sync and async) that pass

@@ -1,8 +1,8 @@
 """The one small protocol every backend implements, and the values that cross it.
 
-In: a prompt string and :class:`GenerationParams`. Out: a stream of
-:class:`TokenEvent` (one per generated token, special tokens included with their text)
-ending with one :class:`FinalEvent` (finish reason, token counts, seed).
+In: a prompt string and `GenerationParams`. Out: a stream of
+`TokenEvent` (one per generated token, special tokens included with their text)
+ending with one `FinalEvent` (finish reason, token counts, seed).
 
 Backends know nothing of messages, tools or LangChain; ``ChatK2`` knows nothing of
 wire formats. Non-streamed calls consume the same events, so there is one path from a
@@ -86,8 +86,8 @@ class BackendInfo:
 class Backend(Protocol):
     """A text-generation engine ChatK2 can drive.
 
-    ``stream`` and ``astream`` yield :class:`TokenEvent` objects and then exactly one
-    :class:`FinalEvent`. Errors are raised as :mod:`langchain_k2.errors` exceptions.
+    ``stream`` and ``astream`` yield `TokenEvent` objects and then exactly one
+    `FinalEvent`. Errors are raised as `langchain_k2.errors` exceptions.
     """
 
     name: str
@@ -98,7 +98,7 @@ class Backend(Protocol):
         ...
 
     async def ainfo(self) -> BackendInfo:
-        """Async twin of :meth:`info`."""
+        """Async twin of `info`."""
         ...
 
     def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
@@ -106,7 +106,7 @@ class Backend(Protocol):
         ...
 
     def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[GenerationEvent]:
-        """Async twin of :meth:`stream`."""
+        """Async twin of `stream`."""
         ...
 
     def count_tokens(self, text: str) -> int:

@@ -1,10 +1,10 @@
 """The in-process llama.cpp backend: a GGUF file driven through llama-cpp-python.
 
-In: a rendered prompt string and :class:`~langchain_k2.backends.base.GenerationParams`
+In: a rendered prompt string and `langchain_k2.backends.base.GenerationParams`
 (sampling, ``max_new_tokens``, stop strings, and TGI's grammar shape
 ``{"type": "json", "value": <JSON schema>}``).
-Out: one :class:`~langchain_k2.backends.base.TokenEvent` per generated token, then one
-:class:`~langchain_k2.backends.base.FinalEvent` (``eos_token``, ``stop_sequence`` or
+Out: one `langchain_k2.backends.base.TokenEvent` per generated token, then one
+`langchain_k2.backends.base.FinalEvent` (``eos_token``, ``stop_sequence`` or
 ``length``; prompt and output token counts from llama.cpp's own tokenizer; the seed).
 
 Behaviour, kept as close to the TGI backend as llama.cpp allows:
@@ -172,9 +172,9 @@ class LlamaCppBackend:
 
     Args:
         model_path: the ``.gguf`` file (a quantized K2-Chat, or a stand-in model such as
-            the SmolLM2 GGUF that :func:`find_smollm2_gguf` finds).
+            the SmolLM2 GGUF that `find_smollm2_gguf` finds).
         n_ctx: context window in tokens (prompt plus new tokens); ``0`` takes the
-            model's training context, which loads the model when :meth:`info` is called.
+            model's training context, which loads the model when `info` is called.
         n_threads: CPU threads; ``None`` takes llama-cpp-python's default.
         n_gpu_layers: layers offloaded to a GPU (``-1``: all) when llama.cpp was built
             with GPU support.
@@ -273,7 +273,7 @@ class LlamaCppBackend:
         )
 
     async def ainfo(self) -> BackendInfo:
-        """Async twin of :meth:`info`."""
+        """Async twin of `info`."""
         if self._n_ctx == 0 and self._llama is None:
             return await asyncio.to_thread(self.info)
         return self.info()
@@ -306,7 +306,7 @@ class LlamaCppBackend:
     async def astream(
         self, prompt: str, params: GenerationParams
     ) -> AsyncGenerator[GenerationEvent, None]:
-        """Async twin of :meth:`stream`: llama.cpp runs in a worker thread.
+        """Async twin of `stream`: llama.cpp runs in a worker thread.
 
         Events are yielded as the worker produces them. Closing the iterator early
         (``break``, ``aclose()``, cancellation) stops the worker after its current token and

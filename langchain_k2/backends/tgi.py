@@ -1,13 +1,13 @@
 """The text-generation-inference (TGI) backend, on ``huggingface_hub``'s inference clients.
 
-In: a prompt and :class:`GenerationParams`. Out: :class:`TokenEvent` per token (rebuilt
+In: a prompt and `GenerationParams`. Out: `TokenEvent` per token (rebuilt
 from each token's text, so special-token tags that TGI drops from ``generated_text``
-survive) and a :class:`FinalEvent` from the stream's last event.
+survive) and a `FinalEvent` from the stream's last event.
 
 Every request is streamed on the wire (SSE): the stream's last event carries
 ``input_length``, which a non-streamed TGI answer lacks, so invoke and stream share one
 path. Server errors, error events inside the stream and transport faults become
-:mod:`langchain_k2.errors` exceptions whose messages say what to change.
+`langchain_k2.errors` exceptions whose messages say what to change.
 
 Credentials (``k2-format.md`` section 5): only the token passed in is sent; the token
 ``hf auth login`` saved on disk is never attached to requests.
@@ -56,7 +56,7 @@ from langchain_k2.errors import (
 
 
 def request_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """Map :class:`GenerationParams` to ``text_generation`` keyword arguments.
+    """Map `GenerationParams` to ``text_generation`` keyword arguments.
 
     ``temperature == 0`` is greedy: ``do_sample=False`` and no temperature (TGI answers
     422 to ``temperature=0``); ``top_p == 1.0`` is not sent (TGI requires ``top_p < 1``).
@@ -146,8 +146,14 @@ def map_error(exc: BaseException, url: str) -> BaseException:
     """Translate a ``huggingface_hub`` / ``httpx`` exception into a K2 error."""
     if isinstance(exc, K2BackendError):
         return exc
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = str(exc).strip()
+    detail = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
     status = _status(exc)
+    if type(exc).__name__ == "OfflineModeIsEnabled":
+        return K2BackendError(
+            f"HF_HUB_OFFLINE is set, so huggingface_hub refuses every request, even to your "
+            f"own TGI server at {url}: unset HF_HUB_OFFLINE in this process to use it."
+        )
     if isinstance(exc, ValidationError) or status == 422:
         text = str(exc)
         if "grammar" in text.lower() and "not supported" in text.lower():
@@ -302,9 +308,11 @@ class TGIBackend:
 
     # -------------------------------------------------------------- info
 
-    def _parse_info(self, response: httpx.Response) -> BackendInfo:
-        if response.status_code != 200:
+    @staticmethod
+    def _parse_info(response: httpx.Response) -> BackendInfo:
+        if response.status_code == 404:  # not TGI's router (some proxies): limits unknown
             return BackendInfo()
+        response.raise_for_status()  # a 503 while loading is retried, not cached
         data = response.json()
         return BackendInfo(
             model_id=data.get("model_id"),
@@ -322,21 +330,23 @@ class TGIBackend:
             try:
                 with httpx.Client(timeout=self.timeout) as client:
                     response = client.get(f"{url}/info", headers=self._auth_headers())
+                    info = self._parse_info(response)
             except httpx.HTTPError as exc:
                 raise self._mapped(exc, url) from exc
-            self._info = self._parse_info(response)
+            self._info = info
         return self._info
 
     async def ainfo(self) -> BackendInfo:
-        """Async twin of :meth:`info`."""
+        """Async twin of `info`."""
         if self._info is None:
             url = self.replicas.pick()
             try:
                 async with httpx.AsyncClient(timeout=self.timeout) as client:
                     response = await client.get(f"{url}/info", headers=self._auth_headers())
+                    info = self._parse_info(response)
             except httpx.HTTPError as exc:
                 raise self._mapped(exc, url) from exc
-            self._info = self._parse_info(response)
+            self._info = info
         return self._info
 
     def count_tokens(self, text: str) -> int:
@@ -375,7 +385,7 @@ class TGIBackend:
     async def astream(
         self, prompt: str, params: GenerationParams
     ) -> AsyncIterator[GenerationEvent]:
-        """Async twin of :meth:`stream`."""
+        """Async twin of `stream`."""
         url = self.replicas.pick()
         client = AsyncInferenceClient(**self._client_kwargs(url))
         try:
