@@ -297,8 +297,11 @@ def test_markers_inside_tool_json_are_escaped_without_changing_the_json():
     ]
     prompt = render_prompt(messages, tools=[tool])
     benign = render_prompt(
-        [HumanMessage("q"), AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "c1"}])]
-        + messages[2:],
+        [
+            HumanMessage("q"),
+            AIMessage("", tool_calls=[{"name": "f", "args": {}, "id": "c1"}]),
+            *messages[2:],
+        ],
         tools=[{**tool, "description": ""}],
     )
     for marker in ("<|beginofuser|>", "</tool_call>", "<tool_call>"):
