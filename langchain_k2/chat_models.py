@@ -11,7 +11,7 @@ move requests to a backend and events back into the turn.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Literal, cast
 
@@ -19,14 +19,12 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
-from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
@@ -38,14 +36,13 @@ from langchain_k2.errors import (
     K2ConfigError,
     K2GrammarUnsupportedError,
     K2StreamInterruptedError,
-    ToolDefinitionError,
 )
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
-from langchain_k2.structured import build_spec, raw_result, with_instruction
+from langchain_k2.structured import build_spec, structured_runnable
 from langchain_k2.tokenizer import count_prompt_tokens, load_tokenizer
+from langchain_k2.tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
 from langchain_k2.turn import GenerationRequest, Turn
 
-ToolChoice = str | bool | dict[str, Any] | None
 _CALL_OPTIONS = (
     "max_new_tokens",
     "temperature",
@@ -55,95 +52,6 @@ _CALL_OPTIONS = (
     "seed",
 )
 _PASSED_THROUGH = frozenset({"tools", "tool_choice", "grammar", "stream"})
-
-
-def _tool_name(tool: Any) -> str:
-    return str(getattr(tool, "name", None) or getattr(tool, "__name__", None) or tool)[:80]
-
-
-def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
-    """Convert what LangChain users pass as tools into OpenAI function dicts, checked.
-
-    Accepts ``@tool`` functions, ``BaseTool``, pydantic classes, TypedDicts, plain
-    functions and OpenAI-format dicts.
-
-    Raises:
-        ToolDefinitionError: no name, a duplicate name, or parameters that are not an
-            object schema; the message names the tool.
-    """
-    result: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for position, tool in enumerate(tools):
-        try:
-            converted = convert_to_openai_tool(tool)
-        except Exception as exc:
-            raise ToolDefinitionError(
-                f"tools[{position}] ({_tool_name(tool)}) cannot be used as a tool: {exc}"
-            ) from exc
-        function = converted.get("function")
-        if converted.get("type") != "function" or not isinstance(function, dict):
-            raise ToolDefinitionError(
-                f"tools[{position}] ({_tool_name(tool)}) is not a function tool; K2-Chat calls "
-                "functions only."
-            )
-        name = function.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ToolDefinitionError(f"tools[{position}] has no name; give every tool a name.")
-        if name in seen:
-            raise ToolDefinitionError(
-                f"tools[{position}] repeats the name {name!r}; tool names must be unique."
-            )
-        seen.add(name)
-        parameters = function.get("parameters")
-        if parameters is None:
-            parameters = {"type": "object", "properties": {}}
-        if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
-            raise ToolDefinitionError(
-                f"Tool {name!r}: parameters must be a JSON schema of type 'object', got "
-                f"{parameters!r:.80}."
-            )
-        result.append(
-            {
-                "type": "function",
-                "function": {
-                    "name": name,
-                    "description": function.get("description") or "",
-                    "parameters": parameters,
-                },
-            }
-        )
-    return result
-
-
-def resolve_tool_choice(
-    tool_choice: ToolChoice, tools: Sequence[Mapping[str, Any]]
-) -> tuple[Literal["auto", "none", "any", "tool"], list[Mapping[str, Any]]]:
-    """Normalize ``tool_choice`` into a mode and the tools a forced call may use.
-
-    ``"auto"``/``None``: the model decides. ``"none"``/``False``: no tools offered.
-    ``"any"``/``"required"``/``True``: a call is forced (any tool). A tool name or
-    ``{"type": "function", "function": {"name": ...}}``: that tool is forced.
-    """
-    names = [t["function"]["name"] for t in tools]
-    if tool_choice is None or tool_choice == "auto":
-        return "auto", list(tools)
-    if tool_choice is False or tool_choice == "none":
-        return "none", []
-    if tool_choice is True or (isinstance(tool_choice, str) and tool_choice in {"any", "required"}):
-        if not tools:
-            raise K2ConfigError(
-                f"tool_choice={tool_choice!r} forces a call, but no tools are bound."
-            )
-        return "any", list(tools)
-    name: Any = tool_choice
-    if isinstance(tool_choice, dict):
-        name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
-    if isinstance(name, str) and name in names:
-        return "tool", [tools[names.index(name)]]
-    raise K2ConfigError(
-        f"tool_choice={tool_choice!r} is not understood: use 'auto', 'none', 'any' "
-        f"('required', True), or one of the bound tool names {names}."
-    )
 
 
 class _Backoff:
@@ -399,42 +307,13 @@ class ChatK2(BaseChatModel):
             )
         else:
             bound = self.bind(grammar=spec.grammar, ls_structured_output_format=ls_format)
-        attempts = self.max_tool_call_retries + 1
-
-        def prepare(value: LanguageModelInput) -> list[BaseMessage]:
-            return with_instruction(self._convert_input(value).to_messages(), spec.instruction)
-
-        def finish(raw: AIMessage, attempt: int, parsed: Any, error: Exception | None) -> Any:
-            raw.response_metadata["structured_output_retries"] = attempt
-            if include_raw:
-                return raw_result(raw, parsed, error)
-            if error is not None:
-                raise error
-            return parsed
-
-        def run(value: LanguageModelInput, config: RunnableConfig, **options: Any) -> Any:
-            messages = prepare(value)
-            for attempt in range(attempts):
-                raw = bound.invoke(messages, config, **options)
-                try:
-                    return finish(raw, attempt, spec.parse(raw), None)
-                except OutputParserException as exc:
-                    if attempt == attempts - 1:
-                        return finish(raw, attempt, None, exc)
-            raise AssertionError  # pragma: no cover - the loop always returns
-
-        async def arun(value: LanguageModelInput, config: RunnableConfig, **options: Any) -> Any:
-            messages = prepare(value)
-            for attempt in range(attempts):
-                raw = await bound.ainvoke(messages, config, **options)
-                try:
-                    return finish(raw, attempt, spec.parse(raw), None)
-                except OutputParserException as exc:
-                    if attempt == attempts - 1:
-                        return finish(raw, attempt, None, exc)
-            raise AssertionError  # pragma: no cover - the loop always returns
-
-        return RunnableLambda(run, afunc=arun, name="ChatK2StructuredOutput")
+        return structured_runnable(
+            bound,
+            lambda value: self._convert_input(value).to_messages(),
+            spec,
+            include_raw=include_raw,
+            attempts=self.max_tool_call_retries + 1,
+        )
 
     # ------------------------------------------------------------------ backend
 
@@ -765,4 +644,4 @@ def _interrupted(turn: Turn, exc: K2BackendError) -> K2StreamInterruptedError:
     )
 
 
-__all__ = ["ChatK2", "normalize_tools", "resolve_tool_choice"]
+__all__ = ["ChatK2"]

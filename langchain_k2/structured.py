@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ValidationError
@@ -170,3 +171,54 @@ def with_instruction(messages: Sequence[BaseMessage], instruction: str | None) -
 def raw_result(raw: AIMessage, parsed: Any, error: BaseException | None) -> Mapping[str, Any]:
     """The ``include_raw=True`` shape LangChain users expect."""
     return {"raw": raw, "parsed": parsed, "parsing_error": error}
+
+
+def structured_runnable(
+    bound: Runnable[Any, AIMessage],
+    to_messages: Callable[[Any], list[BaseMessage]],
+    spec: StructuredSpec,
+    *,
+    include_raw: bool,
+    attempts: int,
+) -> Runnable[Any, Any]:
+    """The runnable ``with_structured_output`` returns.
+
+    It adds the spec's instruction to the system prompt, calls ``bound`` (the model with
+    its grammar or forced tool) and parses; output that fails validation is asked for
+    again, ``attempts`` times in all. The raw message records the retries in
+    ``response_metadata["structured_output_retries"]``.
+    """
+
+    def finish(raw: AIMessage, attempt: int, parsed: Any, error: Exception | None) -> Any:
+        raw.response_metadata["structured_output_retries"] = attempt
+        if include_raw:
+            return raw_result(raw, parsed, error)
+        if error is not None:
+            raise error
+        return parsed
+
+    def settle(raw: AIMessage, attempt: int) -> tuple[bool, Any]:
+        try:
+            return True, finish(raw, attempt, spec.parse(raw), None)
+        except OutputParserException as exc:
+            if attempt == attempts - 1:
+                return True, finish(raw, attempt, None, exc)
+            return False, None
+
+    def run(value: Any, config: RunnableConfig, **options: Any) -> Any:
+        messages = with_instruction(to_messages(value), spec.instruction)
+        for attempt in range(attempts):
+            done, result = settle(bound.invoke(messages, config, **options), attempt)
+            if done:
+                return result
+        raise AssertionError  # pragma: no cover - the last attempt always settles
+
+    async def arun(value: Any, config: RunnableConfig, **options: Any) -> Any:
+        messages = with_instruction(to_messages(value), spec.instruction)
+        for attempt in range(attempts):
+            done, result = settle(await bound.ainvoke(messages, config, **options), attempt)
+            if done:
+                return result
+        raise AssertionError  # pragma: no cover - the last attempt always settles
+
+    return RunnableLambda(run, afunc=arun, name="ChatK2StructuredOutput")
