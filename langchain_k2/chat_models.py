@@ -371,6 +371,8 @@ class ChatK2(BaseChatModel):
         stop: list[str] | None,
         kwargs: dict[str, Any],
         info: BackendInfo,
+        *,
+        streaming: bool,
     ) -> Turn:
         params = self._params(stop, kwargs)
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
@@ -426,6 +428,7 @@ class ChatK2(BaseChatModel):
             max_repairs=self.max_tool_call_retries if mode != "none" else 0,
             user_stops=user_stops,
             model_name=self.model_name,
+            emit_chunks=streaming,
         )
         turn.grammar_fallback = fallback
         return turn
@@ -527,7 +530,7 @@ class ChatK2(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         turn = self._prepare_turn(
-            messages, stop, kwargs, self._retrying()(self._get_backend().info)
+            messages, stop, kwargs, self._retrying()(self._get_backend().info), streaming=False
         )
         for _ in self._drive(turn):
             pass
@@ -541,7 +544,11 @@ class ChatK2(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         turn = self._prepare_turn(
-            messages, stop, kwargs, await self._aretrying()(self._get_backend().ainfo)
+            messages,
+            stop,
+            kwargs,
+            await self._aretrying()(self._get_backend().ainfo),
+            streaming=False,
         )
         async for _ in self._adrive(turn):
             pass
@@ -555,7 +562,7 @@ class ChatK2(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         turn = self._prepare_turn(
-            messages, stop, kwargs, self._retrying()(self._get_backend().info)
+            messages, stop, kwargs, self._retrying()(self._get_backend().info), streaming=True
         )
         for chunk in self._drive(turn):
             if run_manager is not None:
@@ -570,7 +577,11 @@ class ChatK2(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         turn = self._prepare_turn(
-            messages, stop, kwargs, await self._aretrying()(self._get_backend().ainfo)
+            messages,
+            stop,
+            kwargs,
+            await self._aretrying()(self._get_backend().ainfo),
+            streaming=True,
         )
         async for chunk in self._adrive(turn):
             if run_manager is not None:

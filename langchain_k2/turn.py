@@ -150,6 +150,8 @@ class Turn:
         max_repairs: how many malformed calls may be repaired.
         user_stops: the caller's stop strings (cut out of the text).
         model_name: reported in ``response_metadata``.
+        emit_chunks: build message chunks (streaming); ``invoke`` needs only
+            :meth:`message`, so it skips them.
     """
 
     prompt: str
@@ -162,6 +164,7 @@ class Turn:
     max_repairs: int = 2
     user_stops: Sequence[str] = ()
     model_name: str | None = None
+    emit_chunks: bool = True
 
     repairs: int = 0
     aborted: bool = False
@@ -249,15 +252,16 @@ class Turn:
             if isinstance(item, str):
                 if item:
                     self.emitted.append(item)
-                    chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
+                    if self.emit_chunks:
+                        chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
                 continue
             if item.invalid_tool_calls and self.repairs < self.max_repairs:
                 self._schedule_repair()
                 break
             self.emitted.append(item)
-            message = block_chunk(item, self._call_index)
+            if self.emit_chunks:
+                chunks.append(ChatGenerationChunk(message=block_chunk(item, self._call_index)))
             self._call_index += len(item.tool_calls) + len(item.invalid_tool_calls)
-            chunks.append(ChatGenerationChunk(message=message))
         return chunks
 
     def _schedule_repair(self) -> None:
