@@ -11,6 +11,7 @@ move requests to a backend and events back into the turn.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Literal, cast
@@ -54,6 +55,10 @@ _CALL_OPTIONS = (
 _PASSED_THROUGH = frozenset({"tools", "tool_choice", "grammar", "stream"})
 
 
+_MAX_RETRY_AFTER = 60.0
+"""Longest ``Retry-After`` honoured (seconds); a server asking more waits this long."""
+
+
 class _Backoff:
     """Exponential backoff with jitter that honours a server's ``Retry-After``."""
 
@@ -63,8 +68,12 @@ class _Backoff:
     def __call__(self, state: RetryCallState) -> float:
         delay = float(self._exp(state))
         exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, K2StreamInterruptedError):
+            exc = exc.cause
         retry_after = getattr(exc, "retry_after", None)
-        return max(delay, float(retry_after)) if retry_after else delay
+        if not retry_after:
+            return delay
+        return max(delay, min(float(retry_after), _MAX_RETRY_AFTER))
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +108,11 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, K2BackendError) and exc.retryable
 
 
+def _restartable(exc: BaseException) -> bool:
+    """A stream cut by a retryable fault, when nothing of it reached the caller."""
+    return isinstance(exc, K2StreamInterruptedError) and _retryable(exc.cause or exc)
+
+
 class ChatK2(BaseChatModel):
     """LLM360's K2-Chat (65B, open weights) as a LangChain chat model.
 
@@ -121,7 +135,9 @@ class ChatK2(BaseChatModel):
         ...     return a * b
         >>> llm = ChatK2(endpoint_url="http://127.0.0.1:8080", temperature=0)
         >>> bound = llm.bind_tools([multiply], tool_choice="multiply")
-        >>> bound.kwargs["tools"][0]["function"]["name"], bound.kwargs["tool_choice"]
+        >>> (tool,) = bound.kwargs["tools"]
+        >>> function = tool["function"]
+        >>> function["name"], bound.kwargs["tool_choice"]
         ('multiply', 'multiply')
     """
 
@@ -439,11 +455,11 @@ class ChatK2(BaseChatModel):
 
     # ------------------------------------------------------------------ drivers
 
-    def _retrying(self) -> Retrying:
+    def _retrying(self, *, restart: bool = False) -> Retrying:
         return Retrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=_Backoff(self.retry_backoff),
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(_restartable if restart else _retryable),
             reraise=True,
         )
 
@@ -477,11 +493,11 @@ class ChatK2(BaseChatModel):
             yield from turn.end_request()
         yield turn.last_chunk()
 
-    def _aretrying(self) -> AsyncRetrying:
+    def _aretrying(self, *, restart: bool = False) -> AsyncRetrying:
         return AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
             wait=_Backoff(self.retry_backoff),
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(_restartable if restart else _retryable),
             reraise=True,
         )
 
@@ -529,12 +545,17 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        turn = self._prepare_turn(
-            messages, stop, kwargs, self._retrying()(self._get_backend().info), streaming=False
-        )
-        for _ in self._drive(turn):
-            pass
-        return _result(turn)
+        info = self._retrying()(self._get_backend().info)
+
+        def once() -> ChatResult:
+            turn = self._prepare_turn(messages, stop, kwargs, info, streaming=False)
+            for _ in self._drive(turn):
+                pass
+            return _result(turn)
+
+        # Nothing of an invoke reaches the caller before it ends, so a stream cut by a
+        # transport fault can be run again from the start.
+        return self._retrying(restart=True)(once)
 
     async def _agenerate(
         self,
@@ -543,16 +564,18 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        turn = self._prepare_turn(
-            messages,
-            stop,
-            kwargs,
-            await self._aretrying()(self._get_backend().ainfo),
-            streaming=False,
-        )
-        async for _ in self._adrive(turn):
-            pass
-        return _result(turn)
+        info: BackendInfo = await self._aretrying()(self._get_backend().ainfo)
+
+        async def once() -> ChatResult:
+            # Preparing may count tokens over HTTP (/tokenize): keep it off the event loop.
+            turn = await asyncio.to_thread(
+                self._prepare_turn, messages, stop, kwargs, info, streaming=False
+            )
+            async for _ in self._adrive(turn):
+                pass
+            return _result(turn)
+
+        return await self._aretrying(restart=True)(once)
 
     def _stream(
         self,
@@ -576,12 +599,9 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        turn = self._prepare_turn(
-            messages,
-            stop,
-            kwargs,
-            await self._aretrying()(self._get_backend().ainfo),
-            streaming=True,
+        info: BackendInfo = await self._aretrying()(self._get_backend().ainfo)
+        turn = await asyncio.to_thread(
+            self._prepare_turn, messages, stop, kwargs, info, streaming=True
         )
         async for chunk in self._adrive(turn):
             if run_manager is not None:

@@ -269,9 +269,9 @@ def content_text(message: BaseMessage) -> str:
         kind = block.get("type")
         if kind == "text":
             parts.append(str(block.get("text", "")))
-        elif kind in _IGNORED_BLOCKS:
+        elif isinstance(kind, str) and kind in _IGNORED_BLOCKS:
             continue
-        elif kind in _UNSUPPORTED_BLOCKS:
+        elif isinstance(kind, str) and kind in _UNSUPPORTED_BLOCKS:
             raise K2InputError(
                 f"{type(message).__name__} has a {kind!r} content block, but K2-Chat is a "
                 "text-only model: pass text only (describe or transcribe the media first)."
@@ -314,7 +314,14 @@ def tools_json(tools: Sequence[Mapping[str, Any]]) -> str:
 
 def tool_calls_json(tool_calls: Sequence[Mapping[str, Any]]) -> str:
     """The JSON list written inside ``<tool_call>...</tool_call>`` for a turn in history."""
-    return json.dumps([{"name": tc["name"], "arguments": tc.get("args", {})} for tc in tool_calls])
+    calls = [{"name": tc["name"], "arguments": tc.get("args", {})} for tc in tool_calls]
+    try:
+        return json.dumps(calls, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise K2InputError(
+            f"An AIMessage's tool-call args cannot be written as JSON ({exc}): use JSON "
+            "values (str, finite numbers, bool, None, lists, dicts)."
+        ) from exc
 
 
 # --------------------------------------------------------------------------- rendering

@@ -19,6 +19,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bench import BENCH_SPEC_KEYS, parse_bench_fields
+from .echo import ECHO_SPEC_KEYS, check_echo_field
 from .tokenizer import Tok, Tokenizer
 
 FINISH_REASONS = ("eos_token", "length", "stop_sequence")
@@ -52,6 +54,8 @@ _SPEC_KEYS = {
     "abort",
     "reset_before_headers",
     "hang",
+    *BENCH_SPEC_KEYS,  # bench: benchmark-only fields, see bench.py
+    *ECHO_SPEC_KEYS,  # echo: a reply computed from the prompt, see echo.py
 }
 
 
@@ -137,6 +141,8 @@ class ReplySpec:
     reset_before_headers: bool = False
     hang: bool = False
     raw: dict[str, Any] = field(default_factory=dict)
+    bench: Any = None
+    """bench: the benchmark-only fields (`bench.BenchSpec`), or None."""
 
     @property
     def pre_validation_fault(self) -> bool:
@@ -149,6 +155,18 @@ def _check_type(name: str, value: Any, kinds: tuple[type, ...]) -> None:
         raise SpecError(f"reply field {name!r} must be {kinds}, got {value!r}")
     if not isinstance(value, kinds):
         raise SpecError(f"reply field {name!r} must be {kinds}, got {value!r}")
+
+
+def _parse_bench(spec: ReplySpec, raw: dict[str, Any]) -> bool:
+    """bench: set `spec.bench` (see bench.py); whether the spec generates (text, tokens, call)."""
+    try:
+        spec.bench = parse_bench_fields(raw)
+    except (ValueError, TypeError) as exc:
+        raise SpecError(str(exc)) from exc
+    tool_call = spec.bench is not None and spec.bench.tool_call is not None
+    if tool_call and (spec.tokens is not None or spec.text is not None):
+        raise SpecError("give 'tool_call' alone, without 'tokens' or 'text'")
+    return tool_call or spec.tokens is not None or spec.text is not None
 
 
 def parse_spec(raw: Any) -> ReplySpec:
@@ -201,10 +219,11 @@ def parse_spec(raw: Any) -> ReplySpec:
         spec.tokens = [dict(item) for item in raw["tokens"]]
     if spec.tokens is not None and spec.text is not None:
         raise SpecError("give either 'tokens' or 'text', not both")
-    generates = spec.tokens is not None or spec.text is not None
+    check_echo_field(raw)  # echo: a reply computed from the prompt, see echo.py
+    generates = _parse_bench(spec, raw)  # bench: benchmark-only fields, see bench.py
     if not generates and not spec.pre_validation_fault:
         raise SpecError("a reply needs 'tokens' or 'text' (or a 'status'/'hang'/'reset' fault)")
-    if generates and not (spec.tokens or spec.text):
+    if generates and not (spec.tokens or spec.text or getattr(spec.bench, "tool_call", None)):
         raise SpecError("a reply generates at least one token ('tokens'/'text' is empty)")
     return spec
 
@@ -574,7 +593,10 @@ def scripted_tokens(spec: ReplySpec, tokenizer: Tokenizer, eos_token: str) -> li
 def generate(spec: ReplySpec, valid: Valid, tokenizer: Tokenizer, eos_token: str) -> Generation:
     """Run the scripted reply through TGI's stopping criteria (length, then EOS, then stop)."""
     candidates = scripted_tokens(spec, tokenizer, eos_token)
-    stop_regexes = [re.compile(f".*{re.escape(stop)}$") for stop in valid.stop]
+    # TGI's StopSequenceCriteria: `{stop}$` on the output so far, which StoppingCriteria keeps
+    # short (cut to its last 200 characters once over 300). A `.*` prefix on the whole
+    # output (as before) means the same but costs O(n^3) over a stream (bench: 2,000 tokens).
+    stop_regexes = [re.compile(f"{re.escape(stop)}$") for stop in valid.stop]
     tokens: list[dict[str, Any]] = []
     output = ""
     finish_reason = spec.finish_reason
@@ -587,6 +609,8 @@ def generate(spec: ReplySpec, valid: Valid, tokenizer: Tokenizer, eos_token: str
             finish_reason = "eos_token"
             break
         output += token["text"]
+        if len(output) > 300:
+            output = output[-200:]
         if any(regex.findall(output) for regex in stop_regexes):
             finish_reason = "stop_sequence"
             break

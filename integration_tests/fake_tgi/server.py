@@ -31,6 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import bench, echo
 from .protocol import (
     STATUS_BY_ERROR_TYPE,
     DeserializeError,
@@ -275,6 +276,9 @@ async def _answer_stream(
                 break
             if i and spec.token_delay_s:
                 await _sleep(request, spec.token_delay_s)
+            if not i:  # bench: first-token delay and the first event's time, see bench.py
+                await _sleep(request, bench.first_token_delay(spec))
+                entry["first_event_mono"] = time.monotonic()
             await resp.write(sse(doc))
         if spec.cut_after is not None:
             entry["fault"] = "cut"
@@ -296,6 +300,8 @@ async def _run_generation(
     req: GenerateRequest,
     stream: bool,
     respond: Respond,
+    *,
+    chat_tools: bool = False,
 ) -> web.StreamResponse:
     """Validation, concurrency limit, reply selection, then `respond` (shared by all routes)."""
     state = _state(request)
@@ -314,6 +320,12 @@ async def _run_generation(
         return _error(TGIError(500, "fake TGI: no scripted reply left", "incomplete_generation"))
     spec, source = chosen
     entry["reply"], entry["reply_source"] = spec.raw, source
+    # bench: a `tool_call` spec becomes this request's reply (maybe corrupted), see bench.py
+    constrained = chat_tools or req.params.grammar is not None
+    spec, decided = bench.materialize(spec, req.inputs, constrained)
+    if decided is not None:
+        entry["bench"] = decided
+    spec = echo.materialize(spec, req.inputs)  # echo: a reply from the prompt, see echo.py
     state.in_flight += 1
     try:
         await _sleep(request, state.config["latency_s"] + spec.delay_s)
@@ -492,7 +504,7 @@ async def _chat_inner(request: web.Request, entry: dict[str, Any]) -> web.Stream
         entry["status"] = 422
         return _deserialize_failure(DeserializeError("invalid type, expected struct ChatRequest"))
     try:
-        prompt = _render_chat(body.get("messages"))
+        prompt = bench.chat_prompt(_render_chat(body.get("messages")), body)  # bench: tools
         params = _chat_params(body)
     except DeserializeError as exc:
         entry["status"] = 422
@@ -511,11 +523,13 @@ async def _chat_inner(request: web.Request, entry: dict[str, Any]) -> web.Stream
                 request, spec=spec, docs=docs, headers=headers, entry=entry, done_marker=True
             )
         headers = {**headers, **_timing_headers(gen)}
+        bench.chat_tool_calls(docs[0], body)  # bench: OpenAI tool_calls, see bench.py
         return await _answer_json(
             request, spec=spec, gen=gen, doc=docs[0], headers=headers, entry=entry
         )
 
-    return await _run_generation(request, entry, req, stream, respond)
+    chat_tools = bench.chat_has_tools(body)
+    return await _run_generation(request, entry, req, stream, respond, chat_tools=chat_tools)
 
 
 # --------------------------------------------------------------------------- simple routes

@@ -1,0 +1,186 @@
+"""1. Per-call overhead: ``ChatK2.invoke`` against ``ChatHuggingFace.invoke``.
+
+Both talk to the same fake TGI server, which answers at once with the same 40-token text
+(or the same tool call). ChatK2 uses TGI's ``/`` route, streamed on the wire (``details``
+give it the prompt's token count); the peer, ``ChatHuggingFace`` over
+``HuggingFaceEndpoint(endpoint_url=...)``, uses ``/v1/chat/completions``, not streamed. The same
+plain turn is also timed through ``ainvoke`` (one call at a time), and a last pair times the
+bare ``huggingface_hub`` calls each side makes, so the gap can be split into the wire
+protocol chosen and the wrapper's own work.
+
+The peer is built offline: with ``endpoint_url`` (no ``repo_id``) ``ChatHuggingFace`` takes
+the URL as its ``model_id`` and loads no tokenizer, and ``HuggingFaceEndpoint`` sends no token
+to a non-hub URL. Against 20 tools the fake's chat route answers like TGI: the tools go into
+the prompt it tokenizes, and the call comes back as an OpenAI ``tool_calls`` entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from huggingface_hub import InferenceClient
+from langchain_core.messages import HumanMessage
+from langchain_huggingface import ChatHuggingFace, HuggingFaceEndpoint
+
+from benchmarks.common import (
+    TOOL_CALL,
+    Row,
+    Settings,
+    call_ok,
+    fake_tgi,
+    interleaved,
+    make_tools,
+    median_ms,
+    quartiles_ms,
+    words,
+)
+from langchain_k2 import ChatK2
+from langchain_k2.prompt import DEFAULT_FORMAT
+
+SECTION = "1. Per-call overhead"
+KEYS = ("overhead.plain", "overhead.tools", "overhead.async", "overhead.wire")
+REPLY_TOKENS = 40
+QUESTION = "Tell me something."
+MESSAGES = [HumanMessage(QUESTION)]
+
+
+def k2_model(url: str, **fields: Any) -> ChatK2:
+    """ChatK2 on the fake server, greedy, no retries of its own beyond the defaults."""
+    options: dict[str, Any] = {"temperature": 0, "max_new_tokens": 256, **fields}
+    return ChatK2(endpoint_url=url, **options)
+
+
+def peer_model(url: str, **fields: Any) -> ChatHuggingFace:
+    """``ChatHuggingFace`` over ``HuggingFaceEndpoint(endpoint_url=url)``: no hub lookups.
+
+    With an ``endpoint_url`` (and no ``repo_id``) ``ChatHuggingFace`` takes the URL as its
+    ``model_id`` and loads no tokenizer; a loopback URL also gets no token attached.
+    """
+    options: dict[str, Any] = {"max_new_tokens": 256, "temperature": None, **fields}
+    return ChatHuggingFace(llm=HuggingFaceEndpoint(endpoint_url=url, **options))
+
+
+def _row(key: str, measure: str, samples: dict[str, list[float]], note: str) -> Row:
+    k2, peer = samples["k2"], samples["peer"]
+    k2_q, peer_q = quartiles_ms(k2), quartiles_ms(peer)
+    spread = (
+        f"IQR ChatK2 {k2_q[0]:.2f}-{k2_q[1]:.2f} ms, peer {peer_q[0]:.2f}-{peer_q[1]:.2f} ms; "
+        f"{len(k2)} calls each."
+    )
+    return Row(
+        key=key,
+        section=SECTION,
+        measure=measure,
+        k2=median_ms(k2),
+        peer=median_ms(peer),
+        unit="ms/call",
+        reference="ratio <= 1.0",
+        note=f"{note} {spread}".strip(),
+    )
+
+
+def _plain(tgi: Any, calls: int) -> Row:
+    text = words(REPLY_TOKENS)
+    tgi.set_default({"text": text})
+    k2, peer = k2_model(tgi.url), peer_model(tgi.url)
+    assert k2.invoke(MESSAGES).content == text
+    assert peer.invoke(MESSAGES).content == text
+    samples = interleaved(
+        {"k2": lambda: k2.invoke(MESSAGES), "peer": lambda: peer.invoke(MESSAGES)}, calls
+    )
+    return _row(
+        "overhead.plain", f"`invoke`, {REPLY_TOKENS}-token answer, instant server", samples, ""
+    )
+
+
+def _tools(tgi: Any, calls: int) -> Row:
+    tgi.set_default({"tool_call": TOOL_CALL})
+    tools = make_tools(20)
+    k2 = k2_model(tgi.url).bind_tools(tools)
+    peer = peer_model(tgi.url).bind_tools(tools)
+    assert call_ok(k2.invoke(MESSAGES)), "ChatK2 did not get the tool call"
+    peer_reply = peer.invoke(MESSAGES)
+    assert call_ok(peer_reply), f"the peer did not get the tool call: {peer_reply!r}"
+    samples = interleaved(
+        {"k2": lambda: k2.invoke(MESSAGES), "peer": lambda: peer.invoke(MESSAGES)}, calls
+    )
+    return _row(
+        "overhead.tools",
+        "`invoke` with 20 bound tools, answer is 1 tool call",
+        samples,
+        "ChatK2 parses `<tool_call>` text; the peer gets an OpenAI `tool_calls` entry from the "
+        "chat route (the fake answers chat requests with tools the way TGI does).",
+    )
+
+
+def _async(tgi: Any, calls: int) -> Row:
+    text = words(REPLY_TOKENS)
+    tgi.set_default({"text": text})
+    k2, peer = k2_model(tgi.url), peer_model(tgi.url)
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(k2.ainvoke(MESSAGES)).content == text
+        assert loop.run_until_complete(peer.ainvoke(MESSAGES)).content == text
+        samples = interleaved(
+            {
+                "k2": lambda: loop.run_until_complete(k2.ainvoke(MESSAGES)),
+                "peer": lambda: loop.run_until_complete(peer.ainvoke(MESSAGES)),
+            },
+            max(calls // 3, 4),
+        )
+        loop.run_until_complete(peer.llm.async_client.close())
+    finally:
+        loop.close()
+    return _row(
+        "overhead.async",
+        f"`ainvoke`, one call at a time, {REPLY_TOKENS}-token answer",
+        samples,
+        "ChatK2 makes one `AsyncInferenceClient` per request over a shared per-loop "
+        "`httpx.AsyncClient`; the peer reuses one client.",
+    )
+
+
+def _wire(tgi: Any, calls: int) -> Row:
+    tgi.set_default({"text": words(REPLY_TOKENS)})
+    client = InferenceClient(base_url=tgi.url)
+    prompt = DEFAULT_FORMAT.render_prompt(MESSAGES)
+    stops = list(DEFAULT_FORMAT.stop_markers)
+    chat = [{"role": "user", "content": QUESTION}]
+
+    def k2_wire() -> None:
+        for _ in client.text_generation(
+            prompt,
+            stream=True,
+            details=True,
+            return_full_text=False,
+            max_new_tokens=256,
+            do_sample=False,
+            stop=stops,
+        ):
+            pass
+
+    def peer_wire() -> None:
+        client.chat_completion(messages=chat, max_tokens=256)
+
+    samples = interleaved({"k2": k2_wire, "peer": peer_wire}, calls)
+    client.close()  # type: ignore[no-untyped-call]
+    return _row(
+        "overhead.wire",
+        "bare `huggingface_hub` call each side makes (no LangChain)",
+        samples,
+        "ChatK2 column: `text_generation(stream=True, details=True)` (SSE, one event per "
+        "token); peer column: `chat_completion()` (one JSON document).",
+    )
+
+
+def run(settings: Settings) -> list[Row]:
+    """Plain turn, tool-calling turn with 20 tools, async turn, and the bare client calls."""
+    calls = settings.overhead_calls
+    with fake_tgi() as tgi:
+        return [
+            _plain(tgi, calls),
+            _tools(tgi, calls),
+            _async(tgi, calls),
+            _wire(tgi, calls),
+        ]

@@ -1,0 +1,309 @@
+"""The report: a markdown table, ``benchmarks.md`` (table, machine, explanations), a plot.
+
+The explanations are the benchmark modules' own docstrings, so the text that says how a
+figure is measured lives next to the code that measures it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import math
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from benchmarks.common import REPO_ROOT, Row
+
+PACKAGES = (
+    "langchain-k2",
+    "langchain-core",
+    "langchain-huggingface",
+    "huggingface_hub",
+    "httpx",
+    "aiohttp",
+    "llama_cpp_python",
+)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args],  # noqa: S607 - read-only query of this checkout
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
+
+
+def _version(name: str) -> str:
+    try:
+        return f"{name} {importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{name} (not installed)"
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, or "n/a"."""
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def machine_info() -> dict[str, str]:
+    """What the figures ran on (read at the start of a run)."""
+    versions = [_version(name) for name in PACKAGES]
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    if _git("status", "--porcelain"):
+        commit += " + uncommitted changes"
+    memory = _memory_gb()
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{_cpu_model()}, {os.cpu_count()} logical cores",
+        "memory": f"{memory:.1f} GiB" if memory else "unknown",
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
+        "packages": ", ".join(versions),
+        "commit": commit,
+        "load_start": load_average(),
+    }
+
+
+# --------------------------------------------------------------------------- table
+
+
+def fmt(value: float | None) -> str:
+    """A number with as many decimals as its size deserves; "-" for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    size = abs(value)
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def markdown_table(rows: Sequence[Row]) -> str:
+    """The figures as one markdown table (notes are listed after it)."""
+    lines = [
+        "| # | figure | unit | ChatK2 | peer | peer is | ChatK2/peer | target / ideal |",
+        "| --- | --- | --- | ---: | ---: | --- | ---: | --- |",
+    ]
+    for row in rows:
+        ratio = "-" if row.ratio is None else f"{row.ratio:.3g}"
+        lines.append(
+            f"| `{row.key}` | {row.measure} | {row.unit} | {fmt(row.k2)} | {fmt(row.peer)} "
+            f"| {row.peer_name} | {ratio} | {row.reference or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def notes(rows: Sequence[Row]) -> str:
+    """One line per row: its key and what else was measured."""
+    return "\n".join(f"- `{row.key}`: {row.note}" for row in rows if row.note)
+
+
+def _doc(module: ModuleType) -> str:
+    text = (module.__doc__ or "").strip().replace("``", "`")
+    title, _, body = text.partition("\n")
+    return f"### {title.strip()}\n\n{body.strip()}\n"
+
+
+def markdown_report(
+    rows: Sequence[Row],
+    machine: dict[str, str],
+    *,
+    quick: bool,
+    modules: Sequence[ModuleType],
+    durations: dict[str, float],
+    image: str,
+) -> str:
+    """The whole ``benchmarks.md``."""
+    kind = "a `--quick` smoke run (small sizes: not figures to quote)" if quick else "a full run"
+    timing = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in durations.items())
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m benchmarks` (`--quick` for a smoke run, `--out DIR` to write "
+        "elsewhere); do not edit by hand. These are measurements, not tests: nothing here "
+        "passes or fails.",
+        "",
+        f"This file comes from {kind}. Every comparison ran side by side in the same process "
+        "against the same loopback fake TGI server (`integration_tests/fake_tgi`, a separate "
+        "process), the two sides interleaved in alternating blocks; figures are medians. "
+        "The machine is shared, so absolute numbers move between runs; the ratios are the "
+        "figures to read. Every socket connection the run opens is checked to go to a loopback "
+        "address (no hub lookups).",
+        "",
+        "## Machine",
+        "",
+        f"- date: {machine['date']}",
+        f"- CPU: {machine['cpu']}; memory {machine['memory']}",
+        f"- OS: {machine['os']}; {machine['python']}",
+        f"- packages: {machine['packages']}",
+        f"- commit: {machine['commit']}",
+        f"- load average (1/5/15 min) at start: {machine['load_start']}, at end: "
+        f"{machine.get('load_end', 'n/a')}",
+        f"- time per section: {timing}",
+        "",
+        "## Results",
+        "",
+        markdown_table(rows),
+        "",
+        notes(rows),
+        "",
+        f"![benchmark figures]({image})",
+        "",
+        "## What each figure measures",
+        "",
+    ]
+    parts += [_doc(module) for module in modules]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------- plot
+
+
+Pair = tuple[str, str, str]
+"""(label, row key, what): ``what`` is "value" (ChatK2 and peer) or an ``extra`` prefix."""
+
+
+def _pairs(ax: Any, rows: dict[str, Row], title: str, pairs: list[Pair]) -> None:
+    """Grouped bars, ChatK2 next to the peer, one group per pair; dashed ideal where known."""
+    width = 0.38
+    k2: list[float] = []
+    peer: list[float] = []
+    for _, key, what in pairs:
+        row = rows.get(key)
+        if row is None:
+            k2.append(0.0)
+            peer.append(0.0)
+        elif what == "value":
+            k2.append(row.k2 or 0.0)
+            peer.append(row.peer or 0.0)
+        else:
+            k2.append(row.extra.get(f"{what}_k2", 0.0))
+            peer.append(row.extra.get(f"{what}_peer", 0.0))
+    xs = list(range(len(pairs)))
+    first = rows.get(pairs[0][1])
+    peer_name = first.peer_name if first is not None else "peer"
+    ax.bar([x - width / 2 for x in xs], k2, width, label="ChatK2")
+    ax.bar([x + width / 2 for x in xs], peer, width, label=peer_name)
+    ax.set_xlim(-1.0, len(pairs))
+    for x, (_, key, what) in zip(xs, pairs, strict=True):
+        extra = rows[key].extra if key in rows else {}
+        if what == "value" and "ideal_k2" in extra:
+            ax.plot([x - width, x], [extra["ideal_k2"]] * 2, "k--", linewidth=1)
+            ax.plot([x, x + width], [extra["ideal_peer"]] * 2, "k--", linewidth=1)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([label for label, _, _ in pairs], fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
+def _malformed(ax: Any, rows: dict[str, Row]) -> None:
+    keys = ["malformed.grammar", "malformed.no_grammar", "malformed.no_retries"]
+    values = [(rows[k].k2 or 0.0) if k in rows else 0.0 for k in keys]
+    ax.bar(range(len(keys)), values, 0.6, label="ChatK2")
+    for i, key in enumerate(keys):
+        if key in rows and "expected" in rows[key].extra:
+            ax.plot([i - 0.3, i + 0.3], [rows[key].extra["expected"]] * 2, "k--", linewidth=1)
+    ax.set_xticks(range(len(keys)))
+    ax.set_xticklabels(["retries 2\ngrammar", "retries 2\nno grammar", "retries 0"], fontsize=8)
+    ax.set_ylim(min([70.0, *values]), 101)
+    ax.set_title("4. valid turns, 20% corrupted (%; dashed: expected)", fontsize=9)
+
+
+PANELS: list[tuple[str, list[Pair], bool]] = [
+    (
+        "1. per-call overhead (ms/call)",
+        [
+            ("plain", "overhead.plain", "value"),
+            ("20 tools", "overhead.tools", "value"),
+            ("ainvoke", "overhead.async", "value"),
+            ("wire only", "overhead.wire", "value"),
+        ],
+        False,
+    ),
+    ("2. first token -> first chunk (ms)", [("latency", "stream.first_token", "value")], False),
+    ("2. whole 2,000-token stream (ms)", [("stream", "stream.total", "value")], False),
+    (
+        "3. burst of ainvoke, wall (ms; dashed: ideal)",
+        [
+            ("server limit 128", "concurrency.tgi_default", "value"),
+            ("no server limit", "concurrency.unlimited", "value"),
+        ],
+        False,
+    ),
+    (
+        "3. client CPU per call in a burst (ms)",
+        [
+            ("server limit 128", "concurrency.tgi_default", "cpu"),
+            ("no server limit", "concurrency.unlimited", "cpu"),
+        ],
+        False,
+    ),
+    (
+        "5. llama.cpp, ChatK2 vs direct (tokens/s)",
+        [("SmolLM2", "local.tokens_per_s", "value")],
+        False,
+    ),
+    ("0. stream parser vs re-parse (ms, log)", [("parse", "parser.speedup", "value")], True),
+]
+
+
+def plot(rows: Sequence[Row], path: Path, title: str) -> None:
+    """One panel per kind of figure, as a PNG (Agg backend)."""
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_key = {row.key: row for row in rows}
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8.5))
+    fig.suptitle(title, fontsize=11)
+    flat = [ax for line in axes for ax in line]
+    for ax, (panel_title, pairs, log) in zip(flat, PANELS, strict=False):
+        _pairs(ax, by_key, panel_title, pairs)
+        if log:
+            ax.set_yscale("log")
+    _malformed(flat[len(PANELS)], by_key)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
