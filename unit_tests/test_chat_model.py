@@ -384,3 +384,22 @@ def test_held_stop_prefix_is_released_at_a_special_end_token():
 def test_assistant_message_from_tool_calls_renders_back():
     message = AIMessage("x", tool_calls=[{"name": "add", "args": {"a": 1}, "id": "c"}])
     assert message.tool_calls[0]["name"] == "add"
+
+
+def test_streaming_field_streams_invoke_through_callbacks():
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Collect(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.tokens: list[str] = []
+
+        def on_llm_new_token(self, token: str, **kwargs: object) -> None:
+            self.tokens.append(token)
+
+    llm, backend = make(streaming=True)
+    backend.script(["Hel", "lo", "!"])
+    handler = Collect()
+    message = llm.invoke("q", config={"callbacks": [handler]})
+    assert message.content == "Hello!"
+    assert [t for t in handler.tokens if t] == ["Hel", "lo", "!"]
+    assert message.usage_metadata is not None
