@@ -365,9 +365,11 @@ class ChatK2(BaseChatModel):
                 f"Unknown call option(s) {sorted(unknown)}; ChatK2 accepts "
                 f"{sorted(_CALL_OPTIONS)} per call (or set them as fields)."
             )
-        options = self.model_copy()
-        for name in _CALL_OPTIONS:
-            if name in kwargs:
+        options = self
+        overrides = [name for name in _CALL_OPTIONS if name in kwargs]
+        if overrides:  # validated against the fields' own constraints, on a copy
+            options = self.model_copy()
+            for name in overrides:
                 self.__pydantic_validator__.validate_assignment(options, name, kwargs[name])
         stops = tuple(dict.fromkeys([*(self.stop or []), *(stop or [])]))
         return GenerationParams(
@@ -437,9 +439,8 @@ class ChatK2(BaseChatModel):
             prompt=prompt,
             params=params,
             fmt=fmt,
-            tools=allowed if mode != "none" else (),
+            tools=allowed,  # empty for tool_choice="none"
             forced=mode in {"any", "tool"},
-            grammar_tools=allowed if mode != "none" else (),
             use_grammar=use_grammar and params.grammar is None,
             max_repairs=self.max_tool_call_retries if mode != "none" else 0,
             user_stops=user_stops,

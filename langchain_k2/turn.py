@@ -143,9 +143,9 @@ class Turn:
         prompt: the rendered prompt (ending in ``<tool_call>`` when a call is forced).
         params: generation parameters of the first request.
         fmt: markers (tool-call tags, turn-ending markers).
-        tools: tools calls are validated against (empty: no tool calling).
+        tools: tools calls are validated against, and a forced or repair grammar
+            chooses from (empty: no tool calling).
         forced: the prompt ends with the open tag (``tool_choice`` forces a call).
-        grammar_tools: tools a repair grammar may choose from.
         use_grammar: whether requests may carry a grammar.
         max_repairs: how many malformed calls may be repaired.
         user_stops: the caller's stop strings (cut out of the text).
@@ -159,7 +159,6 @@ class Turn:
     fmt: K2Format
     tools: Sequence[Mapping[str, Any]] = ()
     forced: bool = False
-    grammar_tools: Sequence[Mapping[str, Any]] = ()
     use_grammar: bool = False
     max_repairs: int = 2
     user_stops: Sequence[str] = ()
@@ -183,9 +182,9 @@ class Turn:
     def __post_init__(self) -> None:
         self._tag_tokens = frozenset({self.fmt.tool_call_open, self.fmt.tool_call_close})
         params = self.params
-        constrained = self.forced and self.use_grammar and bool(self.grammar_tools)
+        constrained = self.forced and self.use_grammar and bool(self.tools)
         if constrained:
-            params = _with_grammar(params, call_grammar(self.grammar_tools))
+            params = _with_grammar(params, call_grammar(self.tools))
         self._pending = GenerationRequest(self.prompt, params)
         self._start(primed=self.forced, constrained=constrained)
 
@@ -268,9 +267,9 @@ class Turn:
         self.repairs += 1
         self.aborted = True
         params = self.params
-        constrained = self.use_grammar and bool(self.grammar_tools)
+        constrained = self.use_grammar and bool(self.tools)
         if constrained:
-            params = _with_grammar(params, call_grammar(self.grammar_tools))
+            params = _with_grammar(params, call_grammar(self.tools))
         # A forced prompt already ends with the open tag, which starts the first block's raw.
         open_tag = self.fmt.tool_call_open
         base = self.prompt[: len(self.prompt) - len(open_tag)] if self.forced else self.prompt
