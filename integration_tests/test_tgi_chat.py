@@ -67,7 +67,7 @@ def test_invoke_sends_the_k2_prompt_and_tgi_parameters(tgi: FakeTGI) -> None:
     assert "temperature" not in params
     assert "top_p" not in params
     assert params["max_new_tokens"] == 64
-    assert body["stream"] is True
+    assert "stream" not in body  # invoke takes the whole answer in one JSON document
     assert message.response_metadata["finish_reason"] == "eos_token"
     assert message.response_metadata["seed"] == 42
     usage = message.usage_metadata
@@ -98,6 +98,8 @@ def test_stream_matches_invoke_and_reports_usage_last(tgi: FakeTGI) -> None:
     assert "".join(str(c.content) for c in chunks) == whole.content == "The sky is blue."
     assert chunks[-1].usage_metadata == whole.usage_metadata
     assert sum(1 for c in chunks if c.content) == 5
+    # invoke read the prompt's size from x-prompt-tokens, stream from the last SSE event.
+    assert [r["body"].get("stream") for r in generate_requests(tgi)] == [None, True]
 
 
 async def test_async_invoke_stream_and_batch(tgi: FakeTGI) -> None:

@@ -12,9 +12,9 @@ move requests to a backend and events back into the turn.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -27,8 +27,6 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
 
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.context import fit_messages, window_from_info
@@ -39,6 +37,7 @@ from langchain_k2.errors import (
     K2StreamInterruptedError,
 )
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
+from langchain_k2.retries import acall_with_retries, call_with_retries
 from langchain_k2.structured import build_spec, structured_runnable
 from langchain_k2.tokenizer import count_prompt_tokens, load_tokenizer
 from langchain_k2.tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
@@ -53,27 +52,6 @@ _CALL_OPTIONS = (
     "seed",
 )
 _PASSED_THROUGH = frozenset({"tools", "tool_choice", "grammar", "stream"})
-
-
-_MAX_RETRY_AFTER = 60.0
-"""Longest ``Retry-After`` honoured (seconds); a server asking more waits this long."""
-
-
-class _Backoff:
-    """Exponential backoff with jitter that honours a server's ``Retry-After``."""
-
-    def __init__(self, initial: float) -> None:
-        self._exp = wait_exponential_jitter(multiplier=initial, max=30.0, jitter=initial)
-
-    def __call__(self, state: RetryCallState) -> float:
-        delay = float(self._exp(state))
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, K2StreamInterruptedError):
-            exc = exc.cause
-        retry_after = getattr(exc, "retry_after", None)
-        if not retry_after:
-            return delay
-        return max(delay, min(float(retry_after), _MAX_RETRY_AFTER))
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +80,13 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
     urls = [u.strip() for u in url.split(",") if u.strip()] if url else []
     endpoint: str | list[str] | None = urls if len(urls) > 1 else url
     return {**values, "endpoint_url": endpoint, "model_path": path}
+
+
+_T = TypeVar("_T")
+
+
+class _MustCount(Exception):  # noqa: N818 -- a signal, not an error
+    """Raised by ``_prepare_turn(may_block=False)`` when the prompt's tokens must be counted."""
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -391,7 +376,13 @@ class ChatK2(BaseChatModel):
         info: BackendInfo,
         *,
         streaming: bool,
+        may_block: bool = True,
     ) -> Turn:
+        """The turn for these messages.
+
+        With ``may_block=False`` it raises `_MustCount` rather than count tokens (which may
+        be a request to the server).
+        """
         params = self._params(stop, kwargs)
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
         mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
@@ -409,6 +400,8 @@ class ChatK2(BaseChatModel):
         prompt = render(messages)
         limits = window_from_info(info.max_input_tokens, info.max_total_tokens, self.context_window)
         if not _surely_fits(prompt, params.max_new_tokens, limits.window, limits.max_input_tokens):
+            if not may_block:
+                raise _MustCount
             fitted = fit_messages(
                 messages,
                 count=lambda conversation: self._count_prompt(render(conversation)),
@@ -456,31 +449,65 @@ class ChatK2(BaseChatModel):
 
     # ------------------------------------------------------------------ drivers
 
-    def _retrying(self, *, restart: bool = False) -> Retrying:
-        return Retrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=_Backoff(self.retry_backoff),
-            retry=retry_if_exception(_restartable if restart else _retryable),
-            reraise=True,
+    async def _aprepare_turn(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+        info: BackendInfo,
+        *,
+        streaming: bool,
+    ) -> Turn:
+        """`_prepare_turn` on the event loop, or in a thread when it must count tokens."""
+        try:
+            return self._prepare_turn(
+                messages, stop, kwargs, info, streaming=streaming, may_block=False
+            )
+        except _MustCount:
+            return await asyncio.to_thread(
+                self._prepare_turn, messages, stop, kwargs, info, streaming=streaming
+            )
+
+    def _retry(self, fn: Callable[..., _T], *args: Any, restart: bool = False) -> _T:
+        """``fn(*args)`` with transport retries (``restart``: whole turns cut midway)."""
+        return call_with_retries(
+            fn,
+            *args,
+            attempts=self.max_retries + 1,
+            initial=self.retry_backoff,
+            retryable=_restartable if restart else _retryable,
+        )
+
+    async def _aretry(
+        self, fn: Callable[..., Awaitable[_T]], *args: Any, restart: bool = False
+    ) -> _T:
+        """Async twin of `_retry`."""
+        return await acall_with_retries(
+            fn,
+            *args,
+            attempts=self.max_retries + 1,
+            initial=self.retry_backoff,
+            retryable=_restartable if restart else _retryable,
         )
 
     def _open(
         self, backend: Backend, turn: Turn, request: GenerationRequest
     ) -> tuple[Iterator[GenerationEvent], GenerationEvent | None]:
+        live = turn.emit_chunks
         try:
-            events = iter(backend.stream(request.prompt, request.params))
+            events = iter(backend.stream(request.prompt, request.params, live=live))
             return events, next(events, None)
         except K2GrammarUnsupportedError:
             if request.params.grammar is None:
                 raise
             request = self._grammar_refused(turn, request)
-            events = iter(backend.stream(request.prompt, request.params))
+            events = iter(backend.stream(request.prompt, request.params, live=live))
             return events, next(events, None)
 
     def _drive(self, turn: Turn) -> Iterator[ChatGenerationChunk]:
         backend = self._get_backend()
         while (request := turn.next_request()) is not None:
-            events, event = self._retrying()(self._open, backend, turn, request)
+            events, event = self._retry(self._open, backend, turn, request)
             try:
                 while event is not None:
                     yield from turn.feed(event)
@@ -494,32 +521,25 @@ class ChatK2(BaseChatModel):
             yield from turn.end_request()
         yield turn.last_chunk()
 
-    def _aretrying(self, *, restart: bool = False) -> AsyncRetrying:
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=_Backoff(self.retry_backoff),
-            retry=retry_if_exception(_restartable if restart else _retryable),
-            reraise=True,
-        )
-
     async def _aopen(
         self, backend: Backend, turn: Turn, request: GenerationRequest
     ) -> tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]:
+        live = turn.emit_chunks
         try:
-            events = aiter(backend.astream(request.prompt, request.params))
+            events = aiter(backend.astream(request.prompt, request.params, live=live))
             return events, await anext(events, None)
         except K2GrammarUnsupportedError:
             if request.params.grammar is None:
                 raise
             request = self._grammar_refused(turn, request)
-            events = aiter(backend.astream(request.prompt, request.params))
+            events = aiter(backend.astream(request.prompt, request.params, live=live))
             return events, await anext(events, None)
 
     async def _adrive(self, turn: Turn) -> AsyncIterator[ChatGenerationChunk]:
         backend = self._get_backend()
         while (request := turn.next_request()) is not None:
             opened: tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]
-            opened = await self._aretrying()(self._aopen, backend, turn, request)
+            opened = await self._aretry(self._aopen, backend, turn, request)
             events: AsyncIterator[GenerationEvent] = opened[0]
             event: GenerationEvent | None = opened[1]
             try:
@@ -546,7 +566,7 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        info = self._retrying()(self._get_backend().info)
+        info = self._retry(self._get_backend().info)
 
         def once() -> ChatResult:
             turn = self._prepare_turn(messages, stop, kwargs, info, streaming=False)
@@ -556,7 +576,7 @@ class ChatK2(BaseChatModel):
 
         # Nothing of an invoke reaches the caller before it ends, so a stream cut by a
         # transport fault can be run again from the start.
-        return self._retrying(restart=True)(once)
+        return self._retry(once, restart=True)
 
     async def _agenerate(
         self,
@@ -565,18 +585,15 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        info: BackendInfo = await self._aretrying()(self._get_backend().ainfo)
+        info = await self._aretry(self._get_backend().ainfo)
 
         async def once() -> ChatResult:
-            # Preparing may count tokens over HTTP (/tokenize): keep it off the event loop.
-            turn = await asyncio.to_thread(
-                self._prepare_turn, messages, stop, kwargs, info, streaming=False
-            )
+            turn = await self._aprepare_turn(messages, stop, kwargs, info, streaming=False)
             async for _ in self._adrive(turn):
                 pass
             return _result(turn)
 
-        return await self._aretrying(restart=True)(once)
+        return await self._aretry(once, restart=True)
 
     def _stream(
         self,
@@ -585,9 +602,8 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        turn = self._prepare_turn(
-            messages, stop, kwargs, self._retrying()(self._get_backend().info), streaming=True
-        )
+        info = self._retry(self._get_backend().info)
+        turn = self._prepare_turn(messages, stop, kwargs, info, streaming=True)
         for chunk in self._drive(turn):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -600,10 +616,8 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        info: BackendInfo = await self._aretrying()(self._get_backend().ainfo)
-        turn = await asyncio.to_thread(
-            self._prepare_turn, messages, stop, kwargs, info, streaming=True
-        )
+        info = await self._aretry(self._get_backend().ainfo)
+        turn = await self._aprepare_turn(messages, stop, kwargs, info, streaming=True)
         async for chunk in self._adrive(turn):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)

@@ -32,6 +32,8 @@ class ScriptedBackend:
     replies: list[Reply] = field(default_factory=list)
     info_value: BackendInfo = field(default_factory=lambda: BackendInfo(max_stop_sequences=4))
     requests: list[tuple[str, GenerationParams]] = field(default_factory=list)
+    live: list[bool] = field(default_factory=list)
+    """The ``live`` flag of each request: False when the caller wanted the whole answer."""
     name: str = "scripted"
 
     def script(self, *replies: Reply | str | Sequence[str]) -> None:
@@ -52,8 +54,11 @@ class ScriptedBackend:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
+    def stream(
+        self, prompt: str, params: GenerationParams, *, live: bool = True
+    ) -> Iterator[GenerationEvent]:
         self.requests.append((prompt, params))
+        self.live.append(live)
         reply = self.replies.pop(0)
         if reply.error is not None and reply.error_after is None:
             raise reply.error
@@ -73,7 +78,7 @@ class ScriptedBackend:
         )
 
     async def astream(
-        self, prompt: str, params: GenerationParams
+        self, prompt: str, params: GenerationParams, *, live: bool = True
     ) -> AsyncIterator[GenerationEvent]:
-        for event in self.stream(prompt, params):
+        for event in self.stream(prompt, params, live=live):
             yield event

@@ -5,8 +5,9 @@ In: a prompt string and `GenerationParams`. Out: a stream of
 ending with one `FinalEvent` (finish reason, token counts, seed).
 
 Backends know nothing of messages, tools or LangChain; ``ChatK2`` knows nothing of
-wire formats. Non-streamed calls consume the same events, so there is one path from a
-backend event to a message chunk.
+wire formats. Non-streamed calls consume the same events (asking with ``live=False``,
+which lets a backend fetch the answer whole and join runs of ordinary tokens into one
+event), so there is one path from a backend event to a message chunk.
 """
 
 from __future__ import annotations
@@ -88,6 +89,10 @@ class Backend(Protocol):
 
     ``stream`` and ``astream`` yield `TokenEvent` objects and then exactly one
     `FinalEvent`. Errors are raised as `langchain_k2.errors` exceptions.
+
+    ``live=False`` says nobody watches the tokens go by (invoke): the backend may then
+    deliver the whole answer at once, joining consecutive ordinary tokens into one
+    `TokenEvent` (special tokens stay single, in place). Ignoring it is always correct.
     """
 
     name: str
@@ -101,11 +106,15 @@ class Backend(Protocol):
         """Async twin of `info`."""
         ...
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
-        """Generate from ``prompt``, token by token."""
+    def stream(
+        self, prompt: str, params: GenerationParams, *, live: bool = True
+    ) -> Iterator[GenerationEvent]:
+        """Generate from ``prompt``, token by token (``live=False``: possibly all at once)."""
         ...
 
-    def astream(self, prompt: str, params: GenerationParams) -> AsyncIterator[GenerationEvent]:
+    def astream(
+        self, prompt: str, params: GenerationParams, *, live: bool = True
+    ) -> AsyncIterator[GenerationEvent]:
         """Async twin of `stream`."""
         ...
 

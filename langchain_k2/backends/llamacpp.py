@@ -294,9 +294,13 @@ class LlamaCppBackend:
     # ------------------------------------------------------------ generation
 
     def stream(
-        self, prompt: str, params: GenerationParams
+        self,
+        prompt: str,
+        params: GenerationParams,
+        *,
+        live: bool = True,  # noqa: ARG002 -- tokens come one by one either way
     ) -> Generator[GenerationEvent, None, None]:
-        """Generate from ``prompt`` token by token.
+        """Generate from ``prompt`` token by token (``live`` makes no difference here).
 
         The instance's lock is held from the first ``next()`` until the stream ends or the
         iterator is closed (``close()``, ``break`` out of a ``for`` loop over it, or dropped).
@@ -304,7 +308,11 @@ class LlamaCppBackend:
         return self._events(prompt, params, None)
 
     async def astream(
-        self, prompt: str, params: GenerationParams
+        self,
+        prompt: str,
+        params: GenerationParams,
+        *,
+        live: bool = True,  # noqa: ARG002 -- tokens come one by one either way
     ) -> AsyncGenerator[GenerationEvent, None]:
         """Async twin of `stream`: llama.cpp runs in a worker thread.
 

@@ -1,13 +1,22 @@
-"""The text-generation-inference (TGI) backend, on ``huggingface_hub``'s inference clients.
+"""The text-generation-inference (TGI) backend, over ``huggingface_hub``'s HTTP sessions.
 
-In: a prompt and `GenerationParams`. Out: `TokenEvent` per token (rebuilt
-from each token's text, so special-token tags that TGI drops from ``generated_text``
-survive) and a `FinalEvent` from the stream's last event.
+In: a prompt and `GenerationParams`. Out: `TokenEvent` values rebuilt from the token texts
+TGI reports (so special-token tags that it drops from ``generated_text`` survive) and one
+`FinalEvent`.
 
-Every request is streamed on the wire (SSE): the stream's last event carries
-``input_length``, which a non-streamed TGI answer lacks, so invoke and stream share one
-path. Server errors, error events inside the stream and transport faults become
-`langchain_k2.errors` exceptions whose messages say what to change.
+A live caller (``stream``, ``astream``) gets TGI's server-sent events as they arrive; the
+last one carries the prompt's token count. A caller that only wants the whole answer
+(``live=False``, as invoke does) gets one non-streamed JSON answer, whose ``x-prompt-tokens``
+header carries that count. Both go to TGI's ``/`` route with the body `tgi_wire` builds and
+are decoded by `tgi_wire`'s pure functions, which also turn error answers and error events
+into `langchain_k2.errors` exceptions.
+
+Requests go through ``huggingface_hub.get_session()`` (sync) and one
+``huggingface_hub.get_async_session()`` client per event loop (async), huggingface_hub's
+own HTTP clients: a factory set with ``set_client_factory`` (proxies, certificates)
+applies, and ``HF_HUB_OFFLINE`` is honoured. ``InferenceClient`` is not used for
+generation: it parses every streamed event into nested dataclasses, which cost more than
+the rest of a call put together (``docs/benchmarks.md``).
 
 Credentials (``k2-format.md`` section 5): only the token passed in is sent; the token
 ``hf auth login`` saved on disk is never attached to requests.
@@ -17,206 +26,105 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
-from huggingface_hub import AsyncInferenceClient, InferenceClient, get_async_session
-from huggingface_hub.errors import (
-    GenerationError,
-    HfHubHTTPError,
-    IncompleteGenerationError,
-    InferenceTimeoutError,
-    OverloadedError,
-    TextGenerationError,
-    ValidationError,
-)
+from huggingface_hub import __version__ as hub_version
+from huggingface_hub import get_async_session, get_session
 from pydantic import SecretStr
 
-from langchain_k2.backends.base import (
-    BackendInfo,
-    FinalEvent,
-    GenerationEvent,
-    GenerationParams,
-    TokenEvent,
-)
+from langchain_k2._version import __version__
+from langchain_k2.backends.base import BackendInfo, FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.backends.replicas import ReplicaSet
-from langchain_k2.errors import (
-    K2BackendError,
-    K2ConfigError,
-    K2GenerationError,
-    K2GrammarUnsupportedError,
-    K2IncompleteGenerationError,
-    K2OverloadedError,
-    K2TimeoutError,
-    K2UnavailableError,
-    K2ValidationError,
+from langchain_k2.backends.tgi_wire import (
+    MAX_ERROR_BODY,
+    StreamDecoder,
+    answer_events,
+    error_body,
+    error_from,
+    request_body,
+    request_kwargs,
+    retry_after,
 )
+from langchain_k2.errors import K2BackendError, K2ConfigError, K2TimeoutError, K2UnavailableError
 
+__all__ = ["TGIBackend", "map_error", "request_kwargs"]
 
-def request_kwargs(params: GenerationParams) -> dict[str, Any]:
-    """Map `GenerationParams` to ``text_generation`` keyword arguments.
-
-    ``temperature == 0`` is greedy: ``do_sample=False`` and no temperature (TGI answers
-    422 to ``temperature=0``); ``top_p == 1.0`` is not sent (TGI requires ``top_p < 1``).
-
-    Example:
-        >>> request_kwargs(GenerationParams(max_new_tokens=8, temperature=0, top_p=1.0))
-        {'max_new_tokens': 8, 'do_sample': False}
-    """
-    kwargs: dict[str, Any] = {"max_new_tokens": params.max_new_tokens}
-    greedy = params.temperature == 0
-    if greedy:
-        kwargs["do_sample"] = False
-    else:
-        if params.temperature is not None:
-            kwargs["temperature"] = params.temperature
-            kwargs["do_sample"] = True
-        if params.top_p is not None and params.top_p < 1.0:
-            kwargs["top_p"] = params.top_p
-        if params.top_k is not None:
-            kwargs["top_k"] = params.top_k
-    if params.repetition_penalty is not None:
-        kwargs["repetition_penalty"] = params.repetition_penalty
-    if params.seed is not None:
-        kwargs["seed"] = params.seed
-    if params.stop:
-        kwargs["stop"] = list(params.stop)
-    if params.grammar is not None:
-        kwargs["grammar"] = dict(params.grammar)
-    return kwargs
-
-
-def events_of(output: Any) -> Iterator[GenerationEvent]:
-    """The events of one ``TextGenerationStreamOutput`` (a token, maybe the end)."""
-    token = output.token
-    if token is not None:
-        yield TokenEvent(text=token.text, special=bool(token.special))
-    details = output.details
-    if details is not None:
-        yield FinalEvent(
-            finish_reason=details.finish_reason,
-            input_tokens=getattr(details, "input_length", None),
-            output_tokens=details.generated_tokens,
-            seed=details.seed,
-        )
-
-
-_HINTS = (
-    ("temperature", "use temperature=0 for greedy decoding (ChatK2 then sends do_sample=false)"),
-    ("top_p", "top_p must be in (0, 1); leave it unset or 1.0 to disable nucleus sampling"),
-    ("stop", "pass fewer stop strings; the server's limit is its --max-stop-sequences"),
-    (
-        "max_new_tokens",
-        "shorten the conversation, lower max_new_tokens, or raise the server's "
-        "--max-total-tokens / --max-input-tokens",
-    ),
-    (
-        "inputs",
-        "shorten the conversation, lower max_new_tokens, or raise the server's "
-        "--max-total-tokens / --max-input-tokens",
-    ),
-)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    for candidate in (exc, exc.__cause__):
-        response = getattr(candidate, "response", None)
-        if response is None:
-            continue
-        value = response.headers.get("retry-after")
-        if value is not None:
-            try:
-                return max(0.0, float(value))
-            except ValueError:
-                return None
-    return None
-
-
-def _status(exc: BaseException) -> int | None:
-    for candidate in (exc, exc.__cause__):
-        response = getattr(candidate, "response", None)
-        if response is not None:
-            return int(response.status_code)
-    return None
+_USER_AGENT = f"langchain-k2/{__version__}; hf_hub/{hub_version}"
 
 
 def map_error(exc: BaseException, url: str) -> BaseException:
-    """Translate a ``huggingface_hub`` / ``httpx`` exception into a K2 error."""
+    """Translate a transport exception (``httpx``, ``huggingface_hub``) into a K2 error.
+
+    K2 errors pass through; an exception this does not know is returned unchanged.
+
+    Example:
+        >>> err = map_error(httpx.ConnectError("connection refused"), "http://tgi")
+        >>> type(err).__name__, err.retryable
+        ('K2UnavailableError', True)
+    """
     if isinstance(exc, K2BackendError):
         return exc
     text = str(exc).strip()
     detail = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
-    status = _status(exc)
     if type(exc).__name__ == "OfflineModeIsEnabled":
         return K2BackendError(
             f"HF_HUB_OFFLINE is set, so huggingface_hub refuses every request, even to your "
             f"own TGI server at {url}: unset HF_HUB_OFFLINE in this process to use it."
         )
-    if isinstance(exc, ValidationError) or status == 422:
-        text = str(exc)
-        if "grammar" in text.lower() and "not supported" in text.lower():
-            return K2GrammarUnsupportedError(
-                f"TGI at {url} refuses grammars ({detail}); it was started with "
-                "--disable-grammar-support. ChatK2 falls back to prompting.",
-                status=422,
-                error_type="validation",
-            )
-        hint = next((h for key, h in _HINTS if key in text), "check the request parameters")
-        return K2ValidationError(
-            f"TGI at {url} rejected the request: {text.strip()} -- {hint}.",
-            status=422,
-            error_type="validation",
-        )
-    if isinstance(exc, OverloadedError) or status == 429:
-        return K2OverloadedError(
-            f"TGI at {url} is overloaded (429): {detail}. Retried with backoff up to "
-            "max_retries; raise max_retries or add replicas.",
-            status=429,
-            error_type="overloaded",
-            retry_after=_retry_after(exc),
-        )
-    if isinstance(exc, IncompleteGenerationError):
-        return K2IncompleteGenerationError(
-            f"TGI at {url} reported an incomplete generation: {detail}.",
-            status=500,
-            error_type="incomplete_generation",
-        )
-    if isinstance(exc, GenerationError):
-        return K2GenerationError(
-            f"Generation failed on TGI at {url}: {detail}.", status=424, error_type="generation"
-        )
-    if isinstance(exc, (InferenceTimeoutError, httpx.TimeoutException, TimeoutError)):
+    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
         return K2TimeoutError(
             f"TGI at {url} did not answer in time ({detail}); raise `timeout` or check the server."
         )
-    if status in {502, 503, 504}:
-        return K2UnavailableError(
-            f"TGI at {url} is unavailable ({status}): {detail}. It may still be loading "
-            "the model; retried with backoff.",
-            status=status,
-            retry_after=_retry_after(exc),
-        )
-    if status in {401, 403}:
-        return K2BackendError(
-            f"TGI at {url} refused the credentials ({status}): set hf_token (or HF_TOKEN) "
-            "to a token that may use this endpoint.",
-            status=status,
-        )
-    if status == 404:
-        return K2BackendError(
-            f"No TGI route at {url} (404): endpoint_url must be the server's base URL, "
-            "e.g. http://host:8080.",
-            status=404,
-        )
     if isinstance(exc, (httpx.TransportError, ConnectionError)):
         return K2UnavailableError(f"Could not reach TGI at {url}: {detail}.")
-    if isinstance(exc, (TextGenerationError, HfHubHTTPError)):
-        return K2BackendError(f"TGI at {url} failed: {detail}.", status=status)
     return exc
+
+
+def _failure(response: httpx.Response, body: bytes, url: str) -> K2BackendError:
+    """The K2 error for an HTTP error answer."""
+    message, error_type = error_body(body)
+    return error_from(
+        response.status_code,
+        message,
+        error_type,
+        url,
+        retry_after_s=retry_after(response.headers.get("retry-after")),
+    )
+
+
+def _not_a_stream(response: httpx.Response, body: bytes, url: str) -> K2BackendError:
+    kind = response.headers.get("content-type", "no content type")
+    return K2BackendError(
+        f"TGI at {url} answered a streamed request with {kind} instead of an event stream "
+        f"({body[:200]!r}); endpoint_url must be a text-generation-inference server.",
+        status=response.status_code,
+    )
+
+
+def _json(content: bytes, url: str) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise K2BackendError(
+            f"TGI at {url} answered {content[:200]!r}, which is not JSON; endpoint_url must "
+            "be a text-generation-inference server."
+        ) from exc
+
+
+def _with_count(events: list[GenerationEvent], count: int | None) -> list[GenerationEvent]:
+    """``events`` with the prompt's token count filled into the final event."""
+    final = events[-1]
+    if count is None or not isinstance(final, FinalEvent) or final.input_tokens is not None:
+        return events
+    counted = FinalEvent(final.finish_reason, count, final.output_tokens, final.seed)
+    return [*events[:-1], counted]
 
 
 _ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -224,22 +132,18 @@ _ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.Asyn
 )
 
 
-def _share_async_session(client: AsyncInferenceClient) -> None:
-    """Give ``client`` this event loop's shared ``httpx.AsyncClient``.
+def _async_session() -> httpx.AsyncClient:
+    """This event loop's ``httpx.AsyncClient``, from huggingface_hub's factory, shared.
 
-    ``AsyncInferenceClient`` otherwise builds a new ``httpx.AsyncClient`` per instance
-    (an SSL context and CA bundle each, about 18 ms of CPU, and no keep-alive). One
-    instance per request keeps each stream's response closed with its client; the
-    session underneath, with huggingface_hub's own settings and a pool of 100
-    connections, is shared by all requests on the loop and never closed by them.
+    ``get_async_session()`` builds a new client per call (an SSL context and CA bundle
+    each, about 18 ms of CPU, and no keep-alive); one per loop, with huggingface_hub's
+    settings and a pool of 100 connections, serves every request on it.
     """
-    if not hasattr(client, "_async_client"):  # a huggingface_hub without this detail
-        return
     loop = asyncio.get_running_loop()
     session = _ASYNC_SESSIONS.get(loop)
     if session is None or session.is_closed:
         session = _ASYNC_SESSIONS[loop] = get_async_session()
-    client._async_client = session
+    return session
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -293,8 +197,12 @@ class TGIBackend:
         self.replicas = ReplicaSet([u.rstrip("/") for u in urls], cooldown=cooldown)
         self._token = token
         self.timeout = timeout
-        self._headers = dict(headers or {})
+        self._headers = {k.lower(): v for k, v in (headers or {}).items() if v is not None}
         self._info: BackendInfo | None = None
+        self.prompt_header = True
+        """Whether non-streamed answers carry ``x-prompt-tokens``. The first answer
+        without it (a proxy dropped it) turns this off: that answer's prompt is counted
+        with ``/tokenize``, and later whole answers are fetched as streams."""
 
     @property
     def url(self) -> str:
@@ -304,41 +212,35 @@ class TGIBackend:
     def __repr__(self) -> str:
         return f"TGIBackend(urls={self.replicas.urls!r})"
 
-    def _mapped(self, exc: BaseException, url: str) -> BaseException:
-        mapped = map_error(exc, url)
-        if isinstance(mapped, K2BackendError) and mapped.retryable:
-            self.replicas.failed(url)
-        return mapped
+    @contextmanager
+    def _errors(self, url: str) -> Iterator[None]:
+        """Raise K2 errors for what fails inside; a retryable failure benches ``url``."""
+        try:
+            yield
+        except Exception as exc:
+            mapped = map_error(exc, url)
+            if isinstance(mapped, K2BackendError) and mapped.retryable:
+                self.replicas.failed(url)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
-    # -------------------------------------------------------------- clients
-
-    def _client_kwargs(self, url: str) -> dict[str, Any]:
-        headers: dict[str, Any] = dict(self._headers)
-        if self._token is None:
-            # huggingface_hub would attach the token saved by `hf auth login`; a None
-            # header is dropped after the merge, so no Authorization header is sent.
-            headers["authorization"] = None
-        return {
-            "base_url": url,
-            "token": self._token.get_secret_value() if self._token is not None else None,
-            "timeout": self.timeout,
-            "headers": headers,
-        }
-
-    def _auth_headers(self) -> dict[str, str]:
-        headers = {k: v for k, v in self._headers.items() if v is not None}
+    def _request(self, method: str, url: str, **fields: Any) -> dict[str, Any]:
+        """Keyword arguments of one ``httpx`` request (auth and user agent included)."""
+        headers = {"user-agent": _USER_AGENT, **self._headers}
         if self._token is not None:
             headers["authorization"] = f"Bearer {self._token.get_secret_value()}"
-        return headers
+        return {"method": method, "url": url, "headers": headers, "timeout": self.timeout, **fields}
 
-    # -------------------------------------------------------------- info
+    # -------------------------------------------------------------- info and tokens
 
     @staticmethod
-    def _parse_info(response: httpx.Response) -> BackendInfo:
+    def _parse_info(response: httpx.Response, url: str) -> BackendInfo:
         if response.status_code == 404:  # not TGI's router (some proxies): limits unknown
             return BackendInfo()
-        response.raise_for_status()  # a 503 while loading is retried, not cached
-        data = response.json()
+        if response.status_code >= 400:  # a 503 while loading is retried, not cached
+            raise _failure(response, response.content, f"{url}/info")
+        data = _json(response.content, f"{url}/info")
         return BackendInfo(
             model_id=data.get("model_id"),
             max_stop_sequences=data.get("max_stop_sequences"),
@@ -352,79 +254,144 @@ class TGIBackend:
         """``GET /info``, read once; unknown limits are ``None`` if the route is missing."""
         if self._info is None:
             url = self.replicas.pick()
-            try:
-                with httpx.Client(timeout=self.timeout) as client:
-                    response = client.get(f"{url}/info", headers=self._auth_headers())
-                    info = self._parse_info(response)
-            except httpx.HTTPError as exc:
-                raise self._mapped(exc, url) from exc
-            self._info = info
+            with self._errors(url):
+                response = get_session().request(**self._request("GET", f"{url}/info"))
+                self._info = self._parse_info(response, url)
         return self._info
 
     async def ainfo(self) -> BackendInfo:
         """Async twin of `info`."""
         if self._info is None:
             url = self.replicas.pick()
-            try:
-                async with httpx.AsyncClient(timeout=self.timeout) as client:
-                    response = await client.get(f"{url}/info", headers=self._auth_headers())
-                    info = self._parse_info(response)
-            except httpx.HTTPError as exc:
-                raise self._mapped(exc, url) from exc
-            self._info = info
+            with self._errors(url):
+                request = self._request("GET", f"{url}/info")
+                response = await _async_session().request(**request)
+                self._info = self._parse_info(response, url)
         return self._info
+
+    def _tokenize(self, url: str, text: str) -> dict[str, Any]:
+        return self._request("POST", f"{url}/tokenize", json={"inputs": text})
+
+    @staticmethod
+    def _token_count(response: httpx.Response, url: str) -> int:
+        if response.status_code >= 400:
+            raise _failure(response, response.content, f"{url}/tokenize")
+        return len(_json(response.content, f"{url}/tokenize"))
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` per the server's own tokenizer (``POST /tokenize``)."""
         url = self.replicas.pick()
-        try:
-            with httpx.Client(timeout=self.timeout) as client:
-                response = client.post(
-                    f"{url}/tokenize", json={"inputs": text}, headers=self._auth_headers()
-                )
-                response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise self._mapped(exc, url) from exc
-        return len(response.json())
+        with self._errors(url):
+            response = get_session().request(**self._tokenize(url, text))
+            return self._token_count(response, url)
+
+    async def acount_tokens(self, text: str) -> int:
+        """Async twin of `count_tokens`."""
+        url = self.replicas.pick()
+        with self._errors(url):
+            response = await _async_session().request(**self._tokenize(url, text))
+            return self._token_count(response, url)
 
     # -------------------------------------------------------------- generation
 
-    def stream(self, prompt: str, params: GenerationParams) -> Iterator[GenerationEvent]:
-        """Stream one generation (SSE); the client is closed when the iterator is."""
+    def _generate(self, url: str, prompt: str, params: GenerationParams, *, stream: bool) -> Any:
+        return self._request("POST", url, json=request_body(prompt, params, stream=stream))
+
+    def _whole(self, response: httpx.Response, url: str) -> list[GenerationEvent]:
+        """The events of a non-streamed answer (raises for an error answer)."""
+        if response.status_code >= 400:
+            raise _failure(response, response.content, url)
+        if response.headers.get("x-prompt-tokens") is None:
+            self.prompt_header = False
+        return answer_events(_json(response.content, url), response.headers, url)
+
+    def _opened(self, response: httpx.Response, body: bytes | None, url: str) -> StreamDecoder:
+        """The decoder for a streamed answer, once its headers (and an error's body) are in."""
+        if response.status_code >= 400:
+            raise _failure(response, body or b"", url)
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            raise _not_a_stream(response, body or b"", url)
+        return StreamDecoder(url)
+
+    @staticmethod
+    def _streamed(response: httpx.Response) -> bool:
+        return response.status_code < 400 and "text/event-stream" in response.headers.get(
+            "content-type", ""
+        )
+
+    def stream(
+        self, prompt: str, params: GenerationParams, *, live: bool = True
+    ) -> Iterator[GenerationEvent]:
+        """Generate from ``prompt``: the events of TGI's stream as they arrive.
+
+        With ``live=False`` the events of one non-streamed answer come all at once.
+        """
         url = self.replicas.pick()
-        client = InferenceClient(**self._client_kwargs(url))
-        try:
-            outputs = client.text_generation(
-                prompt, stream=True, details=True, return_full_text=False, **request_kwargs(params)
-            )
-            for output in outputs:
-                yield from events_of(output)
-        except Exception as exc:
-            mapped = self._mapped(exc, url)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-        finally:
-            client.close()  # type: ignore[no-untyped-call]
+        with self._errors(url):
+            if not live and self.prompt_header:
+                request = self._generate(url, prompt, params, stream=False)
+                events = self._whole(get_session().request(**request), url)
+                if not self.prompt_header:  # this answer came without its prompt count
+                    events = _with_count(events, self._count_or_none(prompt))
+                yield from events
+                return
+            with get_session().stream(**self._generate(url, prompt, params, stream=True)) as r:
+                body = None if self._streamed(r) else _read_capped(r.iter_bytes())
+                decoder = self._opened(r, body, url)
+                for line in r.iter_lines():
+                    yield from decoder.line(line)
+                yield from decoder.end()
 
     async def astream(
-        self, prompt: str, params: GenerationParams
+        self, prompt: str, params: GenerationParams, *, live: bool = True
     ) -> AsyncIterator[GenerationEvent]:
         """Async twin of `stream`."""
         url = self.replicas.pick()
-        client = AsyncInferenceClient(**self._client_kwargs(url))
-        _share_async_session(client)
-        try:
-            outputs = await client.text_generation(
-                prompt, stream=True, details=True, return_full_text=False, **request_kwargs(params)
-            )
-            async for output in outputs:
-                for event in events_of(output):
+        session = _async_session()
+        with self._errors(url):
+            if not live and self.prompt_header:
+                request = self._generate(url, prompt, params, stream=False)
+                events = self._whole(await session.request(**request), url)
+                if not self.prompt_header:
+                    events = _with_count(events, await self._acount_or_none(prompt))
+                for event in events:
                     yield event
-        except Exception as exc:
-            mapped = self._mapped(exc, url)
-            if mapped is exc:
-                raise
-            raise mapped from exc
-        finally:
-            await client.close()  # type: ignore[no-untyped-call]
+                return
+            async with session.stream(**self._generate(url, prompt, params, stream=True)) as r:
+                body = None if self._streamed(r) else await _aread_capped(r.aiter_bytes())
+                decoder = self._opened(r, body, url)
+                async for line in r.aiter_lines():
+                    for event in decoder.line(line):
+                        yield event
+                for event in decoder.end():
+                    yield event
+
+    def _count_or_none(self, prompt: str) -> int | None:
+        try:
+            return self.count_tokens(prompt)
+        except K2BackendError:
+            return None
+
+    async def _acount_or_none(self, prompt: str) -> int | None:
+        try:
+            return await self.acount_tokens(prompt)
+        except K2BackendError:
+            return None
+
+
+def _read_capped(chunks: Iterator[bytes]) -> bytes:
+    body = b""
+    for chunk in chunks:
+        body += chunk
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return body
+
+
+async def _aread_capped(chunks: AsyncIterator[bytes]) -> bytes:
+    body = b""
+    async for chunk in chunks:
+        body += chunk
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return body
