@@ -37,9 +37,11 @@ def backoff_delay(
     exc: BaseException | None,
     initial: float,
     *,
-    jitter: Callable[[float, float], float] = random.uniform,
+    jitter: Callable[[float, float], float] | None = None,
 ) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based) raised ``exc``.
+
+    ``jitter(low, high)`` draws the random part (default ``random.uniform``).
 
     Example:
         >>> no_jitter = lambda low, high: 0.0
@@ -52,8 +54,9 @@ def backoff_delay(
         >>> backoff_delay(1, K2OverloadedError("busy", retry_after=3600), 0.5)
         60.0
     """
+    spread = (jitter or random.uniform)(0.0, initial)
     try:
-        delay = min(initial * 2 ** (attempt - 1) + jitter(0.0, initial), MAX_WAIT)
+        delay = min(initial * 2 ** (attempt - 1) + spread, MAX_WAIT)
     except OverflowError:
         delay = MAX_WAIT
     if isinstance(exc, K2StreamInterruptedError):

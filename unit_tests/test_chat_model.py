@@ -403,3 +403,23 @@ def test_streaming_field_streams_invoke_through_callbacks():
     assert message.content == "Hello!"
     assert [t for t in handler.tokens if t] == ["Hel", "lo", "!"]
     assert message.usage_metadata is not None
+
+
+def test_backends_are_told_whether_anyone_watches_the_tokens():
+    llm, backend = make()
+    broken = '<tool_call>[{"name": "add", "arguments": {"a": 1, "b": }}]</tool_call>'
+    backend.script(["x"], ["x"], [broken], ['{"name": "add", "arguments": {"a": 1, "b": 2}}'])
+    llm.invoke("q")
+    list(llm.stream("q"))
+    # A repair inside an invoke is still not watched: the whole answer may come at once.
+    message = llm.bind_tools([add]).invoke("q")
+    assert message.tool_calls[0]["args"] == {"a": 1, "b": 2}
+    assert backend.live == [False, True, False, False]
+
+
+async def test_async_backends_are_told_too():
+    llm, backend = make()
+    backend.script(["x"], ["x"])
+    await llm.ainvoke("q")
+    [chunk async for chunk in llm.astream("q")]
+    assert backend.live == [False, True]

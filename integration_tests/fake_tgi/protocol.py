@@ -51,6 +51,7 @@ _SPEC_KEYS = {
     "retry_after",
     "error_event_after",
     "cut_after",
+    "end_after",
     "abort",
     "reset_before_headers",
     "hang",
@@ -121,6 +122,9 @@ class ReplySpec:
         non-stream: answer TGI's status for error_type (generation 424, overloaded 429, ...).
       cut_after: n: stream: abort the connection after n events (n >= tokens: after all events,
         before the chunked terminator); non-stream: after half of the body.
+      end_after: n: stream: end the response cleanly (chunked terminator) after n events, so
+        the last event (with `details`) never comes, as a proxy that closes a stream early;
+        non-stream: answer the JSON without its `details`.
       abort: how connections are aborted: `reset` (TCP RST, default) or `close` (FIN).
     """
 
@@ -137,6 +141,7 @@ class ReplySpec:
     retry_after: str | None = None
     error_event_after: int | None = None
     cut_after: int | None = None
+    end_after: int | None = None
     abort: str = "reset"
     reset_before_headers: bool = False
     hang: bool = False
@@ -181,7 +186,7 @@ def parse_spec(raw: Any) -> ReplySpec:
         if name in raw:
             _check_type(name, raw[name], (int, float))
             setattr(spec, name, float(raw[name]))
-    for name in ("status", "error_event_after", "cut_after"):
+    for name in ("status", "error_event_after", "cut_after", "end_after"):
         if raw.get(name) is not None:
             _check_type(name, raw[name], (int,))
             if raw[name] < 0:

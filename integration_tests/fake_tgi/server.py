@@ -274,6 +274,10 @@ async def _answer_stream(
                 return resp
             if spec.cut_after == i:
                 break
+            if spec.end_after == i:
+                entry["fault"] = "ended_early"
+                await resp.write_eof()
+                return resp
             if i and spec.token_delay_s:
                 await _sleep(request, spec.token_delay_s)
             if not i:  # bench: first-token delay and the first event's time, see bench.py
@@ -372,7 +376,11 @@ async def _generate_inner(
             docs = stream_events(gen, valid)
             return await _answer_stream(request, spec=spec, docs=docs, headers=headers, entry=entry)
         doc = generate_response(gen, valid)
-        headers = {**headers, **_timing_headers(gen)}
+        if spec.end_after is not None:
+            entry["fault"] = "no_details"
+            doc = {**doc, "details": None}
+        if state.config["timing_headers"]:  # a proxy may strip them: configure false
+            headers = {**headers, **_timing_headers(gen)}
         return await _answer_json(
             request, spec=spec, gen=gen, doc=[doc] if compat else doc, headers=headers, entry=entry
         )

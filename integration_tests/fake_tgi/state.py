@@ -40,6 +40,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "grammar_enabled": True,
     "compat_return_full_text": True,
     "healthy": True,
+    "timing_headers": True,
     "latency_s": 0.0,
     "hang_cap_s": 30.0,
     "eos_token": "<|endoftext|>",
