@@ -10,12 +10,12 @@ What limits connections:
 - the peer: ``HuggingFaceEndpoint`` holds one ``AsyncInferenceClient``, which holds one
   ``httpx.AsyncClient`` with httpx's default pool, ``max_connections=100`` (read off the
   live client below): at most 100 requests in flight, the rest queue in the pool;
-- ChatK2: its TGI backend makes one ``AsyncInferenceClient`` per request over one shared
-  ``httpx.AsyncClient`` per event loop (huggingface_hub's own session factory, httpx's
-  default pool of 100 connections): at most 100 requests in flight, like the peer.
+- ChatK2: its TGI backend sends every request through one shared ``httpx.AsyncClient`` per
+  event loop (from huggingface_hub's own session factory, httpx's default pool of 100
+  connections): at most 100 requests in flight, like the peer.
 
-ChatK2's sync path works the same way: huggingface_hub's sync ``InferenceClient`` shares one
-global ``httpx.Client``, so connections are kept alive. "CPU ms per call" (this process's
+ChatK2's sync path uses huggingface_hub's global ``httpx.Client`` (``get_session()``), so
+connections are kept alive. "CPU ms per call" (this process's
 ``time.process_time()``, and the server's from ``/proc``) shows where a burst's time goes.
 
 The ideal wall time is 100 ms x the number of waves, ``ceil(burst / min(client limit, server

@@ -1,12 +1,12 @@
 """1. Per-call overhead: ``ChatK2.invoke`` against ``ChatHuggingFace.invoke``.
 
 Both talk to the same fake TGI server, which answers at once with the same 40-token text
-(or the same tool call). ChatK2 uses TGI's ``/`` route, streamed on the wire (``details``
-give it the prompt's token count); the peer, ``ChatHuggingFace`` over
-``HuggingFaceEndpoint(endpoint_url=...)``, uses ``/v1/chat/completions``, not streamed. The same
-plain turn is also timed through ``ainvoke`` (one call at a time), and a last pair times the
-bare ``huggingface_hub`` calls each side makes, so the gap can be split into the wire
-protocol chosen and the wrapper's own work.
+(or the same tool call). ChatK2 uses TGI's ``/`` route, one JSON answer with ``details`` (its
+tokens, special ones included; the prompt's token count comes in ``x-prompt-tokens``); the
+peer, ``ChatHuggingFace`` over ``HuggingFaceEndpoint(endpoint_url=...)``, uses
+``/v1/chat/completions``. The same plain turn is also timed through ``ainvoke`` (one call at
+a time), and a last pair times the bare HTTP exchange each side makes, without LangChain, so
+the gap can be split into the wire and the wrapper's own work.
 
 The peer is built offline: with ``endpoint_url`` (no ``repo_id``) ``ChatHuggingFace`` takes
 the URL as its ``model_id`` and loads no tokenizer, and ``HuggingFaceEndpoint`` sends no token
@@ -36,10 +36,12 @@ from benchmarks.common import (
     words,
 )
 from langchain_k2 import ChatK2
+from langchain_k2.backends.base import GenerationParams
+from langchain_k2.backends.tgi import TGIBackend
 from langchain_k2.prompt import DEFAULT_FORMAT
 
 SECTION = "1. Per-call overhead"
-KEYS = ("overhead.plain", "overhead.tools", "overhead.async", "overhead.wire")
+KEYS = ("overhead.plain", "overhead.tools", "overhead.async", "overhead.wire", "overhead.sse")
 REPLY_TOKENS = 40
 QUESTION = "Tell me something."
 MESSAGES = [HumanMessage(QUESTION)]
@@ -61,7 +63,13 @@ def peer_model(url: str, **fields: Any) -> ChatHuggingFace:
     return ChatHuggingFace(llm=HuggingFaceEndpoint(endpoint_url=url, **options))
 
 
-def _row(key: str, measure: str, samples: dict[str, list[float]], note: str) -> Row:
+def _row(
+    key: str,
+    measure: str,
+    samples: dict[str, list[float]],
+    note: str,
+    peer_name: str = "ChatHuggingFace",
+) -> Row:
     k2, peer = samples["k2"], samples["peer"]
     k2_q, peer_q = quartiles_ms(k2), quartiles_ms(peer)
     spread = (
@@ -75,6 +83,7 @@ def _row(key: str, measure: str, samples: dict[str, list[float]], note: str) -> 
         k2=median_ms(k2),
         peer=median_ms(peer),
         unit="ms/call",
+        peer_name=peer_name,
         reference="ratio <= 1.0",
         note=f"{note} {spread}".strip(),
     )
@@ -136,19 +145,28 @@ def _async(tgi: Any, calls: int) -> Row:
         "overhead.async",
         f"`ainvoke`, one call at a time, {REPLY_TOKENS}-token answer",
         samples,
-        "ChatK2 makes one `AsyncInferenceClient` per request over a shared per-loop "
-        "`httpx.AsyncClient`; the peer reuses one client.",
+        "ChatK2 shares one `httpx.AsyncClient` per event loop; the peer's "
+        "`AsyncInferenceClient` holds one of its own.",
     )
 
 
-def _wire(tgi: Any, calls: int) -> Row:
+def _wire(tgi: Any, calls: int) -> list[Row]:
+    """The HTTP exchanges alone: ChatK2's backend against huggingface_hub's client calls."""
     tgi.set_default({"text": words(REPLY_TOKENS)})
     client = InferenceClient(base_url=tgi.url)
+    backend = TGIBackend(tgi.url)
     prompt = DEFAULT_FORMAT.render_prompt(MESSAGES)
-    stops = list(DEFAULT_FORMAT.stop_markers)
+    stops = tuple(DEFAULT_FORMAT.stop_markers)
+    params = GenerationParams(max_new_tokens=256, temperature=0, stop=stops)
     chat = [{"role": "user", "content": QUESTION}]
 
-    def k2_wire() -> None:
+    def k2_whole() -> None:
+        list(backend.stream(prompt, params, live=False))
+
+    def k2_stream() -> None:
+        list(backend.stream(prompt, params, live=True))
+
+    def hub_stream() -> None:
         for _ in client.text_generation(
             prompt,
             stream=True,
@@ -156,22 +174,37 @@ def _wire(tgi: Any, calls: int) -> Row:
             return_full_text=False,
             max_new_tokens=256,
             do_sample=False,
-            stop=stops,
+            stop=list(stops),
         ):
             pass
 
     def peer_wire() -> None:
         client.chat_completion(messages=chat, max_tokens=256)
 
-    samples = interleaved({"k2": k2_wire, "peer": peer_wire}, calls)
+    whole_final = list(backend.stream(prompt, params, live=False))[-1]
+    stream_final = list(backend.stream(prompt, params, live=True))[-1]
+    assert whole_final == stream_final, "the two wire forms disagree on the final event"
+    whole = interleaved({"k2": k2_whole, "peer": peer_wire}, calls)
+    streams = interleaved({"k2": k2_stream, "peer": hub_stream}, calls)
     client.close()  # type: ignore[no-untyped-call]
-    return _row(
-        "overhead.wire",
-        "bare `huggingface_hub` call each side makes (no LangChain)",
-        samples,
-        "ChatK2 column: `text_generation(stream=True, details=True)` (SSE, one event per "
-        "token); peer column: `chat_completion()` (one JSON document).",
-    )
+    return [
+        _row(
+            "overhead.wire",
+            "bare HTTP exchange each side makes (no LangChain)",
+            whole,
+            "ChatK2 column: its TGI backend, `live=False` (what invoke sends: one JSON answer, "
+            "decoded into events); peer column: `InferenceClient.chat_completion()`.",
+        ),
+        _row(
+            "overhead.sse",
+            f"streamed {REPLY_TOKENS}-token answer, SSE decoded into events (no LangChain)",
+            streams,
+            "ChatK2 column: its TGI backend's SSE decoder (`tgi_wire`); the other column: "
+            "`InferenceClient.text_generation(stream=True, details=True)`, which ChatK2 used "
+            "before and which parses each event into nested dataclasses.",
+            peer_name="huggingface_hub SSE",
+        ),
+    ]
 
 
 def run(settings: Settings) -> list[Row]:
@@ -182,5 +215,5 @@ def run(settings: Settings) -> list[Row]:
             _plain(tgi, calls),
             _tools(tgi, calls),
             _async(tgi, calls),
-            _wire(tgi, calls),
+            *_wire(tgi, calls),
         ]

@@ -257,6 +257,7 @@ PANELS: list[tuple[str, list[Pair], bool]] = [
             ("20 tools", "overhead.tools", "value"),
             ("ainvoke", "overhead.async", "value"),
             ("wire only", "overhead.wire", "value"),
+            ("SSE only*", "overhead.sse", "value"),
         ],
         False,
     ),

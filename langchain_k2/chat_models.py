@@ -494,6 +494,8 @@ class ChatK2(BaseChatModel):
         self, backend: Backend, turn: Turn, request: GenerationRequest
     ) -> tuple[Iterator[GenerationEvent], GenerationEvent | None]:
         live = turn.emit_chunks
+        if request.params.grammar is not None and self._grammar_ok is False:
+            request = turn.drop_grammar(request)  # refused on an earlier attempt of this call
         try:
             events = iter(backend.stream(request.prompt, request.params, live=live))
             return events, next(events, None)
@@ -525,6 +527,8 @@ class ChatK2(BaseChatModel):
         self, backend: Backend, turn: Turn, request: GenerationRequest
     ) -> tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]:
         live = turn.emit_chunks
+        if request.params.grammar is not None and self._grammar_ok is False:
+            request = turn.drop_grammar(request)  # refused on an earlier attempt of this call
         try:
             events = aiter(backend.astream(request.prompt, request.params, live=live))
             return events, await anext(events, None)

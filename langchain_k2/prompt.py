@@ -26,6 +26,7 @@ from langchain_core.messages import (
 )
 from pydantic import BaseModel, ConfigDict
 
+from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import K2InputError
 
 FUNCTION_CALLING_PROMPT = (
@@ -312,6 +313,10 @@ def tools_json(tools: Sequence[Mapping[str, Any]]) -> str:
     return json.dumps(functions)
 
 
+_tools_json: MemoByValue[Sequence[Mapping[str, Any]], str] = MemoByValue(tools_json)
+"""`tools_json`, cached per bound-tools list (the same list comes with every call)."""
+
+
 def tool_calls_json(tool_calls: Sequence[Mapping[str, Any]]) -> str:
     """The JSON list written inside ``<tool_call>...</tool_call>`` for a turn in history."""
     calls = [{"name": tc["name"], "arguments": tc.get("args", {})} for tc in tool_calls]
@@ -331,7 +336,7 @@ def _system_section(
     fmt: K2Format, system: str | None, tools: Sequence[Mapping[str, Any]] | None, *, safe: bool
 ) -> str:
     if tools:
-        listing = neutralize_json(tools_json(tools), fmt) if safe else tools_json(tools)
+        listing = neutralize_json(_tools_json(tools), fmt) if safe else _tools_json(tools)
         body = fmt.function_calling_prompt.replace("{tools}", listing, 1)
         if system:
             body += fmt.system_separator + system

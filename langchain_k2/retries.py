@@ -45,8 +45,8 @@ def backoff_delay(
 
     Example:
         >>> no_jitter = lambda low, high: 0.0
-        >>> [backoff_delay(n, None, 0.5, jitter=no_jitter) for n in (1, 2, 3, 10)]
-        [0.5, 1.0, 2.0, 30.0]
+        >>> tuple(backoff_delay(n, None, 0.5, jitter=no_jitter) for n in (1, 2, 3, 10))
+        (0.5, 1.0, 2.0, 30.0)
         >>> from langchain_k2.errors import K2OverloadedError
         >>> busy = K2OverloadedError("busy", retry_after=7)
         >>> backoff_delay(1, busy, 0.5, jitter=no_jitter)

@@ -38,6 +38,7 @@ from langchain_core.messages.tool import invalid_tool_call as create_invalid_too
 from langchain_core.messages.tool import tool_call as create_tool_call
 from langchain_core.messages.tool import tool_call_chunk as create_tool_call_chunk
 
+from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import ToolDefinitionError
 
 __all__ = [
@@ -235,8 +236,12 @@ def _basic_schema_problem(schema: Mapping[str, Any], args: dict[str, Any]) -> st
     return None
 
 
+_indexes: MemoByValue[Sequence[Mapping[str, Any]], _ToolIndex] = MemoByValue(_ToolIndex)
+"""One index per bound-tools list (a bound model passes the same list on every call)."""
+
+
 def _tool_index(tools: Sequence[Mapping[str, Any]] | None) -> _ToolIndex | None:
-    return None if tools is None else _ToolIndex(tools)
+    return None if tools is None else _indexes(tools)
 
 
 # --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from langchain_k2 import (
     K2GrammarUnsupportedError,
     K2OverloadedError,
     K2StreamInterruptedError,
+    K2UnavailableError,
     K2ValidationError,
     ToolDefinitionError,
 )
@@ -264,6 +265,19 @@ def test_grammar_refusal_falls_back_to_prompting_and_is_remembered():
     assert backend.requests[2][1].grammar is None
 
 
+def test_a_retry_after_a_grammar_refusal_does_not_send_the_grammar_again():
+    llm, backend = make(max_retries=1)
+    backend.script(
+        Reply(error=K2GrammarUnsupportedError("grammar is not supported", status=422)),
+        Reply(error=K2UnavailableError("loading", status=503)),
+        ['{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'],
+    )
+    message = llm.bind_tools([add], tool_choice="add").invoke("q")
+    assert message.tool_calls[0]["args"] == {"a": 1, "b": 2}
+    assert [params.grammar is not None for _, params in backend.requests] == [True, False, False]
+    assert "refuses grammars" in message.response_metadata["grammar_fallback"]
+
+
 def test_tool_choice_none_offers_no_tools():
     llm, backend = make()
     backend.script(["plain"])
@@ -423,3 +437,23 @@ async def test_async_backends_are_told_too():
     await llm.ainvoke("q")
     [chunk async for chunk in llm.astream("q")]
     assert backend.live == [False, True]
+
+
+def test_tools_edited_in_place_between_calls_are_not_served_from_a_stale_cache():
+    llm, backend = make(max_tool_call_retries=0)
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    function = {"name": "f", "description": "one", "parameters": schema}
+    tools = [{"type": "function", "function": function}]
+    bound = llm.bind_tools(tools)
+    call = call_block("f", {"a": "text"})
+    backend.script([call], [call])
+    first = bound.invoke("q")
+    assert first.invalid_tool_calls  # "text" is not an integer
+    # Edit the bound list's schema in place: the next call renders and validates anew.
+    bound_tools = bound.kwargs["tools"]
+    bound_tools[0]["function"]["description"] = "two"
+    bound_tools[0]["function"]["parameters"]["properties"]["a"] = {"type": "string"}
+    second = bound.invoke("q")
+    assert second.tool_calls[0]["args"] == {"a": "text"}
+    assert '"description": "two"' in backend.requests[1][0]
+    assert '"description": "one"' in backend.requests[0][0]

@@ -188,8 +188,8 @@ class SSEDecoder:
 
     Example:
         >>> decoder = SSEDecoder()
-        >>> [decoder.feed(line) for line in ['data: {"a": 1}', '', ': keep-alive', '']]
-        [None, '{"a": 1}', None, None]
+        >>> tuple(decoder.feed(line) for line in ['data: {"a": 1}', '', ': keep-alive', ''])
+        (None, '{"a": 1}', None, None)
     """
 
     def __init__(self) -> None:
