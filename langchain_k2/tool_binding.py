@@ -79,8 +79,11 @@ def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
 
 def resolve_tool_choice(
     tool_choice: ToolChoice, tools: Sequence[Mapping[str, Any]]
-) -> tuple[Literal["auto", "none", "any", "tool"], list[Mapping[str, Any]]]:
+) -> tuple[Literal["auto", "none", "any", "tool"], Sequence[Mapping[str, Any]]]:
     """Normalize ``tool_choice`` into a mode and the tools a forced call may use.
+
+    The tools come back as the very object passed in when all of them may be used, so
+    what is derived from them (their JSON, their validators) is cached across calls.
 
     ``"auto"``/``None``: the model decides. ``"none"``/``False``: no tools offered.
     ``"any"``/``"required"``/``True``: a call is forced (any tool). A tool name or
@@ -88,7 +91,7 @@ def resolve_tool_choice(
     """
     names = [t["function"]["name"] for t in tools]
     if tool_choice is None or tool_choice == "auto":
-        return "auto", list(tools)
+        return "auto", tools
     if tool_choice is False or tool_choice == "none":
         return "none", []
     if tool_choice is True or (isinstance(tool_choice, str) and tool_choice in {"any", "required"}):
@@ -96,7 +99,7 @@ def resolve_tool_choice(
             raise K2ConfigError(
                 f"tool_choice={tool_choice!r} forces a call, but no tools are bound."
             )
-        return "any", list(tools)
+        return "any", tools
     name: Any = tool_choice
     if isinstance(tool_choice, dict):
         name = (tool_choice.get("function") or {}).get("name") or tool_choice.get("name")
