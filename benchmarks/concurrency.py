@@ -12,7 +12,9 @@ What limits connections:
   live client below): at most 100 requests in flight, the rest queue in the pool;
 - ChatK2: its TGI backend sends every request through one shared ``httpx.AsyncClient`` per
   event loop (from huggingface_hub's own session factory, httpx's default pool of 100
-  connections): at most 100 requests in flight, like the peer.
+  connections): at most 100 requests in flight, like the peer. The requests beyond that
+  wait for a slot in ChatK2's backend instead of in httpcore's pool queue, which httpcore
+  rescans whenever a connection frees up.
 
 ChatK2's sync path uses huggingface_hub's global ``httpx.Client`` (``get_session()``), so
 connections are kept alive. "CPU ms per call" (this process's
@@ -60,7 +62,8 @@ def k2_pool_limit(loop: asyncio.AbstractEventLoop) -> int | None:
     """ChatK2's pool limit: its TGI backend's shared session on ``loop`` (after a call)."""
     from langchain_k2.backends.tgi import _ASYNC_SESSIONS
 
-    return pool_limit(_ASYNC_SESSIONS.get(loop))
+    session = _ASYNC_SESSIONS.get(loop)
+    return None if session is None else pool_limit(session.client)
 
 
 async def _burst(model: Any, n: int) -> tuple[float, float, int]:

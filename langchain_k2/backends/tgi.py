@@ -14,7 +14,8 @@ into `langchain_k2.errors` exceptions.
 Requests go through ``huggingface_hub.get_session()`` (sync) and one
 ``huggingface_hub.get_async_session()`` client per event loop (async), huggingface_hub's
 own HTTP clients: a factory set with ``set_client_factory`` (proxies, certificates)
-applies, and ``HF_HUB_OFFLINE`` is honoured. ``InferenceClient`` is not used for
+applies, and ``HF_HUB_OFFLINE`` is honoured. Async requests beyond the pool's size wait
+for a slot here rather than in httpcore's pool queue (`_LoopSession`). ``InferenceClient`` is not used for
 generation: it parses every streamed event into nested dataclasses, which cost more than
 the rest of a call put together (``docs/benchmarks.md``).
 
@@ -30,7 +31,7 @@ import json
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlparse
 
@@ -127,12 +128,57 @@ def _with_count(events: list[GenerationEvent], count: int | None) -> list[Genera
     return [*events[:-1], counted]
 
 
-_ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+class _LoopSession:
+    """One event loop's ``httpx.AsyncClient`` and the slots that keep its pool's queue empty.
+
+    httpx queues the requests beyond its pool's ``max_connections`` inside the pool, and
+    httpcore rescans that whole queue each time a connection frees up (encode/httpcore#1035:
+    quadratic in a burst's size). Waiting for a slot here first keeps that queue empty: a
+    burst of 256 ``ainvoke`` spends about a third less CPU (``docs/benchmarks.md``). A
+    client whose pool limit cannot be read (a custom transport) is not gated.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        pool = getattr(getattr(client, "_transport", None), "_pool", None)
+        limit = getattr(pool, "_max_connections", None)
+        self.limit: int | None = limit if isinstance(limit, int) and limit > 0 else None
+        """Most requests in flight on this loop (the pool's ``max_connections``)."""
+        self._slots = None if self.limit is None else asyncio.Semaphore(self.limit)
+
+    @asynccontextmanager
+    async def slot(self, timeout: float | None) -> AsyncIterator[None]:
+        """Hold one of the pool's connections' worth of room while a request runs.
+
+        Waiting longer than ``timeout`` raises ``httpx.PoolTimeout``, as httpx's own pool
+        does when it is full.
+        """
+        slots = self._slots
+        if slots is None:
+            yield
+            return
+        if slots.locked():
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout)
+            except asyncio.TimeoutError as exc:
+                raise httpx.PoolTimeout(
+                    f"all {self.limit} connections of this event loop's pool stayed busy "
+                    f"for {timeout} s"
+                ) from exc
+        else:
+            await slots.acquire()
+        try:
+            yield
+        finally:
+            slots.release()
+
+
+_ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _async_session() -> httpx.AsyncClient:
+def _async_session() -> _LoopSession:
     """This event loop's ``httpx.AsyncClient``, from huggingface_hub's factory, shared.
 
     ``get_async_session()`` builds a new client per call (an SSL context and CA bundle
@@ -141,8 +187,8 @@ def _async_session() -> httpx.AsyncClient:
     """
     loop = asyncio.get_running_loop()
     session = _ASYNC_SESSIONS.get(loop)
-    if session is None or session.is_closed:
-        session = _ASYNC_SESSIONS[loop] = get_async_session()
+    if session is None or session.client.is_closed:
+        session = _ASYNC_SESSIONS[loop] = _LoopSession(get_async_session())
     return session
 
 
@@ -219,7 +265,12 @@ class TGIBackend:
             yield
         except Exception as exc:
             mapped = map_error(exc, url)
-            if isinstance(mapped, K2BackendError) and mapped.retryable:
+            # A full pool on this side (httpx.PoolTimeout) is no fault of the replica's.
+            if (
+                isinstance(mapped, K2BackendError)
+                and mapped.retryable
+                and not isinstance(exc, httpx.PoolTimeout)
+            ):
                 self.replicas.failed(url)
             if mapped is exc:
                 raise
@@ -265,7 +316,9 @@ class TGIBackend:
             url = self.replicas.pick()
             with self._errors(url):
                 request = self._request("GET", f"{url}/info")
-                response = await _async_session().request(**request)
+                session = _async_session()
+                async with session.slot(self.timeout):
+                    response = await session.client.request(**request)
                 self._info = self._parse_info(response, url)
         return self._info
 
@@ -289,7 +342,9 @@ class TGIBackend:
         """Async twin of `count_tokens`."""
         url = self.replicas.pick()
         with self._errors(url):
-            response = await _async_session().request(**self._tokenize(url, text))
+            session = _async_session()
+            async with session.slot(self.timeout):
+                response = await session.client.request(**self._tokenize(url, text))
             return self._token_count(response, url)
 
     # -------------------------------------------------------------- generation
@@ -351,13 +406,18 @@ class TGIBackend:
         with self._errors(url):
             if not live and self.prompt_header:
                 request = self._generate(url, prompt, params, stream=False)
-                events = self._whole(await session.request(**request), url)
+                async with session.slot(self.timeout):
+                    response = await session.client.request(**request)
+                events = self._whole(response, url)
                 if not self.prompt_header:
                     events = _with_count(events, await self._acount_or_none(prompt))
                 for event in events:
                     yield event
                 return
-            async with session.stream(**self._generate(url, prompt, params, stream=True)) as r:
+            async with (
+                session.slot(self.timeout),
+                session.client.stream(**self._generate(url, prompt, params, stream=True)) as r,
+            ):
                 body = None if self._streamed(r) else await _aread_capped(r.aiter_bytes())
                 decoder = self._opened(r, body, url)
                 async for line in r.aiter_lines():
