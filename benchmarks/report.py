@@ -203,7 +203,7 @@ Pair = tuple[str, str, str]
 """(label, row key, what): ``what`` is "value" (ChatK2 and peer) or an ``extra`` prefix."""
 
 
-def _pairs(ax: Any, rows: dict[str, Row], title: str, pairs: list[Pair]) -> None:
+def _pairs(ax: Any, rows: dict[str, Row], title: str, pairs: list[Pair], *, log: bool) -> None:
     """Grouped bars, ChatK2 next to the peer, one group per pair; dashed ideal where known."""
     width = 0.38
     k2: list[float] = []
@@ -233,7 +233,12 @@ def _pairs(ax: Any, rows: dict[str, Row], title: str, pairs: list[Pair]) -> None
     ax.set_xticks(xs)
     ax.set_xticklabels([label for label, _, _ in pairs], fontsize=8)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    top = max([*k2, *peer, 0.0])
+    if log:
+        ax.set_yscale("log")
+    if top > 0:  # headroom, so the legend sits above the bars
+        ax.set_ylim(top=top * (30 if log else 1.3))
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
 
 
 def _malformed(ax: Any, rows: dict[str, Row]) -> None:
@@ -300,9 +305,7 @@ def plot(rows: Sequence[Row], path: Path, title: str) -> None:
     fig.suptitle(title, fontsize=11)
     flat = [ax for line in axes for ax in line]
     for ax, (panel_title, pairs, log) in zip(flat, PANELS, strict=False):
-        _pairs(ax, by_key, panel_title, pairs)
-        if log:
-            ax.set_yscale("log")
+        _pairs(ax, by_key, panel_title, pairs, log=log)
     _malformed(flat[len(PANELS)], by_key)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     path.parent.mkdir(parents=True, exist_ok=True)
