@@ -15,9 +15,9 @@ Requests go through ``huggingface_hub.get_session()`` (sync) and one
 ``huggingface_hub.get_async_session()`` client per event loop (async), huggingface_hub's
 own HTTP clients: a factory set with ``set_client_factory`` (proxies, certificates)
 applies, and ``HF_HUB_OFFLINE`` is honoured. Async requests beyond the pool's size wait
-for a slot here rather than in httpcore's pool queue (`_LoopSession`). ``InferenceClient`` is not used for
-generation: it parses every streamed event into nested dataclasses, which cost more than
-the rest of a call put together (``docs/benchmarks.md``).
+for a slot here rather than in httpcore's pool queue (`_LoopSession`). ``InferenceClient``
+is not used for generation: it parses every streamed event into nested dataclasses, which
+cost more than the rest of a call put together (``docs/benchmarks.md``).
 
 Credentials (``k2-format.md`` section 5): only the token passed in is sent; the token
 ``hf auth login`` saved on disk is never attached to requests.
