@@ -136,7 +136,7 @@ def _async(tgi: Any, calls: int) -> Row:
                 "k2": lambda: loop.run_until_complete(k2.ainvoke(MESSAGES)),
                 "peer": lambda: loop.run_until_complete(peer.ainvoke(MESSAGES)),
             },
-            max(calls // 3, 4),
+            calls,
         )
         loop.run_until_complete(peer.llm.async_client.close())
     finally:

@@ -521,7 +521,8 @@ class ChatK2(BaseChatModel):
             finally:
                 cast("Any", events).close()
             yield from turn.end_request()
-        yield turn.last_chunk()
+        if turn.emit_chunks:  # invoke reads turn.message() instead
+            yield turn.last_chunk()
 
     async def _aopen(
         self, backend: Backend, turn: Turn, request: GenerationRequest
@@ -559,7 +560,8 @@ class ChatK2(BaseChatModel):
                 await cast("Any", events).aclose()
             for chunk in turn.end_request():
                 yield chunk
-        yield turn.last_chunk()
+        if turn.emit_chunks:  # invoke reads turn.message() instead
+            yield turn.last_chunk()
 
     # ------------------------------------------------------------------ BaseChatModel
 
