@@ -83,8 +83,16 @@ def test_waiting_for_a_slot_longer_than_timeout_is_a_timeout(tgi: FakeTGI) -> No
         streams = [llm.astream("slow") for _ in range(POOL)]
         firsts = [await anext(s) for s in streams]  # every connection now holds a stream
         assert [c.content for c in firsts] == ["a"] * POOL
-        with pytest.raises(K2TimeoutError, match=f"all {POOL} connections .* stayed busy"):
+        with pytest.raises(K2TimeoutError) as info:
             await llm.ainvoke("one more")
+        assert str(info.value) == (
+            f"No connection to TGI at {tgi.url} came free in time (all {POOL} connections of "
+            "this event loop's pool stayed busy for 0.2 s): this process already had as many "
+            "requests in flight as its HTTP pool allows. Send fewer at once (abatch's "
+            "max_concurrency), raise `timeout`, or give huggingface_hub a client with a "
+            "larger pool (set_async_client_factory)."
+        )
+        assert llm._get_backend().replicas.cooling() == []  # type: ignore[attr-defined]
         for s in streams:
             await s.aclose()
         return str((await llm.ainvoke("after")).content)  # the slots were given back

@@ -79,6 +79,13 @@ def map_error(exc: BaseException, url: str) -> BaseException:
             f"HF_HUB_OFFLINE is set, so huggingface_hub refuses every request, even to your "
             f"own TGI server at {url}: unset HF_HUB_OFFLINE in this process to use it."
         )
+    if isinstance(exc, httpx.PoolTimeout):
+        return K2TimeoutError(
+            f"No connection to TGI at {url} came free in time ({detail}): this process "
+            "already had as many requests in flight as its HTTP pool allows. Send fewer at "
+            "once (abatch's max_concurrency), raise `timeout`, or give huggingface_hub a "
+            "client with a larger pool (set_async_client_factory)."
+        )
     if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
         return K2TimeoutError(
             f"TGI at {url} did not answer in time ({detail}); raise `timeout` or check the server."
@@ -283,6 +290,12 @@ class TGIBackend:
             headers["authorization"] = f"Bearer {self._token.get_secret_value()}"
         return {"method": method, "url": url, "headers": headers, "timeout": self.timeout, **fields}
 
+    async def _asend(self, request: dict[str, Any]) -> httpx.Response:
+        """One async request on this loop's shared client, sent once a slot is free."""
+        session = _async_session()
+        async with session.slot(self.timeout):
+            return await session.client.request(**request)
+
     # -------------------------------------------------------------- info and tokens
 
     @staticmethod
@@ -315,10 +328,7 @@ class TGIBackend:
         if self._info is None:
             url = self.replicas.pick()
             with self._errors(url):
-                request = self._request("GET", f"{url}/info")
-                session = _async_session()
-                async with session.slot(self.timeout):
-                    response = await session.client.request(**request)
+                response = await self._asend(self._request("GET", f"{url}/info"))
                 self._info = self._parse_info(response, url)
         return self._info
 
@@ -342,9 +352,7 @@ class TGIBackend:
         """Async twin of `count_tokens`."""
         url = self.replicas.pick()
         with self._errors(url):
-            session = _async_session()
-            async with session.slot(self.timeout):
-                response = await session.client.request(**self._tokenize(url, text))
+            response = await self._asend(self._tokenize(url, text))
             return self._token_count(response, url)
 
     # -------------------------------------------------------------- generation
@@ -402,18 +410,16 @@ class TGIBackend:
     ) -> AsyncIterator[GenerationEvent]:
         """Async twin of `stream`."""
         url = self.replicas.pick()
-        session = _async_session()
         with self._errors(url):
             if not live and self.prompt_header:
                 request = self._generate(url, prompt, params, stream=False)
-                async with session.slot(self.timeout):
-                    response = await session.client.request(**request)
-                events = self._whole(response, url)
+                events = self._whole(await self._asend(request), url)
                 if not self.prompt_header:
                     events = _with_count(events, await self._acount_or_none(prompt))
                 for event in events:
                     yield event
                 return
+            session = _async_session()
             async with (
                 session.slot(self.timeout),
                 session.client.stream(**self._generate(url, prompt, params, stream=True)) as r,
