@@ -149,3 +149,82 @@ def test_long_agent_run_without_trimming_fails_clearly(tgi: FakeTGI, tokenizer_d
         f"\nwithout trim_history: stopped before request {len(sent) + 1} with "
         f"ContextWindowExceededError: {error}"
     )
+
+
+# --------------------------------------------------------------------------- repairs near the edge
+
+BROKEN = '[{"name": "read_page", "arguments": {"page": }}]'
+PREAMBLE = ["Let", " me", " read", " the", " page", " first", "."]
+
+
+def broken_call_turn() -> dict[str, Any]:
+    return reply(
+        tokens=tokens_of(
+            *PREAMBLE,
+            special("<tool_call>"),
+            BROKEN,
+            special("</tool_call>"),
+            special("<|endoftext|>"),
+        )
+    )
+
+
+def edge_model(tgi: FakeTGI, *, input_room: int) -> tuple[ChatK2, list[HumanMessage], int]:
+    """A model whose first request fits the server's window exactly.
+
+    The server is set to ``max_total_tokens = prompt + MAX_NEW`` and ``max_input_tokens =
+    prompt + input_room``; returns the model (tools bound), the messages and the window.
+    """
+    messages = [HumanMessage("Summarize the report. " + "Figures rose. " * 40)]
+    probe = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0)
+    prompt_tokens = probe.get_num_tokens_from_messages(messages, tools=[read_page])
+    window = prompt_tokens + MAX_NEW
+    tgi.configure(max_total_tokens=window, max_input_tokens=prompt_tokens + input_room)
+    llm = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0, max_retries=0, max_new_tokens=MAX_NEW)
+    return llm, messages, window
+
+
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+async def test_a_repair_near_the_window_asks_for_what_is_left(tgi: FakeTGI, mode: str) -> None:
+    llm, messages, window = edge_model(tgi, input_room=MAX_NEW - 1)
+    tgi.script(
+        broken_call_turn(),
+        reply(
+            tokens=tokens_of(
+                '{"name": "read_page", "arguments": {"page": 3}}', special("<|endoftext|>")
+            )
+        ),
+    )
+    bound = llm.bind_tools([read_page])
+    message = bound.invoke(messages) if mode == "invoke" else await bound.ainvoke(messages)
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("read_page", {"page": 3})]
+    assert message.response_metadata["tool_call_retries"] == 1
+    first, repair = [r for r in tgi.requests() if r["path"] == "/"]
+    assert first["status"] == repair["status"] == 200
+    assert first["body"]["parameters"]["max_new_tokens"] == MAX_NEW
+    repair_tokens = llm.get_num_tokens(repair["body"]["inputs"])
+    assert repair["body"]["inputs"] == first["body"]["inputs"] + "".join(PREAMBLE) + "<tool_call>"
+    # MAX_NEW would overflow the window (TGI answers 422); what the prompt leaves is asked.
+    assert repair["body"]["parameters"]["max_new_tokens"] == window - repair_tokens < MAX_NEW
+
+
+@pytest.mark.parametrize("mode", ["invoke", "astream"])
+async def test_a_repair_with_no_room_keeps_the_call_invalid(tgi: FakeTGI, mode: str) -> None:
+    llm, messages, window = edge_model(tgi, input_room=2)
+    tgi.script(broken_call_turn())
+    bound = llm.bind_tools([read_page])
+    if mode == "invoke":
+        message: Any = bound.invoke(messages)
+    else:
+        message = None
+        async for chunk in bound.astream(messages):
+            message = chunk if message is None else message + chunk
+    assert message.content == "".join(PREAMBLE)
+    assert message.tool_calls == []
+    (invalid,) = message.invalid_tool_calls
+    assert invalid["args"] == "<tool_call>" + BROKEN + "</tool_call>"
+    assert message.response_metadata["tool_call_retries"] == 0
+    skipped = message.response_metadata["tool_call_repair_skipped"]
+    assert skipped.startswith("the repair prompt takes ")
+    assert f"context window ({window} tokens" in skipped
+    assert len([r for r in tgi.requests() if r["path"] == "/"]) == 1  # no request TGI refuses

@@ -439,6 +439,8 @@ class ChatK2(BaseChatModel):
             user_stops=user_stops,
             model_name=self.model_name,
             emit_chunks=streaming,
+            window=limits.window,
+            max_input_tokens=limits.max_input_tokens,
         )
         turn.grammar_fallback = fallback
         return turn
@@ -506,10 +508,24 @@ class ChatK2(BaseChatModel):
             events = iter(backend.stream(request.prompt, request.params, live=live))
             return events, next(events, None)
 
+    def _repair_size(self, request: GenerationRequest, turn: Turn) -> int | None:
+        """Tokens of a repair prompt when they must be counted to fit it; else ``None``."""
+        params = request.params
+        if not request.repair or _surely_fits(
+            request.prompt, params.max_new_tokens, turn.window, turn.max_input_tokens
+        ):
+            return None
+        return self._count_prompt(request.prompt)
+
     def _drive(self, turn: Turn) -> Iterator[ChatGenerationChunk]:
         backend = self._get_backend()
         while (request := turn.next_request()) is not None:
-            events, event = self._retry(self._open, backend, turn, request)
+            size = self._repair_size(request, turn)
+            fitted = request if size is None else turn.fit_repair(request, size)
+            if fitted is None:
+                yield from turn.skip_repair(cast("int", size))
+                continue
+            events, event = self._retry(self._open, backend, turn, fitted)
             try:
                 while event is not None:
                     yield from turn.feed(event)
@@ -543,8 +559,16 @@ class ChatK2(BaseChatModel):
     async def _adrive(self, turn: Turn) -> AsyncIterator[ChatGenerationChunk]:
         backend = self._get_backend()
         while (request := turn.next_request()) is not None:
+            size = None
+            if request.repair:  # counting may be a request to the server: off the loop
+                size = await asyncio.to_thread(self._repair_size, request, turn)
+            fitted = request if size is None else turn.fit_repair(request, size)
+            if fitted is None:
+                for chunk in turn.skip_repair(cast("int", size)):
+                    yield chunk
+                continue
             opened: tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]
-            opened = await self._aretry(self._aopen, backend, turn, request)
+            opened = await self._aretry(self._aopen, backend, turn, fitted)
             events: AsyncIterator[GenerationEvent] = opened[0]
             event: GenerationEvent | None = opened[1]
             try:

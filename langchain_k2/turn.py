@@ -152,6 +152,9 @@ class Turn:
         model_name: reported in ``response_metadata``.
         emit_chunks: build message chunks (streaming); ``invoke`` needs only
             :meth:`message`, so it skips them.
+        window: prompt plus new tokens, at most (``None``: unknown); a repair request's
+            ``max_new_tokens`` is cut to what its longer prompt leaves (`fit_repair`).
+        max_input_tokens: the longest prompt the backend takes (``None``: unknown).
     """
 
     prompt: str
@@ -164,11 +167,15 @@ class Turn:
     user_stops: Sequence[str] = ()
     model_name: str | None = None
     emit_chunks: bool = True
+    window: int | None = None
+    max_input_tokens: int | None = None
 
     repairs: int = 0
     aborted: bool = False
     grammar_fallback: bool = False
+    repair_skipped: str | None = None
     emitted: list[str | ToolBlock] = field(default_factory=list)
+    _broken: ToolBlock | None = None
     _pending: GenerationRequest | None = None
     _parser: ToolCallStreamParser | _ConstrainedCall = field(init=False)
     _stop: StopFilter = field(init=False)
@@ -255,16 +262,55 @@ class Turn:
                         chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
                 continue
             if item.invalid_tool_calls and self.repairs < self.max_repairs:
-                self._schedule_repair()
+                self._schedule_repair(item)
                 break
-            self.emitted.append(item)
-            if self.emit_chunks:
-                chunks.append(ChatGenerationChunk(message=block_chunk(item, self._call_index)))
-            self._call_index += len(item.tool_calls) + len(item.invalid_tool_calls)
+            chunks += self._keep(item)
         return chunks
 
-    def _schedule_repair(self) -> None:
+    def _keep(self, block: ToolBlock) -> list[ChatGenerationChunk]:
+        """Add a block to the message as it is; its chunk when streaming."""
+        self.emitted.append(block)
+        chunk = block_chunk(block, self._call_index) if self.emit_chunks else None
+        self._call_index += len(block.tool_calls) + len(block.invalid_tool_calls)
+        return [] if chunk is None else [ChatGenerationChunk(message=chunk)]
+
+    def fit_repair(
+        self, request: GenerationRequest, prompt_tokens: int
+    ) -> GenerationRequest | None:
+        """``request`` (a repair) with ``max_new_tokens`` cut to what the window leaves.
+
+        ``prompt_tokens`` is the repair prompt's size. ``None`` when the prompt leaves no room
+        (or is longer than the backend takes): the broken block must then stay as it is
+        (`skip_repair`), since the server would refuse the request.
+        """
+        room = None if self.window is None else self.window - prompt_tokens
+        too_long = self.max_input_tokens is not None and prompt_tokens > self.max_input_tokens
+        if too_long or (room is not None and room < 1):
+            return None
+        if room is None or room >= request.params.max_new_tokens:
+            return request
+        return replace(request, params=replace(request.params, max_new_tokens=room))
+
+    def skip_repair(self, prompt_tokens: int) -> list[ChatGenerationChunk]:
+        """Keep the broken block (invalid, with its raw text) instead of repairing it.
+
+        For a repair whose ``prompt_tokens``-token prompt `fit_repair` found no room for;
+        the turn ends with the block as its last item.
+        """
+        broken, self._broken, self._pending = self._broken, None, None
+        if broken is None:
+            raise RuntimeError("skip_repair() without a scheduled repair")
+        self.repairs -= 1
+        self.repair_skipped = (
+            f"the repair prompt takes {prompt_tokens} tokens, which leaves no room in the "
+            f"context window ({self.window} tokens, at most {self.max_input_tokens} of "
+            "prompt): the malformed call is kept as an invalid tool call"
+        )
+        return self._keep(broken)
+
+    def _schedule_repair(self, broken: ToolBlock) -> None:
         self.repairs += 1
+        self._broken = broken
         self.aborted = True
         params = self.params
         constrained = self.use_grammar and bool(self.tools)
@@ -316,6 +362,8 @@ class Turn:
         }
         if errors:
             metadata["invalid_tool_call_errors"] = errors
+        if self.repair_skipped:
+            metadata["tool_call_repair_skipped"] = self.repair_skipped
         if self.grammar_fallback:
             metadata["grammar_fallback"] = (
                 "the backend refuses grammars; output was steered by instructions only"
