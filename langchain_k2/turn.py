@@ -301,10 +301,13 @@ class Turn:
         if broken is None:
             raise RuntimeError("skip_repair() without a scheduled repair")
         self.repairs -= 1
+        limits = [f"{self.window} tokens"] if self.window is not None else []
+        if self.max_input_tokens is not None:
+            limits.append(f"at most {self.max_input_tokens} of prompt")
         self.repair_skipped = (
             f"the repair prompt takes {prompt_tokens} tokens, which leaves no room in the "
-            f"context window ({self.window} tokens, at most {self.max_input_tokens} of "
-            "prompt): the malformed call is kept as an invalid tool call"
+            f"context window ({', '.join(limits)}): the malformed call is kept as an invalid "
+            "tool call"
         )
         return self._keep(broken)
 

@@ -475,3 +475,26 @@ def test_fit_repair_cuts_max_new_tokens_to_the_room_left() -> None:
     assert turn.fit_repair(repair, 1000) is None  # no room for a single token
     unknown = Turn(prompt="p", params=params, fmt=DEFAULT_FORMAT)
     assert unknown.fit_repair(repair, 10**6) is repair  # limits unknown: sent as it is
+
+
+def test_a_repair_without_room_keeps_the_block_and_says_why() -> None:
+    backend = ScriptedBackend()
+    model = ChatK2(backend=backend, max_new_tokens=8)
+    size = model.get_num_tokens_from_messages([HumanMessage("one two three")], tools=[add])
+    backend.info_value = BackendInfo(
+        max_stop_sequences=4, max_total_tokens=size + 8, max_input_tokens=size + 2
+    )
+    broken = '[{"name": "add", "arguments": {"a": 1, "b": }}]'
+    backend.script(["word " * 6, "<tool_call>", broken, "</tool_call>"])
+    message = model.bind_tools([add]).invoke("one two three")
+    assert [c["args"] for c in message.invalid_tool_calls] == [
+        "<tool_call>" + broken + "</tool_call>"
+    ]
+    assert len(backend.requests) == 1  # the repair was never sent
+    repair_prompt = backend.requests[0][0] + "word " * 6 + "<tool_call>"
+    assert message.response_metadata["tool_call_repair_skipped"] == (
+        f"the repair prompt takes {len(repair_prompt.split())} tokens, which leaves no room "
+        f"in the context window ({size + 8} tokens, at most {size + 2} of prompt): the "
+        "malformed call is kept as an invalid tool call"
+    )
+    assert message.response_metadata["tool_call_retries"] == 0
