@@ -508,19 +508,10 @@ class ChatK2(BaseChatModel):
             events = iter(backend.stream(request.prompt, request.params, live=live))
             return events, next(events, None)
 
-    def _repair_size(self, request: GenerationRequest, turn: Turn) -> int | None:
-        """Tokens of a repair prompt when they must be counted to fit it; else ``None``."""
-        params = request.params
-        if not request.repair or _surely_fits(
-            request.prompt, params.max_new_tokens, turn.window, turn.max_input_tokens
-        ):
-            return None
-        return self._count_prompt(request.prompt)
-
     def _drive(self, turn: Turn) -> Iterator[ChatGenerationChunk]:
         backend = self._get_backend()
         while (request := turn.next_request()) is not None:
-            size = self._repair_size(request, turn)
+            size = self._count_prompt(request.prompt) if _must_count(request, turn) else None
             fitted = request if size is None else turn.fit_repair(request, size)
             if fitted is None:
                 yield from turn.skip_repair(cast("int", size))
@@ -560,8 +551,8 @@ class ChatK2(BaseChatModel):
         backend = self._get_backend()
         while (request := turn.next_request()) is not None:
             size = None
-            if request.repair:  # counting may be a request to the server: off the loop
-                size = await asyncio.to_thread(self._repair_size, request, turn)
+            if _must_count(request, turn):  # counting may be a request: off the loop
+                size = await asyncio.to_thread(self._count_prompt, request.prompt)
             fitted = request if size is None else turn.fit_repair(request, size)
             if fitted is None:
                 for chunk in turn.skip_repair(cast("int", size)):
@@ -694,6 +685,14 @@ def _surely_fits(
     if window is not None and bound + max_new_tokens > window:
         return False
     return max_input_tokens is None or bound <= max_input_tokens
+
+
+def _must_count(request: GenerationRequest, turn: Turn) -> bool:
+    """Whether a repair prompt's tokens must be counted to fit it in the window."""
+    params = request.params
+    return request.repair and not _surely_fits(
+        request.prompt, params.max_new_tokens, turn.window, turn.max_input_tokens
+    )
 
 
 def _result(turn: Turn) -> ChatResult:
