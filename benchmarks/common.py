@@ -258,3 +258,19 @@ def loopback_only() -> Iterator[None]:
     finally:
         socket.socket.connect = original_connect  # type: ignore[method-assign]
         socket.socket.connect_ex = original_connect_ex  # type: ignore[method-assign]
+
+
+BENCH_EXTRA = ("langchain_huggingface", "matplotlib")
+"""Modules of the ``bench`` extra: the peers measured against, and the plot."""
+
+
+def require_bench_extra() -> None:
+    """Exit with the install command when the ``bench`` extra is missing."""
+    import importlib.util
+
+    missing = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        sys.exit(
+            f"benchmarks need the bench extra (missing: {', '.join(missing)}): "
+            'pip install -e ".[test,bench]"'
+        )

@@ -23,8 +23,19 @@ from types import ModuleType
 if __package__ in {None, ""}:  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import concurrency, local, malformed, overhead, parser, report, streaming
-from benchmarks.common import REPO_ROOT, Row, Settings, loopback_only
+from benchmarks.common import REPO_ROOT, Row, Settings, loopback_only, require_bench_extra
+
+require_bench_extra()
+
+from benchmarks import (  # noqa: E402 -- after the check that names the missing extra
+    concurrency,
+    local,
+    malformed,
+    overhead,
+    parser,
+    report,
+    streaming,
+)
 
 SECTIONS: tuple[ModuleType, ...] = (parser, overhead, streaming, concurrency, malformed, local)
 NAMES = {
