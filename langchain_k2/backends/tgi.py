@@ -60,10 +60,32 @@ __all__ = ["TGIBackend", "map_error", "request_kwargs"]
 _USER_AGENT = f"langchain-k2/{__version__}; hf_hub/{hub_version}"
 
 
+def _httpx_modules() -> tuple[Any, ...]:
+    """``httpx``, and ``httpx2`` where installed: huggingface_hub 2 builds its sessions on it."""
+    try:
+        import httpx2  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return (httpx,)
+    return (httpx, httpx2)
+
+
+_HTTPX = _httpx_modules()
+_POOL_TIMEOUTS: tuple[type[BaseException], ...] = tuple(m.PoolTimeout for m in _HTTPX)
+_TIMEOUTS: tuple[type[BaseException], ...] = (
+    *(m.TimeoutException for m in _HTTPX),
+    TimeoutError,
+)
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    *(m.TransportError for m in _HTTPX),
+    ConnectionError,
+)
+
+
 def map_error(exc: BaseException, url: str) -> BaseException:
     """Translate a transport exception (``httpx``, ``huggingface_hub``) into a K2 error.
 
-    K2 errors pass through; an exception this does not know is returned unchanged.
+    K2 errors pass through; an exception this does not know is returned unchanged. The
+    exceptions of ``httpx2`` (huggingface_hub 2's HTTP stack) map like httpx's own.
 
     Example:
         >>> err = map_error(httpx.ConnectError("connection refused"), "http://tgi")
@@ -79,18 +101,18 @@ def map_error(exc: BaseException, url: str) -> BaseException:
             f"HF_HUB_OFFLINE is set, so huggingface_hub refuses every request, even to your "
             f"own TGI server at {url}: unset HF_HUB_OFFLINE in this process to use it."
         )
-    if isinstance(exc, httpx.PoolTimeout):
+    if isinstance(exc, _POOL_TIMEOUTS):
         return K2TimeoutError(
             f"No connection to TGI at {url} came free in time ({detail}): this process "
             "already had as many requests in flight as its HTTP pool allows. Send fewer at "
             "once (abatch's max_concurrency), raise `timeout`, or give huggingface_hub a "
             "client with a larger pool (set_async_client_factory)."
         )
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+    if isinstance(exc, _TIMEOUTS):
         return K2TimeoutError(
             f"TGI at {url} did not answer in time ({detail}); raise `timeout` or check the server."
         )
-    if isinstance(exc, (httpx.TransportError, ConnectionError)):
+    if isinstance(exc, _TRANSPORT_ERRORS):
         return K2UnavailableError(f"Could not reach TGI at {url}: {detail}.")
     return exc
 
@@ -276,7 +298,7 @@ class TGIBackend:
             if (
                 isinstance(mapped, K2BackendError)
                 and mapped.retryable
-                and not isinstance(exc, httpx.PoolTimeout)
+                and not isinstance(exc, _POOL_TIMEOUTS)
             ):
                 self.replicas.failed(url)
             if mapped is exc:
