@@ -8,6 +8,7 @@ scripted fault to pin the exception it raises.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import socket
@@ -20,7 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from huggingface_hub import InferenceClient
+from huggingface_hub import InferenceClient, get_session
+from huggingface_hub import __version__ as hub_version
 from huggingface_hub.errors import (
     GenerationError,
     HfHubHTTPError,
@@ -527,11 +529,15 @@ def test_hf_client_stream_details(tgi: FakeTGI) -> None:
     assert tgi.requests("/")[0]["body"]["stream"] is True
 
 
+# The HTTP stack under huggingface_hub's client: httpx (hub 1.x) or its fork httpx2 (hub 2.x).
+hub_httpx: Any = importlib.import_module(type(get_session()).__module__.split(".")[0])
+
+
 def test_hf_stream_dies_with_its_client(tgi: FakeTGI) -> None:
     """huggingface_hub ties a stream to its client: drop the client, and reading fails."""
     tgi.script(reply("a b"))
     events = client(tgi).text_generation("Hi", stream=True)  # the client is garbage now
-    with pytest.raises(httpx.StreamClosed):
+    with pytest.raises(hub_httpx.StreamClosed):
         drain(events)
 
 
@@ -542,12 +548,12 @@ HF_FAULTS = [
     (http_error(503, "Model is loading", error_type="unavailable"), UnknownError, 0),
     (http_error(424), GenerationError, 0),
     (http_error(500), IncompleteGenerationError, 0),
-    (reset_before_headers(), httpx.ReadError, 0),
-    (reset_before_headers(abort="close"), httpx.RemoteProtocolError, 0),
+    (reset_before_headers(), hub_httpx.ReadError, 0),
+    (reset_before_headers(abort="close"), hub_httpx.RemoteProtocolError, 0),
     (reply("a b c d", error_event_after=2), GenerationError, 2),
     (reply("a b c d", error_event_after=0, error_type="overloaded"), OverloadedError, 0),
-    (reply("a b c d", cut_after=2, abort="close"), httpx.RemoteProtocolError, 2),
-    (reply("a b c d", cut_after=2), httpx.ReadError, 2),
+    (reply("a b c d", cut_after=2, abort="close"), hub_httpx.RemoteProtocolError, 2),
+    (reply("a b c d", cut_after=2), hub_httpx.ReadError, 2),
 ]
 
 
@@ -570,8 +576,8 @@ def test_hf_client_stream_faults(
     [
         (http_error(429, retry_after=7), OverloadedError),
         (http_error(503), HfHubHTTPError),
-        (reset_before_headers(), httpx.ReadError),
-        (reply("a b c d", cut_after=2, abort="close"), httpx.RemoteProtocolError),
+        (reset_before_headers(), hub_httpx.ReadError),
+        (reply("a b c d", cut_after=2, abort="close"), hub_httpx.RemoteProtocolError),
         (reply("a b c d", error_event_after=2), GenerationError),  # non-stream: HTTP 424
     ],
 )
@@ -590,16 +596,21 @@ def test_hf_client_validation_errors(tgi: FakeTGI) -> None:
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-def test_hf_client_timeout_is_a_raw_httpx_timeout(tgi: FakeTGI, streaming: bool) -> None:
+def test_hf_client_timeout_is_raised_as_its_hub_version_does(tgi: FakeTGI, streaming: bool) -> None:
     tgi.script(hang())
     start = time.monotonic()
     hf = client(tgi, timeout=0.3)
-    with pytest.raises(httpx.ReadTimeout) as caught:
+    with pytest.raises((hub_httpx.ReadTimeout, InferenceTimeoutError)) as caught:
         drain(hf.text_generation("Hi", stream=streaming))
     assert time.monotonic() - start < 5
-    # huggingface_hub only maps the builtin TimeoutError; httpx's timeouts pass through.
-    assert not isinstance(caught.value, (InferenceTimeoutError, TextGenerationError))
-    assert isinstance(caught.value, httpx.HTTPError)
+    if int(hub_version.split(".")[0]) >= 2:
+        # huggingface_hub 2 wraps its stack's timeout in its own error.
+        assert isinstance(caught.value, InferenceTimeoutError)
+        assert isinstance(caught.value.__cause__, hub_httpx.ReadTimeout)
+    else:
+        # huggingface_hub 1 only maps the builtin TimeoutError; httpx's pass through.
+        assert not isinstance(caught.value, (InferenceTimeoutError, TextGenerationError))
+        assert isinstance(caught.value, hub_httpx.HTTPError)
 
 
 # --------------------------------------------------------------------------- the process
