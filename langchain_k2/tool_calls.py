@@ -3,15 +3,18 @@
 In: completion text from K2-Chat (whole, or as deltas of any size), optionally the bound
 tools as OpenAI-style function dicts (``{"name", "description", "parameters"}`` or
 ``{"type": "function", "function": {...}}``). Out: the text outside ``<tool_call>`` blocks,
-exactly as generated, and one `ToolBlock` per block holding LangChain ``ToolCall``
+exactly as generated (bar stray ``</tool_call>`` tags, which are dropped), and one
+`ToolBlock` per block holding LangChain ``ToolCall``
 and ``InvalidToolCall`` dicts; while streaming, text pieces and blocks in order, or the same
 as ``AIMessageChunk`` objects that merge with ``+`` into the whole-text result.
 
 Accepted inside a block (``shared/spec/k2-format.md`` section 2): one JSON object, a JSON
 list of objects (the model card's form), whitespace and markdown fences around it,
-``arguments`` as a JSON-encoded string (glaive style), ``parameters`` instead of
-``arguments``, no arguments at all (``{}``), Python-literal dicts with single quotes, and a
-final block left unclosed whose JSON is complete.
+``arguments`` as a JSON-encoded string (glaive style, double- or single-quoted, even with raw
+newlines or an apostrophe inside), ``parameters`` instead of ``arguments``, no arguments at
+all or an empty arguments string (``{}``), Python-literal dicts with single quotes, and a
+final block left unclosed whose JSON is complete. Tags inside JSON strings are text; an open
+tag outside them cuts an unclosed block off (see `parse_tool_calls`).
 
 Nothing is dropped and nothing is repaired by guessing: a block or call that cannot be read,
 names an unknown tool or fails its tool's JSON schema becomes an ``InvalidToolCall`` with an
