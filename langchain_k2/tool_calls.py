@@ -109,7 +109,8 @@ class ParsedToolCalls:
         tool_calls: The valid calls of all blocks, in order.
         invalid_tool_calls: The invalid calls of all blocks, in order.
         blocks: The blocks, in order. ``content`` and the blocks' ``raw`` texts together
-            account for every character of the input.
+            account for every character of the input but the stray close tags (outside
+            any block), which are dropped.
     """
 
     content: str

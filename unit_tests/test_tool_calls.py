@@ -232,6 +232,10 @@ def test_unusable_tags_rejected() -> None:
         parse_tool_calls("x", open_tag="[TOOL]")
     with pytest.raises(ValueError, match="non-empty"):
         parse_tool_calls("x", close_tag="")
+    with pytest.raises(ValueError, match="must not contain each other"):
+        parse_tool_calls("x", open_tag="<call>", close_tag="<call>>")
+    with pytest.raises(ValueError, match="must not contain"):
+        parse_tool_calls("x", open_tag='<call">', close_tag="</call>")
 
 
 def test_parse_block_requires_open_tag() -> None:
