@@ -5,6 +5,7 @@ when the server refuses grammars.
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypedDict
 
 import pytest
@@ -109,3 +110,34 @@ async def test_async_and_fallback_without_grammar(tgi: FakeTGI) -> None:
     assert "grammar" in bodies[0]["parameters"]
     assert "grammar" not in bodies[-1]["parameters"]
     assert "It must satisfy this JSON schema" in bodies[-1]["inputs"]
+
+
+class Address(BaseModel):
+    street: str
+    city: str
+
+
+class Person(BaseModel):
+    """A person and where they live."""
+
+    name: str
+    home: Address
+
+
+def test_function_calling_with_a_raw_schema_holding_defs(tgi: FakeTGI) -> None:
+    """A JSON-schema dict keeps its ``$defs``/``$ref``; the forced-call grammar on the wire
+    must still resolve them (they move to the grammar's top level)."""
+    import jsonschema
+
+    schema = Person.model_json_schema()
+    assert "$defs" in schema
+    arguments = {"name": "Ada", "home": {"street": "1 Main St", "city": "London"}}
+    call = {"name": "Person", "arguments": arguments}
+    tgi.script(answer(json.dumps(call)))
+    llm = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0)
+    result = llm.with_structured_output(schema, method="function_calling").invoke("Ada, London")
+    assert result == arguments
+    grammar = sent(tgi)[0]["parameters"]["grammar"]["value"]
+    jsonschema.validate(call, grammar)
+    with pytest.raises(jsonschema.ValidationError, match="'city' is a required property"):
+        jsonschema.validate({**call, "arguments": {**arguments, "home": {"street": "x"}}}, grammar)

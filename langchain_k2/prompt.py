@@ -329,6 +329,33 @@ def tool_calls_json(tool_calls: Sequence[Mapping[str, Any]]) -> str:
         ) from exc
 
 
+def invalid_call_block(call: Mapping[str, Any], fmt: K2Format, *, safe: bool) -> str:
+    r"""The block written in history for an invalid tool call: what the model wrote.
+
+    ChatK2's invalid calls carry their raw block (``args`` starting with the open tag):
+    it is written back with its tags, the close tag added if generation stopped before
+    it. An invalid call from elsewhere becomes ``{"name", "arguments"}`` with the
+    unparsed arguments as a JSON string. With ``safe``, markers inside are escaped the
+    JSON way (see `neutralize_json`).
+
+    Example:
+        >>> invalid_call_block({"name": "f", "args": '<tool_call>{"name": "f", "arg'},
+        ...                    DEFAULT_FORMAT, safe=True)
+        '<tool_call>{"name": "f", "arg</tool_call>'
+        >>> invalid_call_block({"name": "f", "args": '{"a": 1'}, DEFAULT_FORMAT, safe=True)
+        '<tool_call>{"name": "f", "arguments": "{\\"a\\": 1"}</tool_call>'
+    """
+    args = call.get("args")
+    if isinstance(args, str) and args.startswith(fmt.tool_call_open):
+        body = args[len(fmt.tool_call_open) :].removesuffix(fmt.tool_call_close)
+    else:
+        element: dict[str, Any] = {"name": call.get("name") or ""}
+        if args is not None:
+            element["arguments"] = args
+        body = json.dumps(element)
+    return fmt.tool_call_open + (neutralize_json(body, fmt) if safe else body) + fmt.tool_call_close
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -451,20 +478,22 @@ def render_prompt(
                 parts.append(fmt.assistant_prefix)
             parts.append(text(message))
             calls = message.tool_calls if isinstance(message, AIMessage) else []
+            invalid = message.invalid_tool_calls if isinstance(message, AIMessage) else []
             if calls:
                 listing = tool_calls_json(calls)
                 parts += [
                     fmt.tool_call_open,
                     neutralize_json(listing, fmt) if neutralize_markers else listing,
                     fmt.tool_call_close,
-                    fmt.tool_call_turn_suffix,
                 ]
+            # Invalid calls as the model wrote them, so a ToolMessage answering one
+            # follows a call, as with valid calls.
+            parts += [invalid_call_block(c, fmt, safe=neutralize_markers) for c in invalid]
+            if calls or invalid:
+                parts.append(fmt.tool_call_turn_suffix)
             elif index < len(body) - 1:
                 parts.append(fmt.assistant_suffix)
-            open_calls = {call_id for tc in calls if (call_id := tc.get("id"))}
-            if isinstance(message, AIMessage):
-                invalid = message.invalid_tool_calls
-                open_calls |= {call_id for tc in invalid if (call_id := tc.get("id"))}
+            open_calls = {call_id for tc in [*calls, *invalid] if (call_id := tc.get("id"))}
         else:  # tool: _role_of returns "tool" for ToolMessage only
             message = cast("ToolMessage", message)
             _check_answer(message, previous, open_calls)

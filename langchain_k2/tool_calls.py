@@ -3,15 +3,18 @@
 In: completion text from K2-Chat (whole, or as deltas of any size), optionally the bound
 tools as OpenAI-style function dicts (``{"name", "description", "parameters"}`` or
 ``{"type": "function", "function": {...}}``). Out: the text outside ``<tool_call>`` blocks,
-exactly as generated, and one `ToolBlock` per block holding LangChain ``ToolCall``
+exactly as generated (bar stray ``</tool_call>`` tags, which are dropped), and one
+`ToolBlock` per block holding LangChain ``ToolCall``
 and ``InvalidToolCall`` dicts; while streaming, text pieces and blocks in order, or the same
 as ``AIMessageChunk`` objects that merge with ``+`` into the whole-text result.
 
 Accepted inside a block (``shared/spec/k2-format.md`` section 2): one JSON object, a JSON
 list of objects (the model card's form), whitespace and markdown fences around it,
-``arguments`` as a JSON-encoded string (glaive style), ``parameters`` instead of
-``arguments``, no arguments at all (``{}``), Python-literal dicts with single quotes, and a
-final block left unclosed whose JSON is complete.
+``arguments`` as a JSON-encoded string (glaive style, double- or single-quoted, even with raw
+newlines or an apostrophe inside), ``parameters`` instead of ``arguments``, no arguments at
+all or an empty arguments string (``{}``), Python-literal dicts with single quotes, and a
+final block left unclosed whose JSON is complete. Tags inside JSON strings are text; an open
+tag outside them cuts an unclosed block off (see `parse_tool_calls`).
 
 Nothing is dropped and nothing is repaired by guessing: a block or call that cannot be read,
 names an unknown tool or fails its tool's JSON schema becomes an ``InvalidToolCall`` with an
@@ -38,6 +41,7 @@ from langchain_core.messages.tool import invalid_tool_call as create_invalid_too
 from langchain_core.messages.tool import tool_call as create_tool_call
 from langchain_core.messages.tool import tool_call_chunk as create_tool_call_chunk
 
+from langchain_k2._block_scan import StringState, TagFinder, check_tags
 from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import ToolDefinitionError
 
@@ -105,7 +109,8 @@ class ParsedToolCalls:
         tool_calls: The valid calls of all blocks, in order.
         invalid_tool_calls: The invalid calls of all blocks, in order.
         blocks: The blocks, in order. ``content`` and the blocks' ``raw`` texts together
-            account for every character of the input.
+            account for every character of the input but the stray close tags (outside
+            any block), which are dropped.
     """
 
     content: str
@@ -266,14 +271,16 @@ def _is_json_value(value: Any) -> bool:
     return False
 
 
-def _decode(text: str) -> Any:
+def _decode(text: str, *, strict: bool = True) -> Any:
     """Decode JSON, falling back to a Python literal (single quotes, True/False/None).
+
+    ``strict=False`` lets JSON strings hold raw control characters (newlines, tabs).
 
     Raises:
         ValueError: neither form decodes; the message is the JSON error.
     """
     try:
-        return json.loads(text)
+        return json.loads(text, strict=strict)
     except RecursionError:
         msg = "JSON nested too deeply"
         raise ValueError(msg) from None
@@ -316,6 +323,39 @@ def _partial_suffix(text: str, tag: str, start: int = 0) -> int:
     return 0
 
 
+_NAME = r'"name"\s*:\s*"(?P<name>(?:[^"\\\n]|\\.)*)"'
+_QUOTED_ARGS = r'"(?P<key>arguments|parameters)"\s*:\s*\'(?P<args>.*)\''
+_GLAIVE_FORMS = [
+    re.compile(rf"\A(?:\[\s*)?\{{\s*{first}\s*,\s*{second}\s*\}}(?:\s*\])?\Z", re.DOTALL)
+    for first, second in ((_NAME, _QUOTED_ARGS), (_QUOTED_ARGS, _NAME))
+]
+
+
+def _glaive_call(body: str) -> dict[str, Any] | None:
+    r"""Read glaive's ``{"name": "f", "arguments": '<JSON>'}`` (arguments quoted).
+
+    For when the quoted JSON holds what a Python string cannot: raw newlines, or an
+    unescaped apostrophe.
+
+    The arguments run from the quote after the key to the last quote before the closing
+    brace (either key order, optionally as a one-element list); ``None`` if the body has
+    another shape.
+
+    Example:
+        >>> _glaive_call('{"name": "note", "arguments": \'{"text": "it\'s"}\'}')
+        {'name': 'note', 'arguments': '{"text": "it\'s"}'}
+    """
+    for form in _GLAIVE_FORMS:
+        match = form.match(body)
+        if match is not None:
+            try:
+                name = json.loads('"' + match["name"] + '"')
+            except ValueError:
+                return None
+            return {"name": name, match["key"]: match["args"]}
+    return None
+
+
 def _read_elements(body: str, closed: bool) -> list[Any]:
     """Decode a block's body into its list of elements (each still to be checked)."""
     if not body:
@@ -324,6 +364,9 @@ def _read_elements(body: str, closed: bool) -> list[Any]:
     try:
         value = _decode(body)
     except ValueError as exc:
+        glaive = _glaive_call(body)
+        if glaive is not None:
+            return [glaive]
         if closed:
             msg = f"tool call block is not valid JSON: {exc}"
         else:
@@ -349,9 +392,11 @@ def _read_call(element: Any, position: str) -> tuple[str | None, dict[str, Any] 
         return None, f"tool call{position} has no string 'name'"
     key = "arguments" if "arguments" in element else "parameters"
     args = element.get(key, {})
+    if isinstance(args, str) and not args.strip():
+        args = {}  # "arguments": "" is how some models say "no arguments"
     if isinstance(args, str):
         try:
-            args = _decode(args)
+            args = _decode(args, strict=False)
         except ValueError as exc:
             return name, f"'{key}' of {name!r} is a string but not a JSON-encoded object: {exc}"
         if not isinstance(args, dict):
@@ -363,8 +408,18 @@ def _read_call(element: Any, position: str) -> tuple[str | None, dict[str, Any] 
 
 
 def _parse_block(
-    raw: str, closed: bool, index: _ToolIndex | None, open_tag: str, close_tag: str
+    raw: str,
+    closed: bool,
+    index: _ToolIndex | None,
+    open_tag: str,
+    close_tag: str,
+    *,
+    cut_off: bool = False,
 ) -> ToolBlock:
+    if cut_off:  # a new open tag came before this block's close tag
+        error = f"tool call block was not closed: a new {open_tag} began before its {close_tag}"
+        bad = create_invalid_tool_call(name=None, args=raw, id=new_call_id(), error=error)
+        return ToolBlock(raw=raw, tool_calls=[], invalid_tool_calls=[bad])
     end = len(raw) - len(close_tag) if closed else len(raw)
     body = raw[len(open_tag) : end]
     if not closed:
@@ -394,22 +449,13 @@ def _parse_block(
     return ToolBlock(raw=raw, tool_calls=calls, invalid_tool_calls=invalid)
 
 
-def _check_tags(open_tag: str, close_tag: str) -> None:
-    if not open_tag.startswith("<") or not close_tag:
-        msg = (
-            f"tool-call tags must be non-empty and the open tag must start with '<' "
-            f"(got {open_tag!r}, {close_tag!r}); invalid calls carry it so that they stay "
-            "invalid when LangChain merges stream chunks"
-        )
-        raise ValueError(msg)
-
-
 def parse_block(
     raw: str,
     tools: Sequence[Mapping[str, Any]] | None = None,
     *,
     open_tag: str = OPEN_TAG,
     close_tag: str = CLOSE_TAG,
+    cut_off: bool = False,
 ) -> ToolBlock:
     """Parse one block, given with its tags (the close tag may be missing at the end).
 
@@ -419,6 +465,8 @@ def parse_block(
             schema make the call invalid.
         open_tag: The tag that opens a block.
         close_tag: The tag that closes a block.
+        cut_off: The block was ended by a new ``open_tag`` before its close tag; it is
+            then one invalid call saying so, whatever it holds.
 
     Returns:
         The block with its valid and invalid calls (at least one of either).
@@ -427,12 +475,13 @@ def parse_block(
         ValueError: ``raw`` does not start with ``open_tag``, or the tags are unusable.
         ToolDefinitionError: a tool has no name, a duplicate name or an invalid schema.
     """
-    _check_tags(open_tag, close_tag)
+    check_tags(open_tag, close_tag)
     if not raw.startswith(open_tag):
         msg = f"a tool-call block must start with {open_tag!r}: {raw[:40]!r}"
         raise ValueError(msg)
     closed = len(raw) >= len(open_tag) + len(close_tag) and raw.endswith(close_tag)
-    return _parse_block(raw, closed, _tool_index(tools), open_tag, close_tag)
+    index = _tool_index(tools)
+    return _parse_block(raw, closed, index, open_tag, close_tag, cut_off=cut_off)
 
 
 def parse_tool_calls(
@@ -444,9 +493,12 @@ def parse_tool_calls(
 ) -> ParsedToolCalls:
     """Split a whole completion into content and tool-call blocks.
 
-    A block runs from ``open_tag`` to the first ``close_tag`` after it, or to the end of the
-    text. A close tag with no open tag, or an incomplete open tag at the very end, is
-    content.
+    A block runs from ``open_tag`` to the first ``close_tag`` after it that is not inside
+    a JSON string; an ``open_tag`` outside a string before that cuts the block off (it is
+    invalid) and starts a new one; a block still open at the end runs to the end of the
+    text. If the text ends inside a string of a block (the string never terminated), the
+    block ends at the first tag inside that string instead. A close tag outside any block
+    is dropped; an incomplete open tag at the very end is content.
 
     Args:
         text: The completion, exactly as generated (tags included).
@@ -461,26 +513,22 @@ def parse_tool_calls(
     Raises:
         ValueError: the tags are unusable.
         ToolDefinitionError: a tool has no name, a duplicate name or an invalid schema.
+
+    Example:
+        >>> parsed = parse_tool_calls(
+        ...     'Saving. <tool_call>{"name": "save", "arguments": {"text": "a </tool_call> b"}}'
+        ...     "</tool_call></tool_call>"
+        ... )
+        >>> parsed.content, [(c["name"], c["args"]) for c in parsed.tool_calls]
+        ('Saving. ', [('save', {'text': 'a </tool_call> b'})])
     """
-    _check_tags(open_tag, close_tag)
-    index = _tool_index(tools)
-    content: list[str] = []
-    blocks: list[ToolBlock] = []
-    position = 0
-    while True:
-        start = text.find(open_tag, position)
-        if start == -1:
-            content.append(text[position:])
-            break
-        content.append(text[position:start])
-        stop = text.find(close_tag, start + len(open_tag))
-        if stop == -1:
-            blocks.append(_parse_block(text[start:], False, index, open_tag, close_tag))
-            break
-        position = stop + len(close_tag)
-        blocks.append(_parse_block(text[start:position], True, index, open_tag, close_tag))
+    # One delta holding everything: the stream parser is the one definition of where
+    # blocks are, so a stream and the whole text always agree.
+    parser = ToolCallStreamParser(tools, open_tag=open_tag, close_tag=close_tag)
+    items = parser.feed(text) + parser.close()
+    blocks = [item for item in items if isinstance(item, ToolBlock)]
     return ParsedToolCalls(
-        content="".join(content),
+        content="".join(item for item in items if isinstance(item, str)),
         tool_calls=[call for block in blocks for call in block.tool_calls],
         invalid_tool_calls=[call for block in blocks for call in block.invalid_tool_calls],
         blocks=blocks,
@@ -529,10 +577,11 @@ class ToolCallStreamParser:
     """Incremental parser: feed text deltas, get text pieces and completed blocks.
 
     Text outside blocks is passed on as soon as it arrives, except a suffix that could still
-    become the open tag (a trailing ``"<tool"`` is held, ``"<tox"`` is not). Inside a block
-    the text is buffered until the close tag, then the block is parsed and validated. Each
-    delta is searched only together with the few characters before it that could start a
-    tag, so the total work is linear in the length of the output.
+    become a tag (a trailing ``"<tool"`` is held, ``"<tox"`` is not). Inside a block the
+    text is buffered until its close tag, then the block is parsed and validated. Tags
+    inside a block's JSON strings do not count (see `parse_tool_calls` for all the rules).
+    Each delta is searched once, with the few held characters before it, and the string
+    state is carried over, so the total work is linear in the length of the output.
 
     For any split of a text into deltas, the text pieces concatenate to
     ``parse_tool_calls(text).content`` and the blocks equal its ``blocks`` (ids aside).
@@ -557,19 +606,30 @@ class ToolCallStreamParser:
             ValueError: the tags are unusable.
             ToolDefinitionError: a tool has no name, a duplicate name or an invalid schema.
         """
-        _check_tags(open_tag, close_tag)
+        check_tags(open_tag, close_tag)
         self._index = _tool_index(tools)
         self._open = open_tag
         self._close = close_tag
-        self._overlap = len(close_tag) - 1
+        # A held suffix starts with a tag's first character within the last `_reach` ones.
+        self._first = open_tag[0] if open_tag[0] == close_tag[0] else ""
+        self._reach = max(len(open_tag), len(close_tag)) - 1
         self._reset()
+        self._next_index = 0
 
     def _reset(self) -> None:
-        self._in_block = False
-        self._held = ""  # outside a block: a suffix that may still become the open tag
-        self._parts: list[str] = []  # inside a block: the block so far, open tag first
-        self._tail = ""  # inside a block: its last len(close_tag) - 1 body characters
-        self._next_index = 0
+        self._held = ""  # a suffix that may still become a tag (inside a block: unread)
+        self._begin_block(in_block=False)
+
+    def _begin_block(self, *, in_block: bool = True) -> None:
+        self._in_block = in_block
+        self._parts: list[str] = [self._open] if in_block else []  # the block so far
+        self._length = len(self._open) if in_block else 0  # len("".join(self._parts))
+        # The string state of the body, read lazily (only when a tag turns up) up to the
+        # end of self._parts[: self._parts_read].
+        self._string = StringState()
+        self._parts_read = len(self._parts)
+        # The first tag met inside a string of the body: (offset in the block, is_open).
+        self._tag_in_string: tuple[int, bool] | None = None
 
     @property
     def in_block(self) -> bool:
@@ -585,79 +645,137 @@ class ToolCallStreamParser:
         Returns:
             Text pieces and completed blocks, in the order they occur.
         """
+        text = self._held + delta if self._held else delta
+        self._held = ""
+        if self._open not in text and self._close not in text:  # the common case: no tag
+            end = self._hold(text, 0)
+            if self._in_block:
+                if end:
+                    self._parts.append(text[:end])
+                    self._length += end
+                return []
+            return [text[:end]] if end else []
         out: list[str | ToolBlock] = []
         # Positions, not slices: a large delta holding many blocks is still scanned once.
-        text = delta if self._in_block else self._held + delta
-        self._held = ""
+        tags = TagFinder(text, self._open, self._close)
         position = 0
         while position < len(text):
             if self._in_block:
-                position = self._scan_inside(text, position, out)
+                position = self._scan_inside(text, position, tags, out)
             else:
-                position = self._scan_outside(text, position, out)
+                position = self._scan_outside(text, position, tags, out)
         return out
 
-    def _scan_outside(self, text: str, position: int, out: list[str | ToolBlock]) -> int:
-        start = text.find(self._open, position)
+    def _hold(self, text: str, start: int) -> int:
+        """Hold the suffix of ``text[start:]`` that may still become a tag; return its start."""
+        if self._first and text.find(self._first, max(start, len(text) - self._reach)) == -1:
+            return len(text)
+        keep = max(
+            _partial_suffix(text, self._open, start), _partial_suffix(text, self._close, start)
+        )
+        self._held = text[len(text) - keep :]
+        return len(text) - keep
+
+    def _scan_outside(
+        self, text: str, position: int, tags: TagFinder, out: list[str | ToolBlock]
+    ) -> int:
+        start, is_open = tags.next(position)
         if start == -1:
-            keep = _partial_suffix(text, self._open, position)
-            if len(text) - keep > position:
-                out.append(text[position : len(text) - keep])
-            self._held = text[len(text) - keep :]
+            end = self._hold(text, position)
+            if end > position:
+                out.append(text[position:end])
             return len(text)
         if start > position:
             out.append(text[position:start])
-        self._in_block = True
-        self._parts = [self._open]
-        self._tail = ""
+        if not is_open:  # a close tag with no block open: dropped
+            return start + len(self._close)
+        self._begin_block()
         return start + len(self._open)
 
-    def _scan_inside(self, text: str, position: int, out: list[str | ToolBlock]) -> int:
-        # A close tag that starts in the body seen so far lies within this window...
-        window = self._tail + text[position : position + self._overlap]
-        found = window.find(self._close)
-        if found != -1:
-            end = position + found + len(self._close) - len(self._tail)
-        else:  # ...any other starts in the new text.
-            found = text.find(self._close, position)
-            end = found + len(self._close) if found != -1 else -1
-        if end == -1:
-            self._parts.append(text[position:])
-            if len(text) - position >= self._overlap:
-                self._tail = text[len(text) - self._overlap :] if self._overlap else ""
-            else:
-                window = self._tail + text[position:]
-                self._tail = window[max(0, len(window) - self._overlap) :]
-            return len(text)
+    def _read_parts(self) -> None:
+        """Bring the string state up to the end of ``self._parts``."""
+        for part in self._parts[self._parts_read :]:
+            self._string.advance(part, 0, len(part))
+        self._parts_read = len(self._parts)
+
+    def _scan_inside(
+        self, text: str, position: int, tags: TagFinder, out: list[str | ToolBlock]
+    ) -> int:
+        string = self._string
+        read = -1  # once a tag turns up: the string state is that of text[:read]
+        search = position
+        while True:
+            start, is_open = tags.next(search)
+            if start == -1:
+                break
+            if read == -1:
+                self._read_parts()
+                read = position
+            string.advance(text, read, start)
+            read = start
+            if not string.in_string:
+                return self._end_block(text, position, start, is_open, out)
+            if self._tag_in_string is None:
+                self._tag_in_string = (self._length + start - position, is_open)
+            search = start + 1
+        end = self._hold(text, position)
+        if end > position:
+            self._parts.append(text[position:end])
+            self._length += end - position
+            if read != -1:
+                string.advance(text, read, end)
+                self._parts_read = len(self._parts)
+        return len(text)
+
+    def _end_block(
+        self, text: str, position: int, start: int, is_open: bool, out: list[str | ToolBlock]
+    ) -> int:
+        """The tag at ``start`` (outside strings) ends the block: close it or cut it off."""
+        end = start if is_open else start + len(self._close)
         self._parts.append(text[position:end])
         raw = "".join(self._parts)
-        self._in_block = False
-        self._parts = []
-        self._tail = ""
-        out.append(_parse_block(raw, True, self._index, self._open, self._close))
-        return end
+        out.append(
+            _parse_block(raw, not is_open, self._index, self._open, self._close, cut_off=is_open)
+        )
+        self._begin_block(in_block=is_open)
+        return start + len(self._open) if is_open else end
 
     def _finish(self) -> list[str | ToolBlock]:
         out: list[str | ToolBlock] = []
-        if self._in_block:
-            raw = "".join(self._parts)
-            out.append(_parse_block(raw, False, self._index, self._open, self._close))
-        elif self._held:
+        while self._in_block:
+            self._read_parts()
+            raw = "".join(self._parts) + self._held
+            self._held = ""
+            found = self._tag_in_string if self._string.in_string else None
+            if found is None:
+                out.append(_parse_block(raw, False, self._index, self._open, self._close))
+                break
+            # The body ends inside a string that never terminated: the tags in it were
+            # real. End the block at the first one and read the rest again.
+            offset, is_open = found
+            end = offset if is_open else offset + len(self._close)
+            out.append(
+                _parse_block(
+                    raw[:end], not is_open, self._index, self._open, self._close, cut_off=is_open
+                )
+            )
+            self._begin_block(in_block=False)
+            out += self.feed(raw[end:])
+        if self._held:
             out.append(self._held)
-        self._in_block = False
-        self._held = ""
-        self._parts = []
-        self._tail = ""
+        self._reset()
         return out
 
     def close(self) -> list[str | ToolBlock]:
         """End the stream: flush held text, and turn an unclosed block into a block.
 
-        An unclosed final block is valid when its JSON is complete, invalid otherwise.
-        The parser is then reset for a new stream.
+        An unclosed final block is valid when its JSON is complete, invalid otherwise;
+        if its body ends inside a string, it ends at the first tag in that string and the
+        text after it is read again (see `parse_tool_calls`). The parser is then reset for
+        a new stream.
 
         Returns:
-            The remaining text piece or block (at most one item).
+            The remaining text pieces and blocks.
         """
         out = self._finish()
         self._next_index = 0

@@ -27,6 +27,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, 
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk
 
+from langchain_k2._schema_refs import hoist_definitions
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.prompt import K2Format
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
@@ -103,17 +104,21 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ``properties`` (``name`` an ``enum``, ``arguments`` an ``anyOf`` of the schemas: what
     TGI's outlines compiles) and a top-level ``anyOf`` of the exact per-tool calls (what
     llama.cpp compiles; nested ``anyOf`` of objects derails its grammar). Either way a
-    name paired with another tool's arguments fails validation and is repaired.
+    name paired with another tool's arguments fails validation and is repaired. The
+    tools' ``$defs``/``definitions`` move to the grammar's top level, where their ``$ref``
+    pointers (read from the document root) find them (`hoist_definitions`).
 
     Example:
         >>> call_grammar([{"name": "f", "parameters": {"type": "object", "properties": {}}}])
         {'type': 'json', 'value': {'type': 'object', 'properties': {'name': {'const': 'f'}, \
 'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']}}
     """
+    functions = [tool.get("function", tool) for tool in tools]
+    schemas, definitions = hoist_definitions(
+        [fn.get("parameters") or {"type": "object", "properties": {}} for fn in functions]
+    )
     calls: list[dict[str, Any]] = []
-    for tool in tools:
-        fn = tool.get("function", tool)
-        params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+    for fn, params in zip(functions, schemas, strict=True):
         params.setdefault("type", "object")
         calls.append(
             {
@@ -123,7 +128,8 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         )
     if len(calls) == 1:
-        return {"type": "json", "value": calls[0]}
+        value = calls[0] if not definitions else {**calls[0], "$defs": definitions}
+        return {"type": "json", "value": value}
     names = [c["properties"]["name"]["const"] for c in calls]
     arguments = [c["properties"]["arguments"] for c in calls]
     schema = {
@@ -132,6 +138,8 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "required": ["name", "arguments"],
         "anyOf": calls,
     }
+    if definitions:
+        schema["$defs"] = definitions
     return {"type": "json", "value": schema}
 
 

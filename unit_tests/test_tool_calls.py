@@ -43,17 +43,27 @@ def block_key(block: ToolBlock) -> tuple[Any, ...]:
     )
 
 
-def rebuild(text: str, parsed: ParsedToolCalls) -> str:
-    """Walk ``text``: every block's raw must appear in order, the rest must be content."""
-    content: list[str] = []
+def rebuild(
+    text: str, parsed: ParsedToolCalls, open_tag: str = OPEN_TAG, close_tag: str = CLOSE_TAG
+) -> str:
+    """Walk ``text``: every block's raw must appear in order, the rest must be content
+    once its stray close tags (the only text the parsers drop) are taken out.
+
+    Returns ``text`` without its stray close tags (nothing else may be missing).
+    """
+    gaps: list[str] = []
+    kept: list[str] = []
     position = 0
     for block in parsed.blocks:
         start = text.index(block.raw, position)
-        content.append(text[position:start])
+        gaps.append(text[position:start])
+        kept += [text[position:start].replace(close_tag, ""), block.raw]
         position = start + len(block.raw)
-    content.append(text[position:])
-    assert "".join(content) == parsed.content
-    return "".join(content) + "".join(b.raw for b in parsed.blocks)
+    gaps.append(text[position:])
+    kept.append(text[position:].replace(close_tag, ""))
+    assert all(open_tag not in gap for gap in gaps), "an open tag outside every block"
+    assert "".join(gap.replace(close_tag, "") for gap in gaps) == parsed.content
+    return "".join(kept)
 
 
 # --------------------------------------------------------------------------------------
@@ -75,8 +85,10 @@ def test_corpus_case(case: Case) -> None:
         assert got["name"] == name
         assert got["error"] is not None
         assert error in got["error"], got["error"]
-    # nothing lost: content and raws account for the whole input
-    assert len(parsed.content) + sum(len(b.raw) for b in parsed.blocks) == len(case.text)
+    # nothing lost: content and raws account for the whole input, bar stray close tags
+    dropped = case.text.count(CLOSE_TAG) - sum(b.raw.count(CLOSE_TAG) for b in parsed.blocks)
+    total = len(parsed.content) + sum(len(b.raw) for b in parsed.blocks)
+    assert total + dropped * len(CLOSE_TAG) == len(case.text)
     rebuild(case.text, parsed)
 
 
@@ -105,8 +117,14 @@ def test_corpus_ids_and_invalid_args(case: Case) -> None:
 @pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.id)
 def test_parse_block_matches_blocks(case: Case) -> None:
     parsed = parse_tool_calls(case.text, tools_for(case))
+    position = 0
     for block in parsed.blocks:
-        assert block_key(parse_block(block.raw, tools_for(case))) == block_key(block)
+        end = case.text.index(block.raw, position) + len(block.raw)
+        # an unclosed block followed by a new block was cut off by it
+        cut_off = not block.raw.endswith(CLOSE_TAG) and case.text.startswith(OPEN_TAG, end)
+        again = parse_block(block.raw, tools_for(case), cut_off=cut_off)
+        assert block_key(again) == block_key(block)
+        position = end
 
 
 # --------------------------------------------------------------------------------------
@@ -214,6 +232,10 @@ def test_unusable_tags_rejected() -> None:
         parse_tool_calls("x", open_tag="[TOOL]")
     with pytest.raises(ValueError, match="non-empty"):
         parse_tool_calls("x", close_tag="")
+    with pytest.raises(ValueError, match="must not contain each other"):
+        parse_tool_calls("x", open_tag="<call>", close_tag="<call>>")
+    with pytest.raises(ValueError, match="must not contain"):
+        parse_tool_calls("x", open_tag='<call">', close_tag="</call>")
 
 
 def test_parse_block_requires_open_tag() -> None:
@@ -256,17 +278,32 @@ FRAGMENTS = [
     "{'name': 'h', 'arguments': {'b': True}}",
     '{"name": "f", "arguments": {"x": "<b>"',
     "\n",
+    # tags inside strings, glaive quoting, empty arguments, escapes
+    '{"name": "f", "arguments": {"s": "',
+    '"}}',
+    '"',
+    "\\",
+    "'",
+    '{"name": "g", "arguments": \'{"t": "it\'s\nfine"}\'}',
+    '{"name": "h", "arguments": ""}',
+    '"</tool_call>"',
 ]
 mixed_text = st.lists(st.one_of(st.text(max_size=6), st.sampled_from(FRAGMENTS)), max_size=14).map(
     "".join
 )
 
+# Strings that hold the tags, quotes and backslashes: a tag inside a JSON string is text.
+tricky_text = st.lists(
+    st.one_of(st.text(max_size=5), st.sampled_from([OPEN_TAG, CLOSE_TAG, '"', "\\", "'"])),
+    max_size=6,
+).map("".join)
 json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(10**12), max_value=10**12),
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(),
+    tricky_text,
 )
 json_values = st.recursive(
     json_scalars,
@@ -275,14 +312,12 @@ json_values = st.recursive(
     ),
     max_leaves=8,
 )
-# K2's history rendering never puts the close tag inside a call (see the corpus notes)
+# Text between blocks holds no tag; names and arguments may hold anything.
 safe_text = st.text().filter(lambda s: CLOSE_TAG not in s)
 calls_strategy = st.lists(
     st.tuples(
-        st.text(min_size=1, max_size=12).filter(lambda s: CLOSE_TAG not in s),
-        st.dictionaries(safe_text, json_values, max_size=4).filter(
-            lambda d: CLOSE_TAG not in json.dumps(d)
-        ),
+        st.one_of(st.text(min_size=1, max_size=12), tricky_text.filter(bool)),
+        st.dictionaries(st.one_of(st.text(), tricky_text), json_values, max_size=4),
     ),
     min_size=1,
     max_size=4,
@@ -298,7 +333,9 @@ def render(calls: list[tuple[str, dict[str, Any]]]) -> str:
 @given(text=mixed_text)
 def test_nothing_lost_for_arbitrary_text(text: str) -> None:
     parsed = parse_tool_calls(text)
-    assert len(parsed.content) + sum(len(b.raw) for b in parsed.blocks) == len(text)
+    dropped = text.count(CLOSE_TAG) - sum(b.raw.count(CLOSE_TAG) for b in parsed.blocks)
+    total = len(parsed.content) + sum(len(b.raw) for b in parsed.blocks)
+    assert total + dropped * len(CLOSE_TAG) == len(text)
     rebuild(text, parsed)
     for block in parsed.blocks:
         assert block.tool_calls or block.invalid_tool_calls

@@ -23,7 +23,7 @@ from langchain_k2.tool_calls import (
     parse_tool_calls,
 )
 
-from .test_tool_calls import block_key, mixed_text, tools_for
+from .test_tool_calls import block_key, mixed_text, rebuild, tools_for
 from .tool_call_corpus import CORPUS, CORPUS_BY_ID, Case
 
 PROPERTY_SETTINGS = settings(
@@ -58,8 +58,8 @@ def assert_same_as_whole(text: str, deltas: list[str], tools: list[dict[str, Any
     assert all(pieces), "no empty text pieces"
     assert "".join(pieces) == parsed.content
     assert [block_key(b) for b in blocks] == [block_key(b) for b in parsed.blocks]
-    # in order, nothing lost
-    assert "".join(i if isinstance(i, str) else i.raw for i in items) == text
+    # in order, nothing lost but stray close tags
+    assert "".join(i if isinstance(i, str) else i.raw for i in items) == rebuild(text, parsed)
 
 
 def merge(chunks: list[AIMessageChunk]) -> AIMessageChunk:
@@ -210,7 +210,7 @@ def test_buffers_stay_small_outside_and_tail_bounded_inside() -> None:
     parser.feed(OPEN_TAG)
     for _ in range(2000):
         parser.feed('{"k": "</tool_cal')
-        assert len(parser._tail) <= len(CLOSE_TAG) - 1
+        assert len(parser._held) < len(CLOSE_TAG)
 
 
 # --------------------------------------------------------------------------------------
@@ -297,7 +297,9 @@ def test_self_overlapping_custom_tags_random_splits(
     whole = parse_tool_calls(text, open_tag=open_tag, close_tag=close_tag)
     assert "".join(i for i in items if isinstance(i, str)) == whole.content
     assert [b.raw for b in items if isinstance(b, ToolBlock)] == [b.raw for b in whole.blocks]
-    assert "".join(i if isinstance(i, str) else i.raw for i in items) == text
+    assert "".join(i if isinstance(i, str) else i.raw for i in items) == rebuild(
+        text, whole, open_tag, close_tag
+    )
 
 
 def test_bad_tool_definitions_fail_at_construction_not_mid_stream() -> None:
@@ -305,3 +307,107 @@ def test_bad_tool_definitions_fail_at_construction_not_mid_stream() -> None:
         ToolCallStreamParser([{"name": "a", "parameters": {"type": 5}}])
     with pytest.raises(ToolDefinitionError, match="no name"):
         ToolCallStreamParser([{"type": "function", "function": {"parameters": {}}}])
+
+
+# --------------------------------------------------------------------------------------
+# Tags inside strings, cut-off blocks and stray close tags, as they arrive
+# --------------------------------------------------------------------------------------
+
+
+def test_close_tag_inside_a_string_does_not_end_the_block_whatever_the_split() -> None:
+    text = '<tool_call>{"name": "note", "arguments": {"text": "a</tool_call>b"}}</tool_call>ok'
+    for size in (1, 2, 5, 13):
+        parser = ToolCallStreamParser()
+        items: list[str | ToolBlock] = []
+        for index, delta in enumerate(sized(text, size)):
+            got = parser.feed(delta)
+            items += got
+            end = (index + 1) * size
+            if len(OPEN_TAG) <= end < text.index("}}</tool_call>") + 2:
+                assert got == [], (size, index)
+                assert parser.in_block, (size, index)
+        items += parser.close()
+        block = items[0]
+        assert isinstance(block, ToolBlock)
+        assert items[1:] == list(sized("ok", size))
+        assert [(c["name"], c["args"]) for c in block.tool_calls] == [
+            ("note", {"text": "a</tool_call>b"})
+        ]
+
+
+def test_open_tag_outside_a_string_cuts_the_block_off_at_once() -> None:
+    parser = ToolCallStreamParser()
+    assert parser.feed('<tool_call>{"name": "a", "arguments": {') == []
+    (cut,) = parser.feed('<tool_call>{"name": "b"}')
+    assert isinstance(cut, ToolBlock)
+    assert cut.raw == '<tool_call>{"name": "a", "arguments": {'
+    assert "a new <tool_call> began" in (cut.invalid_tool_calls[0]["error"] or "")
+    assert cut.invalid_tool_calls[0]["args"] == cut.raw
+    assert parser.in_block
+    (block,) = parser.feed("</tool_call>")
+    assert isinstance(block, ToolBlock)
+    assert [c["name"] for c in block.tool_calls] == ["b"]
+
+
+def test_stray_close_tag_split_across_deltas_is_dropped() -> None:
+    parser = ToolCallStreamParser()
+    assert parser.feed("Done.</tool") == ["Done."]
+    assert parser.feed("_call> Bye") == [" Bye"]
+    assert parser.feed("</tool_cal") == []
+    assert parser.close() == ["</tool_cal"]
+
+
+def test_unterminated_string_is_cut_at_its_first_tag_when_the_stream_ends() -> None:
+    text = (
+        '<tool_call>{"name": "f", "arguments": {"a": "x}}</tool_call> Sorry. '
+        '<tool_call>{"name": "g"}'
+    )
+    parser = ToolCallStreamParser()
+    assert parser.feed(text) == []  # the first close tag is inside a string, so far
+    items = parser.close()
+    assert [i if isinstance(i, str) else i.raw for i in items] == [
+        '<tool_call>{"name": "f", "arguments": {"a": "x}}</tool_call>',
+        " Sorry. ",
+        '<tool_call>{"name": "g"}',
+    ]
+    first, _, last = items
+    assert isinstance(first, ToolBlock)
+    assert first.invalid_tool_calls
+    assert isinstance(last, ToolBlock)
+    assert [c["name"] for c in last.tool_calls] == ["g"]
+
+
+calls_with_tags = st.lists(
+    st.tuples(
+        st.sampled_from(["f", "g"]),
+        st.dictionaries(
+            st.sampled_from(["a", "b"]),
+            st.lists(
+                st.sampled_from([OPEN_TAG, CLOSE_TAG, '"', "\\", "'", "x", "\n", "<", "{"]),
+                max_size=8,
+            ).map("".join),
+            max_size=2,
+        ),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+@PROPERTY_SETTINGS
+@given(
+    calls=calls_with_tags,
+    gap=st.sampled_from(["", " ", "\n", "text ", CLOSE_TAG]),
+    cuts=st.lists(st.integers(min_value=0), max_size=20),
+)
+def test_calls_holding_tags_round_trip_under_random_splits(
+    calls: list[tuple[str, dict[str, str]]], gap: str, cuts: list[int]
+) -> None:
+    blocks = [OPEN_TAG + json.dumps({"name": n, "arguments": a}) + CLOSE_TAG for n, a in calls]
+    text = gap.join(blocks)
+    items = stream(split_at(text, cuts))
+    got = [(c["name"], c["args"]) for i in items if isinstance(i, ToolBlock) for c in i.tool_calls]
+    assert got == calls
+    assert "".join(i for i in items if isinstance(i, str)) == gap.replace(CLOSE_TAG, "") * (
+        len(calls) - 1
+    )

@@ -542,11 +542,11 @@ CORPUS: list[Case] = [
         [(None, "not valid JSON")],
     ),
     Case(
-        "nested_open_tag",
+        "nested_open_tag",  # the first block is cut off by the second: invalid, kept
         "<tool_call><tool_call>" + SPECIAL + "</tool_call>",
         "",
-        [],
-        [(None, "not valid JSON")],
+        [("special_function", {"arg1": 1})],
+        [(None, "a new <tool_call> began before its </tool_call>")],
     ),
     Case(
         "other_wrapper_tags_not_parsed",  # llama.cpp accepts <function=...>; K2 does not
@@ -644,9 +644,9 @@ CORPUS: list[Case] = [
     ),
     Case("empty_text", "", ""),
     Case(
-        "stray_close_tag",  # SGLang: a close tag alone is not a call
+        "stray_close_tag",  # SGLang: a close tag alone is not a call; nor is it shown
         "some text </tool_call> trailing",
-        "some text </tool_call> trailing",
+        "some text  trailing",
     ),
     Case(
         "open_tag_prefix_at_end",
@@ -668,8 +668,222 @@ CORPUS: list[Case] = [
     Case(
         "block_then_stray_close",
         block(WEATHER_BOS) + "</tool_call>",
-        "</tool_call>",
+        "",
         [("get_weather", {"city": "Boston"})],
+    ),
+    # --- tags written inside JSON strings (vLLM #45167, SGLang #28698) --------------------
+    Case(
+        "close_tag_in_string_argument",  # vLLM #45167's shape: a file-editing argument
+        '<tool_call>\n{"name": "write_file", "arguments": {"path": "notes.md", '
+        '"content": "End a call with </tool_call> and nothing else."}}\n</tool_call>',
+        "",
+        [
+            (
+                "write_file",
+                {"path": "notes.md", "content": "End a call with </tool_call> and nothing else."},
+            )
+        ],
+    ),
+    Case(
+        "open_tag_in_string_argument",
+        "Searching. "
+        + block({"name": "search", "arguments": {"query": "what does <tool_call> mean"}})
+        + " Done.",
+        "Searching.  Done.",
+        [("search", {"query": "what does <tool_call> mean"})],
+    ),
+    Case(
+        "whole_block_quoted_in_string_argument",  # a call echoing K2's own format, in a list
+        block(
+            [
+                {"name": "echo", "arguments": {"text": '<tool_call>{"name": "x"}</tool_call>'}},
+                {"name": "get_time"},
+            ]
+        ),
+        "",
+        [("echo", {"text": '<tool_call>{"name": "x"}</tool_call>'}), ("get_time", {})],
+    ),
+    Case(
+        "close_tag_in_string_after_escaped_quotes",
+        '<tool_call>{"name": "say", "arguments": {"text": "a \\"quoted\\" </tool_call> b \\\\"}}'
+        "</tool_call> after",
+        " after",
+        [("say", {"text": 'a "quoted" </tool_call> b \\'})],
+    ),
+    Case(
+        "close_tag_in_glaive_string_arguments",
+        '<tool_call>{"name": "run", "arguments": "{\\"cmd\\": \\"echo </tool_call>\\"}"}'
+        "</tool_call>",
+        "",
+        [("run", {"cmd": "echo </tool_call>"})],
+    ),
+    Case(
+        "close_tag_in_python_dict_string",
+        "<tool_call>{'name': 'run', 'arguments': {'cmd': 'echo \"</tool_call>\"'}}</tool_call>",
+        "",
+        [("run", {"cmd": 'echo "</tool_call>"'})],
+    ),
+    Case(
+        "close_tag_in_string_block_unclosed",  # complete JSON, generation ended before the tag
+        OPEN + json.dumps({"name": "note", "arguments": {"text": "x</tool_call>y"}}),
+        "",
+        [("note", {"text": "x</tool_call>y"})],
+    ),
+    Case(
+        "unterminated_string_ends_at_close_tag",  # the string never ends: the tag was real
+        '<tool_call>{"name": "f", "arguments": {"text": "oops}}</tool_call> Here you go.',
+        " Here you go.",
+        [],
+        [(None, "not valid JSON")],
+    ),
+    Case(
+        "unterminated_string_then_valid_block",
+        '<tool_call>{"name": "f", "arguments": {"a": "x}}</tool_call>\n'
+        '<tool_call>{"name": "g"}</tool_call>',
+        "\n",
+        [("g", {})],
+        [(None, "not valid JSON")],
+    ),
+    Case(
+        "unterminated_string_then_open_tag",
+        '<tool_call>{"name": "f", "arguments": {"a": "x <tool_call>{"name": "g"}</tool_call>',
+        "",
+        [("g", {})],
+        [(None, "a new <tool_call> began")],
+    ),
+    Case(
+        "python_dict_odd_double_quote",  # one '"' in a Python string: read to the end, then cut
+        "<tool_call>{'name': 'say', 'arguments': {'text': 'He said \"hi'}}</tool_call> ok",
+        " ok",
+        [("say", {"text": 'He said "hi'})],
+    ),
+    # --- glaive: arguments as a single-quoted string (glaive-function-calling-v2) -------
+    Case(
+        "glaive_single_quoted_arguments",  # glaive's own form
+        '<tool_call>{"name": "get_news_headlines", "arguments": \'{"country": "United States"}\'}'
+        "</tool_call>",
+        "",
+        [("get_news_headlines", {"country": "United States"})],
+    ),
+    Case(
+        "glaive_single_quoted_raw_newlines",
+        '<tool_call>{"name": "send_email", "arguments": \'{"to": "bob@x.org", '
+        '"body": "Hi Bob,\nSee you at 5.\n"}\'}</tool_call>',
+        "",
+        [("send_email", {"to": "bob@x.org", "body": "Hi Bob,\nSee you at 5.\n"})],
+    ),
+    Case(
+        "glaive_single_quoted_pretty_printed",
+        '<tool_call>\n{"name": "calculate_bmi", "arguments": \'{\n  "weight": 70,\n'
+        '  "height": 1.75\n}\'}\n</tool_call>',
+        "",
+        [("calculate_bmi", {"weight": 70, "height": 1.75})],
+    ),
+    Case(
+        "glaive_single_quoted_apostrophe",
+        '<tool_call>{"name": "translate", "arguments": \'{"text": "It\'s raining", '
+        '"to": "fr"}\'}</tool_call>',
+        "",
+        [("translate", {"text": "It's raining", "to": "fr"})],
+    ),
+    Case(
+        "glaive_single_quoted_arguments_first",
+        '<tool_call>{"arguments": \'{"query": "rock \'n\' roll"}\', "name": "search"}</tool_call>',
+        "",
+        [("search", {"query": "rock 'n' roll"})],
+    ),
+    Case(
+        "glaive_single_quoted_in_list",
+        '<tool_call>[{"name": "search_recipes", "arguments": \'{"dish": "shepherd\'s pie"}\'}]'
+        "</tool_call>",
+        "",
+        [("search_recipes", {"dish": "shepherd's pie"})],
+    ),
+    Case(
+        "glaive_single_quoted_checked_against_tools",
+        '<tool_call>{"name": "get_weather", "arguments": \'{"city": "Val d\'Isère"}\'}</tool_call>',
+        "",
+        [("get_weather", {"city": "Val d'Isère"})],
+        tools="weather_search",
+    ),
+    Case(
+        "glaive_single_quoted_not_json",
+        '<tool_call>{"name": "f", "arguments": \'it\'s\nnot json\'}</tool_call>',
+        "",
+        [],
+        [("f", "not a JSON-encoded object")],
+    ),
+    # --- empty arguments strings -----------------------------------------------------------
+    Case(
+        "arguments_empty_string",
+        '<tool_call>{"name": "get_time", "arguments": ""}</tool_call>',
+        "",
+        [("get_time", {})],
+    ),
+    Case(
+        "arguments_whitespace_string",
+        '<tool_call>[{"name": "get_time", "arguments": " \\n\\t "}, {"name": "get_date", '
+        '"parameters": ""}]</tool_call>',
+        "",
+        [("get_time", {}), ("get_date", {})],
+    ),
+    Case(
+        "glaive_arguments_empty_single_quoted",
+        '<tool_call>{"name": "get_time", "arguments": \'\'}</tool_call>',
+        "",
+        [("get_time", {})],
+    ),
+    Case(
+        "tools_arguments_empty_string_checked",
+        '<tool_call>{"name": "search", "arguments": ""}</tool_call>',
+        "",
+        [],
+        [("search", "'query' is a required property")],
+        tools="weather_search",
+    ),
+    # --- a new open tag inside a block that never closed ----------------------------------
+    Case(
+        "cut_off_by_next_block",
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Boston"}\n'
+        + block(SEARCH_BOOKS),
+        "",
+        [("search", {"query": "books"})],
+        [(None, "a new <tool_call> began before its </tool_call>")],
+    ),
+    Case(
+        "cut_off_complete_json_is_still_invalid",
+        'Two calls: <tool_call>{"name": "a"}\n<tool_call>{"name": "b"}</tool_call>',
+        "Two calls: ",
+        [("b", {})],
+        [(None, "not closed: a new <tool_call>")],
+    ),
+    Case(
+        "cut_off_twice",
+        '<tool_call>[{"name": "a"}<tool_call>{"name": "b"<tool_call>{"name": "c"}</tool_call>',
+        "",
+        [("c", {})],
+        [(None, "a new <tool_call> began"), (None, "a new <tool_call> began")],
+    ),
+    Case(
+        "cut_off_then_unclosed",
+        'Text <tool_call>{"name": "a", <tool_call>{"name": "b"}',
+        "Text ",
+        [("b", {})],
+        [(None, "a new <tool_call> began")],
+    ),
+    # --- stray close tags: dropped from the content ---------------------------------------
+    Case("stray_close_only", "</tool_call>", ""),
+    Case("stray_close_at_start", "</tool_call>Hello!", "Hello!"),
+    Case(
+        "stray_close_between_blocks",
+        block(WEATHER_BOS) + "</tool_call>\n</tool_call>" + block(SEARCH_BOOKS) + " ok",
+        "\n ok",
+        [("get_weather", {"city": "Boston"}), ("search", {"query": "books"})],
+    ),
+    Case(
+        "stray_close_after_fence",  # llama.cpp: a model closing a call it wrote as markdown
+        '```json\n{"name": "f"}\n```</tool_call>',
+        '```json\n{"name": "f"}\n```',
     ),
     # --- with bound tools ----------------------------------------------------------------
     Case(
