@@ -38,6 +38,9 @@ Behaviour, kept as close to the TGI backend as llama.cpp allows:
   types (weight repacking, AMX kernels) are off unless ``use_extra_bufts=True``: builds
   with AMX kernels crash with a general-protection fault in virtual machines that
   advertise AMX without supporting it.
+
+Workarounds for llama-cpp-python's gaps live in `langchain_k2.backends.llamacpp_compat`;
+stop strings are cut by `langchain_k2.stops.TokenStopFilter`.
 """
 
 from __future__ import annotations
@@ -57,7 +60,6 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,12 @@ from langchain_k2.backends.base import (
     GenerationParams,
     TokenEvent,
 )
+from langchain_k2.backends.llamacpp_compat import (
+    construct_llama,
+    cpu_advertises_amx,
+    grammar_is_usable,
+    schema_to_gbnf,
+)
 from langchain_k2.errors import (
     ContextWindowExceededError,
     K2ConfigError,
@@ -75,6 +83,7 @@ from langchain_k2.errors import (
     K2GrammarUnsupportedError,
     K2ValidationError,
 )
+from langchain_k2.stops import TokenStopFilter
 
 __all__ = ["LlamaCppBackend", "find_smollm2_gguf"]
 
@@ -95,8 +104,6 @@ _SAMPLING_DEFAULTS: dict[str, float] = {
     "min_p": 0.05,
     "repeat_penalty": 1.0,
 }
-_CONSTRUCT_LOCK = threading.Lock()
-"""Serializes the short window in which ``llama_model_default_params`` is patched."""
 
 
 def find_smollm2_gguf() -> Path | None:
@@ -122,16 +129,6 @@ def find_smollm2_gguf() -> Path | None:
     return None
 
 
-@lru_cache(maxsize=1)
-def _cpu_advertises_amx() -> bool:
-    """Whether the CPU reports Intel AMX tiles (Linux ``/proc/cpuinfo``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            return any(line.startswith("flags") and "amx_tile" in line.split() for line in cpuinfo)
-    except OSError:
-        return False
-
-
 def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
@@ -148,16 +145,6 @@ def _llama_cpp_version() -> str | None:
         return importlib.metadata.version("llama-cpp-python")
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-@dataclass
-class _Pending:
-    """A token whose event is held back while its text could start a stop string."""
-
-    text: str
-    special: bool
-    end: int
-    """Offset in the generated text just after this token's text."""
 
 
 @dataclass(frozen=True)
@@ -406,11 +393,11 @@ class LlamaCppBackend:
         if self._n_threads is not None:
             kwargs["n_threads"] = self._n_threads
         extra_bufts = self._use_extra_bufts
-        if extra_bufts is None and _cpu_advertises_amx():
+        if extra_bufts is None and cpu_advertises_amx():
             extra_bufts = False
         started = time.monotonic()
         try:
-            llama = _construct_llama(llama_cpp, str(path), kwargs, extra_bufts)
+            llama = construct_llama(llama_cpp, str(path), kwargs, extra_bufts)
         except (ValueError, RuntimeError, OSError) as exc:
             raise K2ConfigError(
                 f"llama.cpp could not load {path}: {exc}. Check that it is a complete GGUF "
@@ -559,33 +546,18 @@ class LlamaCppBackend:
             return grammar
         llama_cpp = _import_llama_cpp()
         try:
-            if _is_any_object(schema_text):
-                # llama-cpp-python's converter turns additionalProperties into object-only
-                # values; its stock JSON grammar is exactly "any JSON object".
-                gbnf = llama_cpp.llama_grammar.JSON_GBNF
-            else:
-                gbnf = llama_cpp.llama_grammar.json_schema_to_gbnf(schema_text)
-            # llama-cpp-python's converter lets strings hold raw control characters (the C++
-            # converter does not): a small model then writes newlines inside a string, the
-            # JSON never parses and the string never ends. Restrict chars as JSON does.
-            gbnf = gbnf.replace(_LOOSE_CHAR_RULE, _JSON_CHAR_RULE)
+            gbnf = schema_to_gbnf(llama_cpp, schema_text)
             grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
         except Exception as exc:  # the converter raises bare Exception/ValueError/KeyError
             raise K2ValidationError(
                 f"llama.cpp cannot turn this JSON schema into a grammar: {exc}",
                 error_type="validation",
             ) from exc
-        # llama.cpp returns no sampler for a grammar it cannot parse; check it here rather
-        # than hand a null sampler to the sampling chain.
-        sampler = self._lc.llama_sampler_init_grammar(
-            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-        )
-        if not sampler:
+        if not grammar_is_usable(self._lc, self._vocab, grammar):
             raise K2ValidationError(
                 "llama.cpp rejected the grammar built from this JSON schema",
                 error_type="validation",
             )
-        self._lc.llama_sampler_free(sampler)
         self._grammars[schema_text] = grammar
         while len(self._grammars) > _GRAMMAR_CACHE_SIZE:
             self._grammars.popitem(last=False)
@@ -653,7 +625,7 @@ class LlamaCppBackend:
         cancel: threading.Event | None,
     ) -> Generator[GenerationEvent, None, None]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = _StopFilter(params.stop)
+        text: TokenStopFilter[bool] = TokenStopFilter(params.stop)
         generated = 0
         finish = "length"
         try:
@@ -673,7 +645,7 @@ class LlamaCppBackend:
                 generated += 1
                 info = self._token(token)
                 if info.eog:
-                    yield from text.flush()
+                    yield from _events(text.flush())
                     yield TokenEvent(info.piece.decode("utf-8", errors="replace"), True)
                     finish = "eos_token"
                     break
@@ -682,11 +654,11 @@ class LlamaCppBackend:
                 else:
                     piece = decoder.decode(info.piece)
                 ready, stopped = text.add(piece, info.special)
-                yield from ready
+                yield from _events(ready)
                 if stopped:
                     finish = "stop_sequence"
                     break
-            yield from text.flush()
+            yield from _events(text.flush())
             if decoder.decode(b"", final=True):
                 logger.debug("dropped the bytes of an unfinished character at the end")
             yield FinalEvent(
@@ -699,106 +671,7 @@ class LlamaCppBackend:
             generator.close()
 
 
-def _is_any_object(schema_text: str) -> bool:
-    """Whether the schema is JSON mode's "any object" (no properties, anything extra)."""
-    schema = json.loads(schema_text)
-    return (
-        isinstance(schema, dict)
-        and schema.get("type") == "object"
-        and not schema.get("properties")
-        and schema.get("additionalProperties", False) not in (False, None)
-        and set(schema) <= {"type", "properties", "additionalProperties"}
-    )
-
-
-_LOOSE_CHAR_RULE = 'char ::= [^"\\\\] |'
-_JSON_CHAR_RULE = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
-
-
-class _StopFilter:
-    """Turns token texts into events, cutting the text where a stop string begins.
-
-    Text that could be the start of a stop string is held back (as whole token events) until
-    the following tokens decide it; a matched stop string and everything after it are dropped.
-    """
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = tuple(dict.fromkeys(s for s in stops if s))
-        self.longest = max((len(s) for s in self.stops), default=0)
-        self.text = ""
-        self.pending: list[_Pending] = []
-
-    def add(self, piece: str, special: bool) -> tuple[list[TokenEvent], bool]:
-        """Take one token's text; return the events now safe to emit and whether it stopped."""
-        start = len(self.text)
-        self.text += piece
-        self.pending.append(_Pending(piece, special, len(self.text)))
-        if not self.stops:
-            return self._release(len(self.text)), False
-        hit = _find_stop(self.text, self.stops, max(0, start - self.longest + 1))
-        if hit is None:
-            held = _held_back(self.text, self.stops, self.longest)
-            return self._release(len(self.text) - held), False
-        ready = self._release(hit)
-        if self.pending and self.pending[0].end - len(self.pending[0].text) < hit:
-            first = self.pending[0]
-            cut = hit - (first.end - len(first.text))
-            ready.append(TokenEvent(first.text[:cut], first.special))
-        self.pending.clear()
-        return ready, True
-
-    def flush(self) -> list[TokenEvent]:
-        """Everything still held back (generation ended without completing a stop string)."""
-        return self._release(len(self.text))
-
-    def _release(self, upto: int) -> list[TokenEvent]:
-        ready: list[TokenEvent] = []
-        while self.pending and self.pending[0].end <= upto:
-            held = self.pending.pop(0)
-            ready.append(TokenEvent(held.text, held.special))
-        return ready
-
-
-def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
-    """Where the earliest stop string begins in ``text[start:]``, if any."""
-    found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
-    return min(found) if found else None
-
-
-def _held_back(text: str, stops: tuple[str, ...], longest_stop: int) -> int:
-    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
-    for size in range(min(longest_stop - 1, len(text)), 0, -1):
-        tail = text[-size:]
-        if any(s.startswith(tail) for s in stops):
-            return size
-    return 0
-
-
-def _construct_llama(
-    llama_cpp: Any, model_path: str, kwargs: dict[str, Any], extra_bufts: bool | None
-) -> Any:
-    """``llama_cpp.Llama(model_path, **kwargs)``, with ``use_extra_bufts`` set when given.
-
-    llama-cpp-python does not expose the model parameter ``use_extra_bufts``; its
-    ``Llama`` reads the defaults from ``llama_model_default_params`` while loading, so that
-    function is swapped for the duration of the load (serialized by a module lock).
-    """
-    bindings = llama_cpp.llama_cpp
-    original = bindings.llama_model_default_params
-    fields = {field[0] for field in getattr(type(original()), "_fields_", ())}
-    if extra_bufts is None or "use_extra_bufts" not in fields:
-        if extra_bufts is not None:
-            logger.debug("this llama-cpp-python has no use_extra_bufts model parameter")
-        return llama_cpp.Llama(model_path=model_path, **kwargs)
-
-    def default_params() -> Any:
-        params = original()
-        params.use_extra_bufts = extra_bufts
-        return params
-
-    with _CONSTRUCT_LOCK:
-        bindings.llama_model_default_params = default_params
-        try:
-            return llama_cpp.Llama(model_path=model_path, **kwargs)
-        finally:
-            bindings.llama_model_default_params = original
+def _events(pieces: list[tuple[str, bool]]) -> Generator[TokenEvent, None, None]:
+    """Token events for the ``(text, special)`` pieces a stop filter released."""
+    for text, special in pieces:
+        yield TokenEvent(text, special)
