@@ -159,6 +159,42 @@ def test_greedy_is_reproducible_and_sampling_honours_the_seed(backend: LlamaCppB
     assert isinstance(unseeded.seed, int)
 
 
+def test_greedy_text_is_the_same_whatever_ran_before(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local backend's promise for temperature=0: the prompt alone decides the text.
+
+    Small batches make these short prompts span several chunks, so consecutive prompts
+    share whole chunks and the backend reuses them (as an agent loop's growing prompt
+    does). Each text must equal the one generated from an empty context.
+    """
+    import langchain_k2.backends.llamacpp as module
+
+    reused: list[int] = []
+    original = module.reusable_prefix
+
+    def spy(evaluated: list[int], tokens: list[int], chunk: int) -> int:
+        reused.append(original(evaluated, tokens, chunk))
+        return reused[-1]
+
+    monkeypatch.setattr(module, "reusable_prefix", spy)
+    local = LlamaCppBackend(gguf, n_ctx=1024, llama_kwargs={"n_batch": 8})
+    italy = CHAT.format(question="What is the capital of Italy?")
+    sequence = [PROMPT, PROMPT, italy, STORY, PROMPT + "The capital of France", italy, PROMPT]
+    params = GenerationParams(temperature=0, max_new_tokens=12)
+
+    def from_empty_context(prompt: str) -> str:
+        local._evaluated = []  # nothing reusable: evaluated from position 0
+        return text_of(split(run(local, prompt, params))[0])
+
+    expected = {prompt: from_empty_context(prompt) for prompt in set(sequence)}
+    reused.clear()
+    got = [text_of(split(run(local, prompt, params))[0]) for prompt in sequence]
+    assert got == [expected[prompt] for prompt in sequence]
+    assert all(n % 8 == 0 for n in reused)
+    assert max(reused) >= 24  # whole chunks were reused, not re-evaluated
+
+
 def test_streamed_tokens_match_llama_cpps_own_completion(backend: LlamaCppBackend) -> None:
     tokens, final = split(run(backend, PROMPT, GenerationParams(temperature=0, max_new_tokens=40)))
     assert final.finish_reason == "eos_token"
@@ -168,6 +204,11 @@ def test_streamed_tokens_match_llama_cpps_own_completion(backend: LlamaCppBacken
     # llama-cpp-python's own (non-streaming) completion drops the EOS text.
     llama = backend._ensure_loaded()
     with backend._lock:
+        # From an empty context, as the backend evaluates this short prompt: left to itself
+        # llama-cpp-python would reuse the cached prompt and evaluate only its last token,
+        # whose logits may then differ by a rounding error (another batch shape).
+        llama.reset()
+        backend._evaluated = ()
         reference = llama.create_completion(PROMPT, max_tokens=40, temperature=0)
     assert text_of(tokens, drop_special=True) == reference["choices"][0]["text"]
     assert "Paris" in text_of(tokens)

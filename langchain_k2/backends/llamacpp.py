@@ -28,6 +28,14 @@ Behaviour, kept as close to the TGI backend as llama.cpp allows:
   defaults (temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, repeat penalty 1.0). With
   sampling, a ``seed`` makes the text reproducible; without one a random seed is drawn and
   reported in ``FinalEvent.seed``.
+- Greedy decoding (``temperature == 0``) gives the same text for the same prompt and
+  parameters, whatever the instance generated before, and a prompt that shares a long prefix
+  with the previous one (an agent loop) still skips re-evaluating that prefix. llama.cpp's
+  numerics depend on how the prompt is cut into batches (a token evaluated alone and the
+  same token evaluated inside a batch can get logits a rounding error apart, which flips a
+  close argmax), so prompts are always evaluated in chunks of ``n_batch`` tokens aligned to
+  position 0, and only whole chunks that an earlier *prompt* evaluated are reused: never a
+  partial last chunk, never the state left by generated tokens. See `reusable_prefix`.
 - One instance holds one llama.cpp context, which is not thread-safe: generations on one
   instance are serialized by a lock. A sync stream holds the lock while it is iterated and
   releases it when it ends, is closed or is dropped; an async stream runs the generation in
@@ -85,7 +93,7 @@ from langchain_k2.errors import (
 )
 from langchain_k2.stops import TokenStopFilter
 
-__all__ = ["LlamaCppBackend", "find_smollm2_gguf"]
+__all__ = ["LlamaCppBackend", "find_smollm2_gguf", "reusable_prefix"]
 
 logger = logging.getLogger(__name__)
 
@@ -239,6 +247,8 @@ class LlamaCppBackend:
         self._marker_ids: dict[str, int] = {}
         self._token_info: dict[int, _TokenInfo] = {}
         self._grammars: OrderedDict[str, Any] = OrderedDict()
+        self._evaluated: Sequence[int] = ()
+        """Tokens whose llama.cpp state may be reused: whole aligned prompt chunks."""
 
     # ------------------------------------------------------------------ info
 
@@ -628,6 +638,11 @@ class LlamaCppBackend:
         text: TokenStopFilter[bool] = TokenStopFilter(params.stop)
         generated = 0
         finish = "length"
+        chunk = int(llama.n_batch)
+        # Keep only the state of whole prompt chunks shared with the previous prompt; the
+        # generate() call below then evaluates the rest in chunks aligned to position 0.
+        llama.n_tokens = reusable_prefix(self._evaluated, tokens, chunk)
+        self._evaluated = ()
         try:
             generator = llama.generate(tokens, grammar=grammar, reset=True, **sampling)
         except Exception as exc:
@@ -642,6 +657,8 @@ class LlamaCppBackend:
                     break
                 except Exception as exc:
                     raise K2GenerationError(f"llama.cpp failed while generating: {exc}") from exc
+                if not generated:  # the prompt is evaluated: its whole chunks can be reused
+                    self._evaluated = tokens[: len(tokens) // chunk * chunk]
                 generated += 1
                 info = self._token(token)
                 if info.eog:
@@ -675,3 +692,27 @@ def _events(pieces: list[tuple[str, bool]]) -> Generator[TokenEvent, None, None]
     """Token events for the ``(text, special)`` pieces a stop filter released."""
     for text, special in pieces:
         yield TokenEvent(text, special)
+
+
+def reusable_prefix(evaluated: Sequence[int], tokens: Sequence[int], chunk: int) -> int:
+    """How many leading ``tokens`` may keep the llama.cpp state an earlier prompt left.
+
+    ``evaluated`` holds the earlier prompt's tokens whose state came from whole, aligned
+    chunks of ``chunk`` tokens. The answer is a multiple of ``chunk`` (so the rest is
+    evaluated in the same aligned chunks a fresh context would use) and leaves at least
+    one token to evaluate (its logits pick the first new token).
+
+    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 4, 5, 6], chunk=2)
+    4
+    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 9, 5], chunk=2)
+    2
+    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 4], chunk=2)  # same prompt: redo last chunk
+    2
+    >>> reusable_prefix([], [1, 2, 3], chunk=2)
+    0
+    """
+    limit = min(len(evaluated), len(tokens) - 1)
+    common = 0
+    while common < limit and evaluated[common] == tokens[common]:
+        common += 1
+    return common // chunk * chunk
