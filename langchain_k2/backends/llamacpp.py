@@ -35,7 +35,8 @@ Behaviour, kept as close to the TGI backend as llama.cpp allows:
   same token evaluated inside a batch can get logits a rounding error apart, which flips a
   close argmax), so prompts are always evaluated in chunks of ``n_batch`` tokens aligned to
   position 0, and only whole chunks that an earlier *prompt* evaluated are reused: never a
-  partial last chunk, never the state left by generated tokens. See `reusable_prefix`.
+  partial last chunk, never the state left by generated tokens. See
+  `langchain_k2.backends.llamacpp_request.reusable_prefix`.
 - One instance holds one llama.cpp context, which is not thread-safe: generations on one
   instance are serialized by a lock. A sync stream holds the lock while it is iterated and
   releases it when it ends, is closed or is dropped; an async stream runs the generation in
@@ -55,11 +56,9 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import ctypes
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import secrets
 import sys
@@ -84,11 +83,16 @@ from langchain_k2.backends.llamacpp_compat import (
     grammar_is_usable,
     schema_to_gbnf,
 )
+from langchain_k2.backends.llamacpp_request import (
+    grammar_schema_text,
+    reusable_prefix,
+    sampling_kwargs,
+)
+from langchain_k2.backends.thread_stream import stream_in_thread
 from langchain_k2.errors import (
     ContextWindowExceededError,
     K2ConfigError,
     K2GenerationError,
-    K2GrammarUnsupportedError,
     K2ValidationError,
 )
 from langchain_k2.stops import TokenStopFilter
@@ -105,13 +109,6 @@ _LOCK_POLL_S = 0.05
 _RESERVED_LLAMA_KWARGS = frozenset(
     {"model_path", "n_ctx", "n_threads", "n_gpu_layers", "verbose", "seed"}
 )
-_SAMPLING_DEFAULTS: dict[str, float] = {
-    "temp": 0.8,
-    "top_k": 40,
-    "top_p": 0.95,
-    "min_p": 0.05,
-    "repeat_penalty": 1.0,
-}
 
 
 def find_smollm2_gguf() -> Path | None:
@@ -304,63 +301,22 @@ class LlamaCppBackend:
         """
         return self._events(prompt, params, None)
 
-    async def astream(
+    def astream(
         self,
         prompt: str,
         params: GenerationParams,
         *,
         live: bool = True,  # noqa: ARG002 -- tokens come one by one either way
     ) -> AsyncGenerator[GenerationEvent, None]:
-        """Async twin of `stream`: llama.cpp runs in a worker thread.
+        """Async twin of `stream`: llama.cpp runs in a worker thread (`stream_in_thread`).
 
         Events are yielded as the worker produces them. Closing the iterator early
         (``break``, ``aclose()``, cancellation) stops the worker after its current token and
         waits for it to release the instance's lock.
         """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[GenerationEvent | BaseException | None] = asyncio.Queue()
-        cancel = threading.Event()
-        finished: asyncio.Future[None] = loop.create_future()
-
-        def deliver(item: GenerationEvent | BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the event loop is closed: nobody is listening
-                cancel.set()
-
-        def mark_finished() -> None:
-            if not finished.done():
-                finished.set_result(None)
-
-        def work() -> None:
-            events = self._events(prompt, params, cancel)
-            try:
-                for event in events:
-                    if cancel.is_set():
-                        break
-                    deliver(event)
-            except BaseException as exc:  # noqa: BLE001 -- re-raised in the consumer
-                deliver(exc)
-            finally:
-                events.close()
-                deliver(None)
-                with contextlib.suppress(RuntimeError):  # the event loop is closed
-                    loop.call_soon_threadsafe(mark_finished)
-
-        worker = threading.Thread(target=work, name="langchain-k2-llamacpp", daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            cancel.set()
-            if not finished.done():
-                await asyncio.shield(finished)
+        return stream_in_thread(
+            lambda cancel: self._events(prompt, params, cancel), name="langchain-k2-llamacpp"
+        )
 
     # -------------------------------------------------------------- internals
 
@@ -466,88 +422,6 @@ class LlamaCppBackend:
             self._token_info[token] = info
         return info
 
-    def _sampling(self, params: GenerationParams) -> tuple[dict[str, Any], bool]:
-        """llama.cpp sampling keywords for ``params``, and whether decoding is greedy."""
-        if isinstance(params.max_new_tokens, bool) or params.max_new_tokens < 1:
-            raise K2ValidationError(
-                f"max_new_tokens must be >= 1, got {params.max_new_tokens!r}",
-                error_type="validation",
-            )
-        temperature = params.temperature
-        if temperature is not None and temperature < 0:
-            raise K2ValidationError(
-                f"temperature must be >= 0 (0 means greedy), got {temperature!r}",
-                error_type="validation",
-            )
-        if params.top_p is not None and not 0 < params.top_p <= 1:
-            raise K2ValidationError(
-                f"top_p must be in (0, 1], got {params.top_p!r}", error_type="validation"
-            )
-        if params.top_k is not None and params.top_k < 0:
-            raise K2ValidationError(
-                f"top_k must be >= 0 (0 disables it), got {params.top_k!r}",
-                error_type="validation",
-            )
-        penalty = params.repetition_penalty
-        if penalty is not None and penalty <= 0:
-            raise K2ValidationError(
-                f"repetition_penalty must be > 0, got {penalty!r}", error_type="validation"
-            )
-        kwargs: dict[str, Any] = dict(_SAMPLING_DEFAULTS)
-        if penalty is not None:
-            kwargs["repeat_penalty"] = float(penalty)
-        if temperature == 0:
-            kwargs.update(temp=0.0, top_k=1, top_p=1.0, min_p=0.0)
-            return kwargs, True
-        if temperature is not None:
-            kwargs["temp"] = float(temperature)
-        if params.top_k is not None:
-            kwargs["top_k"] = int(params.top_k)
-        if params.top_p is not None:
-            kwargs["top_p"] = float(params.top_p)
-        return kwargs, False
-
-    def _schema_text(self, grammar: Mapping[str, Any] | None) -> str | None:
-        """The JSON schema of a TGI-shaped grammar, as text; validated before any loading."""
-        if grammar is None:
-            return None
-        kind = grammar.get("type")
-        value = grammar.get("value")
-        if kind == "regex":
-            raise K2GrammarUnsupportedError(
-                "llama.cpp has no regex grammar: constrain the output with a JSON schema "
-                '({"type": "json", "value": <schema>}) or use the TGI backend.',
-                error_type="validation",
-            )
-        if kind == "json_schema" and isinstance(value, Mapping):
-            value = value.get("schema")
-        elif kind != "json":
-            raise K2ValidationError(
-                f'grammar type must be "json" (or "json_schema"), got {kind!r}',
-                error_type="validation",
-            )
-        if isinstance(value, str):
-            try:
-                json.loads(value)
-            except ValueError as exc:
-                raise K2ValidationError(
-                    f"grammar value is not valid JSON: {exc}", error_type="validation"
-                ) from exc
-            return value
-        if isinstance(value, Mapping | bool):
-            try:
-                return json.dumps(value)
-            except (TypeError, ValueError) as exc:
-                raise K2ValidationError(
-                    f"grammar JSON schema is not JSON-serializable: {exc}",
-                    error_type="validation",
-                ) from exc
-        raise K2ValidationError(
-            "grammar value must be a JSON schema (a dict or its JSON text), "
-            f"got {type(value).__name__}",
-            error_type="validation",
-        )
-
     def _grammar(self, schema_text: str) -> Any:
         """A ``LlamaGrammar`` for the schema, built once and cached (model loaded)."""
         grammar = self._grammars.get(schema_text)
@@ -585,8 +459,8 @@ class LlamaCppBackend:
     def _events(
         self, prompt: str, params: GenerationParams, cancel: threading.Event | None
     ) -> Generator[GenerationEvent, None, None]:
-        sampling, greedy = self._sampling(params)
-        schema_text = self._schema_text(params.grammar)
+        sampling, greedy = sampling_kwargs(params)
+        schema_text = grammar_schema_text(params.grammar)
         llama = self._ensure_loaded()
         tokens = self._tokenize(llama, prompt)
         if not tokens:
@@ -692,27 +566,3 @@ def _events(pieces: list[tuple[str, bool]]) -> Generator[TokenEvent, None, None]
     """Token events for the ``(text, special)`` pieces a stop filter released."""
     for text, special in pieces:
         yield TokenEvent(text, special)
-
-
-def reusable_prefix(evaluated: Sequence[int], tokens: Sequence[int], chunk: int) -> int:
-    """How many leading ``tokens`` may keep the llama.cpp state an earlier prompt left.
-
-    ``evaluated`` holds the earlier prompt's tokens whose state came from whole, aligned
-    chunks of ``chunk`` tokens. The answer is a multiple of ``chunk`` (so the rest is
-    evaluated in the same aligned chunks a fresh context would use) and leaves at least
-    one token to evaluate (its logits pick the first new token).
-
-    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 4, 5, 6], chunk=2)
-    4
-    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 9, 5], chunk=2)
-    2
-    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 4], chunk=2)  # same prompt: redo last chunk
-    2
-    >>> reusable_prefix([], [1, 2, 3], chunk=2)
-    0
-    """
-    limit = min(len(evaluated), len(tokens) - 1)
-    common = 0
-    while common < limit and evaluated[common] == tokens[common]:
-        common += 1
-    return common // chunk * chunk
