@@ -11,7 +11,7 @@ K2Error
 ├── ToolDefinitionError (ValueError)      a bound tool has no name, a duplicate name, a bad schema
 ├── K2BackendError                        the backend refused or failed a request
 │   ├── K2ValidationError                 422: the server rejected the parameters (never retried)
-│   ├── K2GrammarUnsupportedError         422: the server runs without grammar support
+│   │   └── K2GrammarUnsupportedError     422: the server runs without grammar support
 │   ├── K2OverloadedError                 429: the server is overloaded (retried)
 │   ├── K2UnavailableError                503 / connection refused / loading (retried)
 │   ├── K2TimeoutError                    the request timed out (retried)
