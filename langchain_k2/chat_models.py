@@ -183,7 +183,8 @@ class ChatK2(BaseChatModel):
     without it, the backend counts (TGI ``/tokenize``, llama.cpp)."""
     context_window: int | None = Field(default=None, ge=1)
     """Prompt plus new tokens, at most. Default: TGI's ``max_total_tokens`` from ``/info``
-    or llama.cpp's ``n_ctx``; a value here can only narrow what the backend reports."""
+    or llama.cpp's ``n_ctx``; a value here can only narrow what a server reports. With
+    ``model_path`` it is the ``n_ctx`` llama.cpp is loaded with (default 4096)."""
     trim_history: bool = False
     """When the prompt would not fit the window, drop the oldest turns (keeping the
     system prompt, the tools and the latest user turn) instead of raising
@@ -334,10 +335,12 @@ class ChatK2(BaseChatModel):
                     cooldown=self.replica_cooldown,
                 )
             else:
-                from langchain_k2.backends.llamacpp import LlamaCppBackend
+                from langchain_k2.backends.llamacpp import DEFAULT_N_CTX, LlamaCppBackend
 
                 self._backend = LlamaCppBackend(
-                    cast("str", self.model_path), special_markers=self.format.special_markers
+                    cast("str", self.model_path),
+                    special_markers=self.format.special_markers,
+                    n_ctx=self.context_window or DEFAULT_N_CTX,
                 )
         return self._backend
 

@@ -97,10 +97,12 @@ from langchain_k2.errors import (
 )
 from langchain_k2.stops import TokenStopFilter
 
-__all__ = ["LlamaCppBackend", "find_smollm2_gguf", "reusable_prefix"]
+__all__ = ["DEFAULT_N_CTX", "LlamaCppBackend", "find_smollm2_gguf", "reusable_prefix"]
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_N_CTX = 4096
+"""The context window (``n_ctx``) a `LlamaCppBackend` gets when none is given."""
 _INSTALL_HINT = 'pip install "langchain-k2[local]"'
 _LARGE_MODEL_BYTES = 1 << 30
 """Files over this size also get their loading message printed to stderr."""
@@ -191,7 +193,7 @@ class LlamaCppBackend:
         self,
         model_path: str | Path,
         *,
-        n_ctx: int = 4096,
+        n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         verbose: bool = False,
