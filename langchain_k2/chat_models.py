@@ -51,7 +51,9 @@ _CALL_OPTIONS = (
     "repetition_penalty",
     "seed",
 )
-_PASSED_THROUGH = frozenset({"tools", "tool_choice", "grammar", "stream"})
+_PASSED_THROUGH = frozenset({"tools", "tool_choice", "grammar", "tool_grammar", "stream"})
+"""Options read by turn setup: ``tool_grammar=False`` sends no grammar for forced or
+repaired tool calls (``with_structured_output(method="function_calling", strict=False)``)."""
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -305,7 +307,10 @@ class ChatK2(BaseChatModel):
         ls_format = {"kwargs": {"method": method}, "schema": schema}
         if method == "function_calling":
             bound = self.bind_tools(
-                [cast("Any", schema)], tool_choice=spec.name, ls_structured_output_format=ls_format
+                [cast("Any", schema)],
+                tool_choice=spec.name,
+                ls_structured_output_format=ls_format,
+                **({"tool_grammar": False} if strict is False else {}),
             )
         else:
             bound = self.bind(grammar=spec.grammar, ls_structured_output_format=ls_format)
@@ -437,7 +442,9 @@ class ChatK2(BaseChatModel):
             fmt=fmt,
             tools=allowed,  # empty for tool_choice="none"
             forced=mode in {"any", "tool"},
-            use_grammar=use_grammar and params.grammar is None,
+            use_grammar=use_grammar
+            and params.grammar is None
+            and kwargs.get("tool_grammar") is not False,
             max_repairs=self.max_tool_call_retries if mode != "none" else 0,
             user_stops=user_stops,
             model_name=self.model_name,

@@ -171,3 +171,16 @@ def test_schema_json_is_in_the_instruction():
     prompt = backend.requests[0][0]
     schema_text = prompt.split("JSON schema: ", 1)[1].split("<|endofsystemprompt|>")[0]
     assert json.loads(schema_text)["required"] == ["name", "age"]
+
+
+def test_function_calling_strict_false_sends_no_grammar_even_for_a_repair():
+    llm, backend = make()
+    structured = llm.with_structured_output(Person, method="function_calling", strict=False)
+    backend.script(
+        ['{"name": "Person", "arguments": {"name": "Bob", "age": "four"}}</tool_call>'],
+        ['{"name": "Person", "arguments": {"name": "Bob", "age": 4}}</tool_call>'],
+    )
+    assert structured.invoke("Bob is 4.") == Person(name="Bob", age=4)
+    assert len(backend.requests) == 2  # the first call failed its schema and was repaired
+    assert [params.grammar for _, params in backend.requests] == [None, None]
+    assert all(prompt.endswith("<tool_call>") for prompt, _ in backend.requests)
