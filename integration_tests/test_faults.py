@@ -29,6 +29,7 @@ from integration_tests.fake_tgi.client import (
 )
 from langchain_k2 import (
     ChatK2,
+    K2AuthenticationError,
     K2BackendError,
     K2GenerationError,
     K2IncompleteGenerationError,
@@ -344,8 +345,9 @@ async def test_422_is_never_retried(tgi: FakeTGI, mode: Mode) -> None:
 
 def test_401_is_not_retried_and_names_the_fix(tgi: FakeTGI) -> None:
     tgi.set_default(http_error(401, "Unauthorized", None))
-    with pytest.raises(K2BackendError, match="hf_token") as info:
+    with pytest.raises(K2AuthenticationError, match="hf_token") as info:
         chat(tgi.url, max_retries=5).invoke("q")
+    assert isinstance(info.value, K2BackendError)
     assert info.value.status == 401
     assert not info.value.retryable
     assert len(generations(tgi)) == 1

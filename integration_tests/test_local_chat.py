@@ -121,21 +121,7 @@ class City(BaseModel):
     country: str
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        "json_schema",
-        "function_calling",
-        pytest.param(
-            "json_mode",
-            marks=pytest.mark.xfail(
-                reason="SmolLM2-135M copies the JSON schema from its instructions when decoding "
-                "is only constrained to 'a JSON object' (json_mode); K2 is not this small",
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("method", ["json_schema", "function_calling"])
 def test_structured_output_returns_a_valid_instance(llm: ChatK2, method: Any) -> None:
     structured = llm.with_structured_output(City, method=method, include_raw=True)
     result = structured.invoke(
@@ -143,6 +129,25 @@ def test_structured_output_returns_a_valid_instance(llm: ChatK2, method: Any) ->
     )
     assert result["parsing_error"] is None, result["raw"]
     assert isinstance(result["parsed"], City)
+
+
+def test_json_mode_output_is_one_json_object_and_is_validated(llm: ChatK2) -> None:
+    # json_mode constrains decoding to "a JSON object" only; which keys SmolLM2-135M writes
+    # is up to the model (it tends to copy the schema from the instruction, K2 does not).
+    # What ChatK2 promises, and what is checked here: the grammar holds on the real engine,
+    # and an object of the wrong shape is reported as a parsing error, never returned.
+    structured = llm.with_structured_output(City, method="json_mode", include_raw=True)
+    result = structured.invoke(
+        "Paris is the capital of France. Extract the city.", max_new_tokens=96
+    )
+    raw = result["raw"]
+    assert raw.response_metadata["finish_reason"] == "eos_token", raw
+    assert isinstance(json.loads(raw.content), dict), raw.content
+    if result["parsing_error"] is None:
+        assert isinstance(result["parsed"], City)
+    else:
+        assert result["parsed"] is None
+        assert "Output does not satisfy the schema 'City'" in str(result["parsing_error"])
 
 
 def test_demo_end_to_end() -> None:

@@ -13,6 +13,7 @@ from langchain_k2._version import __version__
 from langchain_k2.chat_models import ChatK2
 from langchain_k2.errors import (
     ContextWindowExceededError,
+    K2AuthenticationError,
     K2BackendError,
     K2ConfigError,
     K2Error,
@@ -20,6 +21,7 @@ from langchain_k2.errors import (
     K2GrammarUnsupportedError,
     K2IncompleteGenerationError,
     K2InputError,
+    K2NotFoundError,
     K2OverloadedError,
     K2StreamInterruptedError,
     K2TimeoutError,
@@ -38,6 +40,7 @@ from langchain_k2.tool_calls import (
 __all__ = [
     "ChatK2",
     "ContextWindowExceededError",
+    "K2AuthenticationError",
     "K2BackendError",
     "K2ConfigError",
     "K2Error",
@@ -46,6 +49,7 @@ __all__ = [
     "K2GrammarUnsupportedError",
     "K2IncompleteGenerationError",
     "K2InputError",
+    "K2NotFoundError",
     "K2OverloadedError",
     "K2StreamInterruptedError",
     "K2TimeoutError",

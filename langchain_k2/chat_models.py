@@ -51,7 +51,21 @@ _CALL_OPTIONS = (
     "repetition_penalty",
     "seed",
 )
-_PASSED_THROUGH = frozenset({"tools", "tool_choice", "grammar", "stream"})
+_PASSED_THROUGH = frozenset(
+    {"tools", "tool_choice", "grammar", "tool_grammar", "max_tool_call_retries", "stream"}
+)
+"""Options read by turn setup. Two are set by ``with_structured_output``:
+``tool_grammar=False`` sends no grammar for forced or repaired tool calls
+(``method="function_calling", strict=False``), and ``max_tool_call_retries`` replaces the
+field for one call (what is left of the budget its re-asks share with repairs)."""
+
+
+def _max_repairs(kwargs: dict[str, Any], field: int) -> int:
+    """Tool-call repairs allowed in this call: the call option, else the field."""
+    given = kwargs.get("max_tool_call_retries", field)
+    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+        raise K2ConfigError(f"max_tool_call_retries must be an int >= 0, got {given!r}.")
+    return given
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +197,8 @@ class ChatK2(BaseChatModel):
     without it, the backend counts (TGI ``/tokenize``, llama.cpp)."""
     context_window: int | None = Field(default=None, ge=1)
     """Prompt plus new tokens, at most. Default: TGI's ``max_total_tokens`` from ``/info``
-    or llama.cpp's ``n_ctx``; a value here can only narrow what the backend reports."""
+    or llama.cpp's ``n_ctx``; a value here can only narrow what a server reports. With
+    ``model_path`` it is the ``n_ctx`` llama.cpp is loaded with (default 4096)."""
     trim_history: bool = False
     """When the prompt would not fit the window, drop the oldest turns (keeping the
     system prompt, the tools and the latest user turn) instead of raising
@@ -294,9 +309,11 @@ class ChatK2(BaseChatModel):
             **kwargs: none are accepted (an unknown option raises). Call options
                 (``max_new_tokens``...) can be passed to the runnable's ``invoke``.
 
-        Output that fails validation is asked for again, up to
-        ``max_tool_call_retries`` times; the count is in the raw message's
-        ``response_metadata["structured_output_retries"]``.
+        Output that fails validation is asked for again; these re-asks and the repairs of
+        a malformed call (``function_calling``) share ``max_tool_call_retries``, so one
+        call sends at most ``max_tool_call_retries + 1`` requests. The re-asks are counted
+        in the raw message's ``response_metadata["structured_output_retries"]``, the
+        repairs in ``["tool_call_retries"]``.
         """
         if kwargs:
             raise K2ConfigError(f"Unknown with_structured_output option(s): {sorted(kwargs)}.")
@@ -304,7 +321,10 @@ class ChatK2(BaseChatModel):
         ls_format = {"kwargs": {"method": method}, "schema": schema}
         if method == "function_calling":
             bound = self.bind_tools(
-                [cast("Any", schema)], tool_choice=spec.name, ls_structured_output_format=ls_format
+                [cast("Any", schema)],
+                tool_choice=spec.name,
+                ls_structured_output_format=ls_format,
+                **({"tool_grammar": False} if strict is False else {}),
             )
         else:
             bound = self.bind(grammar=spec.grammar, ls_structured_output_format=ls_format)
@@ -313,7 +333,7 @@ class ChatK2(BaseChatModel):
             lambda value: self._convert_input(value).to_messages(),
             spec,
             include_raw=include_raw,
-            attempts=self.max_tool_call_retries + 1,
+            retries=self.max_tool_call_retries,
         )
 
     # ------------------------------------------------------------------ backend
@@ -334,10 +354,12 @@ class ChatK2(BaseChatModel):
                     cooldown=self.replica_cooldown,
                 )
             else:
-                from langchain_k2.backends.llamacpp import LlamaCppBackend
+                from langchain_k2.backends.llamacpp import DEFAULT_N_CTX, LlamaCppBackend
 
                 self._backend = LlamaCppBackend(
-                    cast("str", self.model_path), special_markers=self.format.special_markers
+                    cast("str", self.model_path),
+                    special_markers=self.format.special_markers,
+                    n_ctx=self.context_window or DEFAULT_N_CTX,
                 )
         return self._backend
 
@@ -434,8 +456,10 @@ class ChatK2(BaseChatModel):
             fmt=fmt,
             tools=allowed,  # empty for tool_choice="none"
             forced=mode in {"any", "tool"},
-            use_grammar=use_grammar and params.grammar is None,
-            max_repairs=self.max_tool_call_retries if mode != "none" else 0,
+            use_grammar=use_grammar
+            and params.grammar is None
+            and kwargs.get("tool_grammar") is not False,
+            max_repairs=_max_repairs(kwargs, self.max_tool_call_retries) if mode != "none" else 0,
             user_stops=user_stops,
             model_name=self.model_name,
             emit_chunks=streaming,

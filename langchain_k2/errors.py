@@ -11,10 +11,12 @@ K2Error
 ├── ToolDefinitionError (ValueError)      a bound tool has no name, a duplicate name, a bad schema
 ├── K2BackendError                        the backend refused or failed a request
 │   ├── K2ValidationError                 422: the server rejected the parameters (never retried)
-│   ├── K2GrammarUnsupportedError         422: the server runs without grammar support
+│   │   └── K2GrammarUnsupportedError     422: the server runs without grammar support
 │   ├── K2OverloadedError                 429: the server is overloaded (retried)
 │   ├── K2UnavailableError                503 / connection refused / loading (retried)
 │   ├── K2TimeoutError                    the request timed out (retried)
+│   ├── K2AuthenticationError             401 / 403: the server refused the credentials
+│   ├── K2NotFoundError                   404: no such route (endpoint_url is not the base URL)
 │   ├── K2GenerationError                 424: generation failed on the server
 │   └── K2IncompleteGenerationError       500: TGI's incomplete_generation (retried)
 └── K2StreamInterruptedError              a stream broke after text was yielded; holds it
@@ -101,6 +103,17 @@ class K2TimeoutError(K2BackendError):
     """The request did not complete within ``timeout`` seconds."""
 
     retryable = True
+
+
+class K2AuthenticationError(K2BackendError):
+    """The server refused the credentials (HTTP 401 or 403). Never retried.
+
+    Set ``hf_token`` (or ``HF_TOKEN``) to a token that may use the endpoint.
+    """
+
+
+class K2NotFoundError(K2BackendError):
+    """The server has no such route (HTTP 404): ``endpoint_url`` is not its base URL."""
 
 
 class K2GenerationError(K2BackendError):

@@ -173,20 +173,28 @@ def raw_result(raw: AIMessage, parsed: Any, error: BaseException | None) -> Mapp
     return {"raw": raw, "parsed": parsed, "parsing_error": error}
 
 
+def _repairs(raw: AIMessage) -> int:
+    """Tool-call repairs the model made inside the request that produced ``raw``."""
+    count = raw.response_metadata.get("tool_call_retries", 0)
+    return count if isinstance(count, int) else 0
+
+
 def structured_runnable(
     bound: Runnable[Any, AIMessage],
     to_messages: Callable[[Any], list[BaseMessage]],
     spec: StructuredSpec,
     *,
     include_raw: bool,
-    attempts: int,
+    retries: int,
 ) -> Runnable[Any, Any]:
     """The runnable ``with_structured_output`` returns.
 
     It adds the spec's instruction to the system prompt, calls ``bound`` (the model with
     its grammar or forced tool) and parses; output that fails validation is asked for
-    again, ``attempts`` times in all. The raw message records the retries in
-    ``response_metadata["structured_output_retries"]``.
+    again. Those re-asks and the repairs of a malformed tool call inside a request share
+    one budget of ``retries`` (passed to ``bound`` as ``max_tool_call_retries``, what is
+    left of it), so one call sends at most ``retries + 1`` generation requests. The raw
+    message records the re-asks in ``response_metadata["structured_output_retries"]``.
     """
 
     def finish(raw: AIMessage, attempt: int, parsed: Any, error: Exception | None) -> Any:
@@ -197,28 +205,35 @@ def structured_runnable(
             raise error
         return parsed
 
-    def settle(raw: AIMessage, attempt: int) -> tuple[bool, Any]:
+    def settle(raw: AIMessage, attempt: int, last: bool) -> tuple[bool, Any]:
         try:
             return True, finish(raw, attempt, spec.parse(raw), None)
         except OutputParserException as exc:
-            if attempt == attempts - 1:
+            if last:
                 return True, finish(raw, attempt, None, exc)
             return False, None
 
     def run(value: Any, config: RunnableConfig, **options: Any) -> Any:
         messages = with_instruction(to_messages(value), spec.instruction)
-        for attempt in range(attempts):
-            done, result = settle(bound.invoke(messages, config, **options), attempt)
+        left, attempt = retries, 0
+        while True:
+            raw = bound.invoke(messages, config, **{**options, "max_tool_call_retries": left})
+            left -= _repairs(raw)
+            done, result = settle(raw, attempt, last=left < 1)
             if done:
                 return result
-        raise AssertionError  # pragma: no cover - the last attempt always settles
+            left, attempt = left - 1, attempt + 1
 
     async def arun(value: Any, config: RunnableConfig, **options: Any) -> Any:
         messages = with_instruction(to_messages(value), spec.instruction)
-        for attempt in range(attempts):
-            done, result = settle(await bound.ainvoke(messages, config, **options), attempt)
+        left, attempt = retries, 0
+        while True:
+            options = {**options, "max_tool_call_retries": left}
+            raw = await bound.ainvoke(messages, config, **options)
+            left -= _repairs(raw)
+            done, result = settle(raw, attempt, last=left < 1)
             if done:
                 return result
-        raise AssertionError  # pragma: no cover - the last attempt always settles
+            left, attempt = left - 1, attempt + 1
 
     return RunnableLambda(run, afunc=arun, name="ChatK2StructuredOutput")

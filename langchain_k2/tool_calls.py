@@ -26,13 +26,11 @@ are merged (spec section 5). Every call gets a fresh id from `new_call_id`.
 from __future__ import annotations
 
 import ast
-import functools
-import importlib
 import json
 import math
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,8 +40,8 @@ from langchain_core.messages.tool import tool_call as create_tool_call
 from langchain_core.messages.tool import tool_call_chunk as create_tool_call_chunk
 
 from langchain_k2._block_scan import StringState, TagFinder, check_tags
-from langchain_k2._memo import MemoByValue
-from langchain_k2.errors import ToolDefinitionError
+from langchain_k2.tool_schema import ToolIndex as _ToolIndex
+from langchain_k2.tool_schema import tool_index as _tool_index
 
 __all__ = [
     "CLOSE_TAG",
@@ -64,18 +62,6 @@ CLOSE_TAG = "</tool_call>"
 """The tag that closes a tool-call block."""
 
 _FENCE_OPEN = re.compile(r"```[\w+.-]*[ \t]*(?:\r?\n)?")
-_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: (
-        (isinstance(v, int) and not isinstance(v, bool))
-        or (isinstance(v, float) and v.is_integer())
-    ),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "null": lambda v: v is None,
-}
 
 
 def new_call_id() -> str:
@@ -117,136 +103,6 @@ class ParsedToolCalls:
     tool_calls: list[ToolCall]
     invalid_tool_calls: list[InvalidToolCall]
     blocks: list[ToolBlock]
-
-
-# --------------------------------------------------------------------------------------
-# Tools and argument validation
-# --------------------------------------------------------------------------------------
-
-
-class _ToolIndex:
-    """The bound tools by name, each with its argument validator (built here, once)."""
-
-    def __init__(self, tools: Sequence[Mapping[str, Any]]) -> None:
-        self._schemas: dict[str, Mapping[str, Any] | None] = {}
-        self._validators: dict[str, Callable[[dict[str, Any]], str | None]] = {}
-        for position, tool in enumerate(tools):
-            function = tool.get("function")
-            spec: Mapping[str, Any] = function if isinstance(function, Mapping) else tool
-            name = spec.get("name")
-            if not isinstance(name, str) or not name:
-                msg = (
-                    f"tool #{position} has no name; pass OpenAI-style function dicts "
-                    '({"name", "description", "parameters"} or {"type": "function", '
-                    '"function": {...}})'
-                )
-                raise ToolDefinitionError(msg)
-            if name in self._schemas:
-                msg = f"two bound tools are named {name!r}; tool names must be unique"
-                raise ToolDefinitionError(msg)
-            parameters = spec.get("parameters")
-            if parameters is not None and not isinstance(parameters, Mapping):
-                msg = f"the 'parameters' of tool {name!r} must be a JSON schema object"
-                raise ToolDefinitionError(msg)
-            self._schemas[name] = parameters
-            self._validators[name] = _make_validator(name, parameters)
-
-    def check(self, name: str, args: dict[str, Any]) -> str | None:
-        """Return why ``args`` cannot go to tool ``name``, or ``None`` if they can."""
-        if name not in self._schemas:
-            bound = ", ".join(self._schemas) or "(none)"
-            return f"unknown tool {name!r}; bound tools: {bound}"
-        problem = self._validators[name](args)
-        if problem is None:
-            return None
-        return f"arguments for {name!r} fail its schema: {problem}"
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled_schema(schema_json: str) -> Any:
-    """A ``jsonschema`` validator for a schema given as JSON (cached: tools repeat per call).
-
-    Raises:
-        jsonschema.exceptions.SchemaError: the schema is not a valid JSON schema.
-    """
-    jsonschema: Any = importlib.import_module("jsonschema")
-    schema = json.loads(schema_json)
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator_cls.check_schema(schema)
-    return validator_cls(schema)
-
-
-def _make_validator(
-    name: str, schema: Mapping[str, Any] | None
-) -> Callable[[dict[str, Any]], str | None]:
-    """Build a function returning the first schema violation of some arguments, or None.
-
-    Uses ``jsonschema`` when it is installed (imported here, lazily), else a small check of
-    ``required`` and the top-level property ``type``s.
-
-    Raises:
-        ToolDefinitionError: the schema is not a valid JSON schema.
-    """
-    if not schema:
-        return lambda _args: None
-    try:
-        jsonschema: Any = importlib.import_module("jsonschema")
-    except ImportError:
-        return lambda args: _basic_schema_problem(schema, args)
-    try:
-        validator = _compiled_schema(json.dumps(schema, sort_keys=True))
-    except (TypeError, ValueError) as exc:  # not JSON-serializable: cannot be sent either
-        msg = f"the 'parameters' of tool {name!r} are not JSON-serializable: {exc}"
-        raise ToolDefinitionError(msg) from exc
-    except jsonschema.exceptions.SchemaError as exc:
-        msg = f"the 'parameters' of tool {name!r} are not a valid JSON schema: {exc.message}"
-        raise ToolDefinitionError(msg) from exc
-    best_match = jsonschema.exceptions.best_match
-
-    def validate(args: dict[str, Any]) -> str | None:
-        error = best_match(validator.iter_errors(args))
-        if error is None:
-            return None
-        message = str(error.message)
-        path = list(error.absolute_path)
-        if path:
-            message += " (at " + "/".join(str(p) for p in path) + ")"
-        return message
-
-    return validate
-
-
-def _basic_schema_problem(schema: Mapping[str, Any], args: dict[str, Any]) -> str | None:
-    """Check ``required`` and top-level property ``type``s (used without ``jsonschema``)."""
-    required = schema.get("required")
-    if isinstance(required, list):
-        for key in required:
-            if isinstance(key, str) and key not in args:
-                return f"{key!r} is a required property"
-    properties = schema.get("properties")
-    if not isinstance(properties, Mapping):
-        return None
-    for key, value in args.items():
-        prop = properties.get(key)
-        if not isinstance(prop, Mapping):
-            continue
-        expected = prop.get("type")
-        names = [expected] if isinstance(expected, str) else expected
-        if not isinstance(names, list):
-            continue
-        checks = [_JSON_TYPES[n] for n in names if isinstance(n, str) and n in _JSON_TYPES]
-        if checks and not any(check(value) for check in checks):
-            wanted = names[0] if len(names) == 1 else names
-            return f"{value!r} is not of type {wanted!r} (at {key})"
-    return None
-
-
-_indexes: MemoByValue[Sequence[Mapping[str, Any]], _ToolIndex] = MemoByValue(_ToolIndex)
-"""One index per bound-tools list (a bound model passes the same list on every call)."""
-
-
-def _tool_index(tools: Sequence[Mapping[str, Any]] | None) -> _ToolIndex | None:
-    return None if tools is None else _indexes(tools)
 
 
 # --------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from langchain_core.outputs import ChatGenerationChunk
 from langchain_k2._schema_refs import hoist_definitions
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.prompt import K2Format
+from langchain_k2.stops import StopFilter
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
 
 
@@ -40,60 +41,6 @@ class GenerationRequest:
     prompt: str
     params: GenerationParams
     repair: bool = False
-
-
-class StopFilter:
-    """Cuts text at the first stop string, holding back only a possible stop prefix.
-
-    Example:
-        >>> f = StopFilter(["<|endoftext|>"])
-        >>> f.feed("Hello<|end"), f.feed("oftext|> ignored"), f.stopped
-        ('Hello', '', True)
-    """
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self._stops = tuple(s for s in stops if s)
-        self._longest = max((len(s) for s in self._stops), default=0)
-        self._pending = ""
-        self.stopped = False
-        self.stop_found: str | None = None
-
-    def feed(self, delta: str) -> str:
-        """Return the text of ``delta`` that can be released now."""
-        if self.stopped or not delta:
-            return ""
-        if not self._stops:
-            return delta
-        start = max(0, len(self._pending) - self._longest + 1)
-        text = self._pending + delta
-        cut = -1
-        for stop in self._stops:
-            index = text.find(stop, start)
-            if index != -1 and (cut == -1 or index < cut):
-                cut, self.stop_found = index, stop
-        if cut != -1:
-            self.stopped = True
-            self._pending = ""
-            return text[:cut]
-        hold = 0
-        for stop in self._stops:
-            for size in range(min(len(stop) - 1, len(text)), hold, -1):
-                if text.endswith(stop[:size]):
-                    hold = size
-                    break
-        self._pending = text[len(text) - hold :] if hold else ""
-        return text[: len(text) - hold]
-
-    def end(self) -> str:
-        """Stop here (the turn ended otherwise); release held text, which was no stop."""
-        held = self.flush()
-        self.stopped = True
-        return held
-
-    def flush(self) -> str:
-        """Release held text at the end of generation (it did not become a stop)."""
-        held, self._pending = self._pending, ""
-        return "" if self.stopped else held
 
 
 def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -498,3 +499,15 @@ def test_a_repair_without_room_keeps_the_block_and_says_why() -> None:
         "malformed call is kept as an invalid tool call"
     )
     assert message.response_metadata["tool_call_retries"] == 0
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"
+)
+@pytest.mark.parametrize("window", [1024, 16384])
+def test_context_window_sets_llama_cpps_n_ctx(tmp_path, window):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"")  # never loaded: info() reads the window from n_ctx
+    llm = ChatK2(model_path=str(gguf), context_window=window)
+    info = llm._get_backend().info()
+    assert (info.max_total_tokens, info.max_input_tokens) == (window, window - 1)

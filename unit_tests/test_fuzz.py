@@ -11,7 +11,7 @@ fragments (where the parsers' edge cases live). Properties:
 - ``ToolCallStreamParser`` fed the same text split at random points agrees with the whole parse.
 
 Budget: ``FUZZ_EXAMPLES`` examples per property (env ``K2_FUZZ_EXAMPLES``, default 500), no
-deadline; the last test prints each property's examples and time.
+deadline; each property's test fails unless hypothesis really ran that many examples.
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def _role(message: BaseMessage) -> str | None:
     neutralize=st.booleans(),
 )
 @timed("render_prompt raises only K2InputError")
-def test_render_prompt_raises_only_k2_input_error(
+def check_render_prompt_raises_only_k2_input_error(
     *,
     messages: list[BaseMessage],
     tools: list[dict[str, Any]] | None,
@@ -308,7 +308,7 @@ def without_stray_close_tags(text: str, blocks: list[ToolBlock]) -> str:
 @FUZZ
 @given(text=texts, tools=parser_tools)
 @timed("parse_tool_calls loses no text")
-def test_parse_tool_calls_never_raises_and_loses_no_text(
+def check_parse_tool_calls_never_raises_and_loses_no_text(
     text: str, tools: list[dict[str, Any]] | None
 ) -> None:
     parsed = parse_tool_calls(text, tools)
@@ -336,7 +336,7 @@ def _comparable(block: ToolBlock) -> tuple[Any, ...]:
 @FUZZ
 @given(text=texts, cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12))
 @timed("stream parser agrees with whole parse")
-def test_stream_parser_on_random_splits_agrees_with_the_whole_parse(
+def check_stream_parser_on_random_splits_agrees_with_the_whole_parse(
     text: str, cuts: list[int]
 ) -> None:
     tools = [{"name": "f", "parameters": {"type": "object"}}]
@@ -392,11 +392,22 @@ def test_tool_call_args_json_cannot_encode_are_an_input_error(value: Any) -> Non
         render_prompt(history)
 
 
-def test_zz_fuzz_budget_report(capsys: pytest.CaptureFixture[str]) -> None:
-    """Print how many examples each property ran, and in how long (run after the others)."""
-    report = ", ".join(
-        f"{name}: {runs} examples, {spent:.2f}s inside the property"
-        for name, (runs, spent) in BUDGET.items()
+PROPERTIES: dict[str, Callable[[], None]] = {
+    "render_prompt raises only K2InputError": check_render_prompt_raises_only_k2_input_error,
+    "parse_tool_calls loses no text": check_parse_tool_calls_never_raises_and_loses_no_text,
+    "stream parser agrees with whole parse": (
+        check_stream_parser_on_random_splits_agrees_with_the_whole_parse
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PROPERTIES))
+def test_property_holds_over_its_full_budget(name: str) -> None:
+    """The property holds on every example, and hypothesis really ran ``FUZZ_EXAMPLES``."""
+    BUDGET.pop(name, None)
+    PROPERTIES[name]()  # runs every example; a counterexample fails here
+    runs, spent = BUDGET.get(name, (0, 0.0))
+    assert runs >= FUZZ_EXAMPLES, (
+        f"{name}: only {runs} of max_examples={FUZZ_EXAMPLES} examples ran ({spent:.2f}s); "
+        "the strategies filter or overrun too much, so the fuzzing is weaker than it says"
     )
-    with capsys.disabled():
-        print(f"\nfuzz budget: max_examples={FUZZ_EXAMPLES} per property; {report or 'none ran'}")

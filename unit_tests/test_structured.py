@@ -171,3 +171,41 @@ def test_schema_json_is_in_the_instruction():
     prompt = backend.requests[0][0]
     schema_text = prompt.split("JSON schema: ", 1)[1].split("<|endofsystemprompt|>")[0]
     assert json.loads(schema_text)["required"] == ["name", "age"]
+
+
+def test_function_calling_strict_false_sends_no_grammar_even_for_a_repair():
+    llm, backend = make()
+    structured = llm.with_structured_output(Person, method="function_calling", strict=False)
+    backend.script(
+        ['{"name": "Person", "arguments": {"name": "Bob", "age": "four"}}</tool_call>'],
+        ['{"name": "Person", "arguments": {"name": "Bob", "age": 4}}</tool_call>'],
+    )
+    assert structured.invoke("Bob is 4.") == Person(name="Bob", age=4)
+    assert len(backend.requests) == 2  # the first call failed its schema and was repaired
+    assert [params.grammar for _, params in backend.requests] == [None, None]
+    assert all(prompt.endswith("<tool_call>") for prompt, _ in backend.requests)
+
+
+@pytest.mark.parametrize("retries", [0, 1, 2])
+def test_repairs_and_re_asks_share_max_tool_call_retries(retries):
+    llm, backend = make(max_tool_call_retries=retries)
+    bad = '{"name": "Person", "arguments": {"name": "Bob", "age": "four"}}</tool_call>'
+    backend.script(*[[bad]] * 20)
+    structured = llm.with_structured_output(Person, method="function_calling", include_raw=True)
+    result = structured.invoke("Bob is 4.")
+    assert result["parsed"] is None
+    assert isinstance(result["parsing_error"], OutputParserException)
+    assert len(backend.requests) == retries + 1  # not (retries + 1) ** 2
+
+
+def test_a_repair_uses_the_budget_a_re_ask_would_have_used():
+    llm, backend = make(max_tool_call_retries=2)
+    bad = '{"name": "Person", "arguments": {"name": "Bob", "age": "four"}}</tool_call>'
+    good = '{"name": "Person", "arguments": {"name": "Bob", "age": 4}}</tool_call>'
+    backend.script([bad], [good])
+    structured = llm.with_structured_output(Person, method="function_calling", include_raw=True)
+    result = structured.invoke("Bob is 4.")
+    assert result["parsed"] == Person(name="Bob", age=4)
+    assert result["raw"].response_metadata["tool_call_retries"] == 1
+    assert result["raw"].response_metadata["structured_output_retries"] == 0
+    assert len(backend.requests) == 2

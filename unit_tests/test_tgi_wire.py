@@ -18,10 +18,12 @@ from huggingface_hub import close_session, set_client_factory
 from huggingface_hub.utils._http import default_client_factory
 
 from langchain_k2 import (
+    K2AuthenticationError,
     K2BackendError,
     K2GenerationError,
     K2GrammarUnsupportedError,
     K2IncompleteGenerationError,
+    K2NotFoundError,
     K2OverloadedError,
     K2UnavailableError,
     K2ValidationError,
@@ -259,9 +261,9 @@ def test_error_events_map_by_type(
         (502, "<html>Bad Gateway</html>", K2UnavailableError, "Bad Gateway"),
         (503, {"message": "loading"}, K2UnavailableError, "loading"),
         (504, "", K2UnavailableError, "HTTP 504"),
-        (401, {"error": "no"}, K2BackendError, "set hf_token"),
-        (403, {"error": "no"}, K2BackendError, "set hf_token"),
-        (404, "Not Found", K2BackendError, "base URL"),
+        (401, {"error": "no"}, K2AuthenticationError, "set hf_token"),
+        (403, {"error": "no"}, K2AuthenticationError, "set hf_token"),
+        (404, "Not Found", K2NotFoundError, "base URL"),
         (500, {"error": "Internal error"}, K2BackendError, "failed (500): Internal error"),
     ],
 )

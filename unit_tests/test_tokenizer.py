@@ -1,4 +1,4 @@
-"""langchain_k2.tokenizer against a small K2-style tokenizer built here (offline, no Hub)."""
+"""`langchain_k2.tokenizer` and `langchain_k2.format_check` on a K2-style tokenizer built here."""
 
 from __future__ import annotations
 
@@ -16,15 +16,14 @@ pytest.importorskip("transformers")
 
 from langchain_k2 import K2ConfigError, K2Format, render_prompt
 from langchain_k2.context import fit_messages
-from langchain_k2.prompt import DEFAULT_FORMAT
-from langchain_k2.tokenizer import (
+from langchain_k2.format_check import (
     check_format,
-    count_prompt_tokens,
     format_from_tokenizer,
-    load_tokenizer,
     marker_problems,
     template_mismatch,
 )
+from langchain_k2.prompt import DEFAULT_FORMAT
+from langchain_k2.tokenizer import count_prompt_tokens, load_tokenizer
 from unit_tests.k2_tokenizer import K2_CHAT_TEMPLATE, K2_SPECIAL_TOKENS, build_k2_tokenizer
 
 SYSTEM = "You are a helpful assistant."

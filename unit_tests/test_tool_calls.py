@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import Any
 
 import pytest
@@ -179,27 +178,6 @@ def test_schema_enum_checked_with_jsonschema() -> None:
     text = block_text({"name": "get_weather", "arguments": {"city": "Oslo", "unit": "kelvin"}})
     parsed = parse_tool_calls(text, tools)
     assert "'kelvin' is not one of" in (parsed.invalid_tool_calls[0]["error"] or "")
-
-
-def test_fallback_schema_check_without_jsonschema(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "jsonschema", None)  # import now raises ImportError
-    tools = TOOL_SETS["weather_search"] + TOOL_SETS["product"]
-    cases = {
-        '{"name": "get_weather", "arguments": {}}': "'city' is a required property",
-        '{"name": "search", "arguments": {"query": 3}}': "3 is not of type 'string'",
-        '{"name": "get_product_info", "arguments": {"product_id": 1.5, "inserted": true}}': (
-            "1.5 is not of type 'integer'"
-        ),
-        '{"name": "get_product_info", "arguments": {"product_id": 2, "inserted": 1}}': (
-            "1 is not of type 'boolean'"
-        ),
-    }
-    for body, error in cases.items():
-        parsed = parse_tool_calls(OPEN_TAG + body + CLOSE_TAG, tools)
-        assert parsed.tool_calls == []
-        assert error in (parsed.invalid_tool_calls[0]["error"] or ""), body
-    ok = '{"name": "get_product_info", "arguments": {"product_id": 2, "inserted": false}}'
-    assert len(parse_tool_calls(OPEN_TAG + ok + CLOSE_TAG, tools).tool_calls) == 1
 
 
 def test_tool_definition_errors() -> None:

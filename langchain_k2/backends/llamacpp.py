@@ -35,7 +35,8 @@ Behaviour, kept as close to the TGI backend as llama.cpp allows:
   same token evaluated inside a batch can get logits a rounding error apart, which flips a
   close argmax), so prompts are always evaluated in chunks of ``n_batch`` tokens aligned to
   position 0, and only whole chunks that an earlier *prompt* evaluated are reused: never a
-  partial last chunk, never the state left by generated tokens. See `reusable_prefix`.
+  partial last chunk, never the state left by generated tokens. See
+  `langchain_k2.backends.llamacpp_request.reusable_prefix`.
 - One instance holds one llama.cpp context, which is not thread-safe: generations on one
   instance are serialized by a lock. A sync stream holds the lock while it is iterated and
   releases it when it ends, is closed or is dropped; an async stream runs the generation in
@@ -46,17 +47,18 @@ Behaviour, kept as close to the TGI backend as llama.cpp allows:
   types (weight repacking, AMX kernels) are off unless ``use_extra_bufts=True``: builds
   with AMX kernels crash with a general-protection fault in virtual machines that
   advertise AMX without supporting it.
+
+Workarounds for llama-cpp-python's gaps live in `langchain_k2.backends.llamacpp_compat`;
+stop strings are cut by `langchain_k2.stops.TokenStopFilter`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import ctypes
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import secrets
 import sys
@@ -65,7 +67,6 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -76,18 +77,32 @@ from langchain_k2.backends.base import (
     GenerationParams,
     TokenEvent,
 )
+from langchain_k2.backends.llamacpp_compat import (
+    construct_llama,
+    cpu_advertises_amx,
+    grammar_is_usable,
+    schema_to_gbnf,
+)
+from langchain_k2.backends.llamacpp_request import (
+    grammar_schema_text,
+    reusable_prefix,
+    sampling_kwargs,
+)
+from langchain_k2.backends.thread_stream import stream_in_thread
 from langchain_k2.errors import (
     ContextWindowExceededError,
     K2ConfigError,
     K2GenerationError,
-    K2GrammarUnsupportedError,
     K2ValidationError,
 )
+from langchain_k2.stops import TokenStopFilter
 
-__all__ = ["LlamaCppBackend", "find_smollm2_gguf", "reusable_prefix"]
+__all__ = ["DEFAULT_N_CTX", "LlamaCppBackend", "find_smollm2_gguf", "reusable_prefix"]
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_N_CTX = 4096
+"""The context window (``n_ctx``) a `LlamaCppBackend` gets when none is given."""
 _INSTALL_HINT = 'pip install "langchain-k2[local]"'
 _LARGE_MODEL_BYTES = 1 << 30
 """Files over this size also get their loading message printed to stderr."""
@@ -96,15 +111,6 @@ _LOCK_POLL_S = 0.05
 _RESERVED_LLAMA_KWARGS = frozenset(
     {"model_path", "n_ctx", "n_threads", "n_gpu_layers", "verbose", "seed"}
 )
-_SAMPLING_DEFAULTS: dict[str, float] = {
-    "temp": 0.8,
-    "top_k": 40,
-    "top_p": 0.95,
-    "min_p": 0.05,
-    "repeat_penalty": 1.0,
-}
-_CONSTRUCT_LOCK = threading.Lock()
-"""Serializes the short window in which ``llama_model_default_params`` is patched."""
 
 
 def find_smollm2_gguf() -> Path | None:
@@ -130,16 +136,6 @@ def find_smollm2_gguf() -> Path | None:
     return None
 
 
-@lru_cache(maxsize=1)
-def _cpu_advertises_amx() -> bool:
-    """Whether the CPU reports Intel AMX tiles (Linux ``/proc/cpuinfo``)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            return any(line.startswith("flags") and "amx_tile" in line.split() for line in cpuinfo)
-    except OSError:
-        return False
-
-
 def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
@@ -156,16 +152,6 @@ def _llama_cpp_version() -> str | None:
         return importlib.metadata.version("llama-cpp-python")
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-@dataclass
-class _Pending:
-    """A token whose event is held back while its text could start a stop string."""
-
-    text: str
-    special: bool
-    end: int
-    """Offset in the generated text just after this token's text."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +193,7 @@ class LlamaCppBackend:
         self,
         model_path: str | Path,
         *,
-        n_ctx: int = 4096,
+        n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         verbose: bool = False,
@@ -317,63 +303,22 @@ class LlamaCppBackend:
         """
         return self._events(prompt, params, None)
 
-    async def astream(
+    def astream(
         self,
         prompt: str,
         params: GenerationParams,
         *,
         live: bool = True,  # noqa: ARG002 -- tokens come one by one either way
     ) -> AsyncGenerator[GenerationEvent, None]:
-        """Async twin of `stream`: llama.cpp runs in a worker thread.
+        """Async twin of `stream`: llama.cpp runs in a worker thread (`stream_in_thread`).
 
         Events are yielded as the worker produces them. Closing the iterator early
         (``break``, ``aclose()``, cancellation) stops the worker after its current token and
         waits for it to release the instance's lock.
         """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[GenerationEvent | BaseException | None] = asyncio.Queue()
-        cancel = threading.Event()
-        finished: asyncio.Future[None] = loop.create_future()
-
-        def deliver(item: GenerationEvent | BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the event loop is closed: nobody is listening
-                cancel.set()
-
-        def mark_finished() -> None:
-            if not finished.done():
-                finished.set_result(None)
-
-        def work() -> None:
-            events = self._events(prompt, params, cancel)
-            try:
-                for event in events:
-                    if cancel.is_set():
-                        break
-                    deliver(event)
-            except BaseException as exc:  # noqa: BLE001 -- re-raised in the consumer
-                deliver(exc)
-            finally:
-                events.close()
-                deliver(None)
-                with contextlib.suppress(RuntimeError):  # the event loop is closed
-                    loop.call_soon_threadsafe(mark_finished)
-
-        worker = threading.Thread(target=work, name="langchain-k2-llamacpp", daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            cancel.set()
-            if not finished.done():
-                await asyncio.shield(finished)
+        return stream_in_thread(
+            lambda cancel: self._events(prompt, params, cancel), name="langchain-k2-llamacpp"
+        )
 
     # -------------------------------------------------------------- internals
 
@@ -416,11 +361,11 @@ class LlamaCppBackend:
         if self._n_threads is not None:
             kwargs["n_threads"] = self._n_threads
         extra_bufts = self._use_extra_bufts
-        if extra_bufts is None and _cpu_advertises_amx():
+        if extra_bufts is None and cpu_advertises_amx():
             extra_bufts = False
         started = time.monotonic()
         try:
-            llama = _construct_llama(llama_cpp, str(path), kwargs, extra_bufts)
+            llama = construct_llama(llama_cpp, str(path), kwargs, extra_bufts)
         except (ValueError, RuntimeError, OSError) as exc:
             raise K2ConfigError(
                 f"llama.cpp could not load {path}: {exc}. Check that it is a complete GGUF "
@@ -479,88 +424,6 @@ class LlamaCppBackend:
             self._token_info[token] = info
         return info
 
-    def _sampling(self, params: GenerationParams) -> tuple[dict[str, Any], bool]:
-        """llama.cpp sampling keywords for ``params``, and whether decoding is greedy."""
-        if isinstance(params.max_new_tokens, bool) or params.max_new_tokens < 1:
-            raise K2ValidationError(
-                f"max_new_tokens must be >= 1, got {params.max_new_tokens!r}",
-                error_type="validation",
-            )
-        temperature = params.temperature
-        if temperature is not None and temperature < 0:
-            raise K2ValidationError(
-                f"temperature must be >= 0 (0 means greedy), got {temperature!r}",
-                error_type="validation",
-            )
-        if params.top_p is not None and not 0 < params.top_p <= 1:
-            raise K2ValidationError(
-                f"top_p must be in (0, 1], got {params.top_p!r}", error_type="validation"
-            )
-        if params.top_k is not None and params.top_k < 0:
-            raise K2ValidationError(
-                f"top_k must be >= 0 (0 disables it), got {params.top_k!r}",
-                error_type="validation",
-            )
-        penalty = params.repetition_penalty
-        if penalty is not None and penalty <= 0:
-            raise K2ValidationError(
-                f"repetition_penalty must be > 0, got {penalty!r}", error_type="validation"
-            )
-        kwargs: dict[str, Any] = dict(_SAMPLING_DEFAULTS)
-        if penalty is not None:
-            kwargs["repeat_penalty"] = float(penalty)
-        if temperature == 0:
-            kwargs.update(temp=0.0, top_k=1, top_p=1.0, min_p=0.0)
-            return kwargs, True
-        if temperature is not None:
-            kwargs["temp"] = float(temperature)
-        if params.top_k is not None:
-            kwargs["top_k"] = int(params.top_k)
-        if params.top_p is not None:
-            kwargs["top_p"] = float(params.top_p)
-        return kwargs, False
-
-    def _schema_text(self, grammar: Mapping[str, Any] | None) -> str | None:
-        """The JSON schema of a TGI-shaped grammar, as text; validated before any loading."""
-        if grammar is None:
-            return None
-        kind = grammar.get("type")
-        value = grammar.get("value")
-        if kind == "regex":
-            raise K2GrammarUnsupportedError(
-                "llama.cpp has no regex grammar: constrain the output with a JSON schema "
-                '({"type": "json", "value": <schema>}) or use the TGI backend.',
-                error_type="validation",
-            )
-        if kind == "json_schema" and isinstance(value, Mapping):
-            value = value.get("schema")
-        elif kind != "json":
-            raise K2ValidationError(
-                f'grammar type must be "json" (or "json_schema"), got {kind!r}',
-                error_type="validation",
-            )
-        if isinstance(value, str):
-            try:
-                json.loads(value)
-            except ValueError as exc:
-                raise K2ValidationError(
-                    f"grammar value is not valid JSON: {exc}", error_type="validation"
-                ) from exc
-            return value
-        if isinstance(value, Mapping | bool):
-            try:
-                return json.dumps(value)
-            except (TypeError, ValueError) as exc:
-                raise K2ValidationError(
-                    f"grammar JSON schema is not JSON-serializable: {exc}",
-                    error_type="validation",
-                ) from exc
-        raise K2ValidationError(
-            "grammar value must be a JSON schema (a dict or its JSON text), "
-            f"got {type(value).__name__}",
-            error_type="validation",
-        )
-
     def _grammar(self, schema_text: str) -> Any:
         """A ``LlamaGrammar`` for the schema, built once and cached (model loaded)."""
         grammar = self._grammars.get(schema_text)
@@ -569,33 +432,18 @@ class LlamaCppBackend:
             return grammar
         llama_cpp = _import_llama_cpp()
         try:
-            if _is_any_object(schema_text):
-                # llama-cpp-python's converter turns additionalProperties into object-only
-                # values; its stock JSON grammar is exactly "any JSON object".
-                gbnf = llama_cpp.llama_grammar.JSON_GBNF
-            else:
-                gbnf = llama_cpp.llama_grammar.json_schema_to_gbnf(schema_text)
-            # llama-cpp-python's converter lets strings hold raw control characters (the C++
-            # converter does not): a small model then writes newlines inside a string, the
-            # JSON never parses and the string never ends. Restrict chars as JSON does.
-            gbnf = gbnf.replace(_LOOSE_CHAR_RULE, _JSON_CHAR_RULE)
+            gbnf = schema_to_gbnf(llama_cpp, schema_text)
             grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
         except Exception as exc:  # the converter raises bare Exception/ValueError/KeyError
             raise K2ValidationError(
                 f"llama.cpp cannot turn this JSON schema into a grammar: {exc}",
                 error_type="validation",
             ) from exc
-        # llama.cpp returns no sampler for a grammar it cannot parse; check it here rather
-        # than hand a null sampler to the sampling chain.
-        sampler = self._lc.llama_sampler_init_grammar(
-            self._vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
-        )
-        if not sampler:
+        if not grammar_is_usable(self._lc, self._vocab, grammar):
             raise K2ValidationError(
                 "llama.cpp rejected the grammar built from this JSON schema",
                 error_type="validation",
             )
-        self._lc.llama_sampler_free(sampler)
         self._grammars[schema_text] = grammar
         while len(self._grammars) > _GRAMMAR_CACHE_SIZE:
             self._grammars.popitem(last=False)
@@ -613,8 +461,8 @@ class LlamaCppBackend:
     def _events(
         self, prompt: str, params: GenerationParams, cancel: threading.Event | None
     ) -> Generator[GenerationEvent, None, None]:
-        sampling, greedy = self._sampling(params)
-        schema_text = self._schema_text(params.grammar)
+        sampling, greedy = sampling_kwargs(params)
+        schema_text = grammar_schema_text(params.grammar)
         llama = self._ensure_loaded()
         tokens = self._tokenize(llama, prompt)
         if not tokens:
@@ -663,7 +511,7 @@ class LlamaCppBackend:
         cancel: threading.Event | None,
     ) -> Generator[GenerationEvent, None, None]:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = _StopFilter(params.stop)
+        text: TokenStopFilter[bool] = TokenStopFilter(params.stop)
         generated = 0
         finish = "length"
         chunk = int(llama.n_batch)
@@ -690,7 +538,7 @@ class LlamaCppBackend:
                 generated += 1
                 info = self._token(token)
                 if info.eog:
-                    yield from text.flush()
+                    yield from _events(text.flush())
                     yield TokenEvent(info.piece.decode("utf-8", errors="replace"), True)
                     finish = "eos_token"
                     break
@@ -699,11 +547,11 @@ class LlamaCppBackend:
                 else:
                     piece = decoder.decode(info.piece)
                 ready, stopped = text.add(piece, info.special)
-                yield from ready
+                yield from _events(ready)
                 if stopped:
                     finish = "stop_sequence"
                     break
-            yield from text.flush()
+            yield from _events(text.flush())
             if decoder.decode(b"", final=True):
                 logger.debug("dropped the bytes of an unfinished character at the end")
             yield FinalEvent(
@@ -716,130 +564,7 @@ class LlamaCppBackend:
             generator.close()
 
 
-def reusable_prefix(evaluated: Sequence[int], tokens: Sequence[int], chunk: int) -> int:
-    """How many leading ``tokens`` may keep the llama.cpp state an earlier prompt left.
-
-    ``evaluated`` holds the earlier prompt's tokens whose state came from whole, aligned
-    chunks of ``chunk`` tokens. The answer is a multiple of ``chunk`` (so the rest is
-    evaluated in the same aligned chunks a fresh context would use) and leaves at least
-    one token to evaluate (its logits pick the first new token).
-
-    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 4, 5, 6], chunk=2)
-    4
-    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 9, 5], chunk=2)
-    2
-    >>> reusable_prefix([1, 2, 3, 4], [1, 2, 3, 4], chunk=2)  # same prompt: redo last chunk
-    2
-    >>> reusable_prefix([], [1, 2, 3], chunk=2)
-    0
-    """
-    limit = min(len(evaluated), len(tokens) - 1)
-    common = 0
-    while common < limit and evaluated[common] == tokens[common]:
-        common += 1
-    return common // chunk * chunk
-
-
-def _is_any_object(schema_text: str) -> bool:
-    """Whether the schema is JSON mode's "any object" (no properties, anything extra)."""
-    schema = json.loads(schema_text)
-    return (
-        isinstance(schema, dict)
-        and schema.get("type") == "object"
-        and not schema.get("properties")
-        and schema.get("additionalProperties", False) not in (False, None)
-        and set(schema) <= {"type", "properties", "additionalProperties"}
-    )
-
-
-_LOOSE_CHAR_RULE = 'char ::= [^"\\\\] |'
-_JSON_CHAR_RULE = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
-
-
-class _StopFilter:
-    """Turns token texts into events, cutting the text where a stop string begins.
-
-    Text that could be the start of a stop string is held back (as whole token events) until
-    the following tokens decide it; a matched stop string and everything after it are dropped.
-    """
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = tuple(dict.fromkeys(s for s in stops if s))
-        self.longest = max((len(s) for s in self.stops), default=0)
-        self.text = ""
-        self.pending: list[_Pending] = []
-
-    def add(self, piece: str, special: bool) -> tuple[list[TokenEvent], bool]:
-        """Take one token's text; return the events now safe to emit and whether it stopped."""
-        start = len(self.text)
-        self.text += piece
-        self.pending.append(_Pending(piece, special, len(self.text)))
-        if not self.stops:
-            return self._release(len(self.text)), False
-        hit = _find_stop(self.text, self.stops, max(0, start - self.longest + 1))
-        if hit is None:
-            held = _held_back(self.text, self.stops, self.longest)
-            return self._release(len(self.text) - held), False
-        ready = self._release(hit)
-        if self.pending and self.pending[0].end - len(self.pending[0].text) < hit:
-            first = self.pending[0]
-            cut = hit - (first.end - len(first.text))
-            ready.append(TokenEvent(first.text[:cut], first.special))
-        self.pending.clear()
-        return ready, True
-
-    def flush(self) -> list[TokenEvent]:
-        """Everything still held back (generation ended without completing a stop string)."""
-        return self._release(len(self.text))
-
-    def _release(self, upto: int) -> list[TokenEvent]:
-        ready: list[TokenEvent] = []
-        while self.pending and self.pending[0].end <= upto:
-            held = self.pending.pop(0)
-            ready.append(TokenEvent(held.text, held.special))
-        return ready
-
-
-def _find_stop(text: str, stops: tuple[str, ...], start: int) -> int | None:
-    """Where the earliest stop string begins in ``text[start:]``, if any."""
-    found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
-    return min(found) if found else None
-
-
-def _held_back(text: str, stops: tuple[str, ...], longest_stop: int) -> int:
-    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
-    for size in range(min(longest_stop - 1, len(text)), 0, -1):
-        tail = text[-size:]
-        if any(s.startswith(tail) for s in stops):
-            return size
-    return 0
-
-
-def _construct_llama(
-    llama_cpp: Any, model_path: str, kwargs: dict[str, Any], extra_bufts: bool | None
-) -> Any:
-    """``llama_cpp.Llama(model_path, **kwargs)``, with ``use_extra_bufts`` set when given.
-
-    llama-cpp-python does not expose the model parameter ``use_extra_bufts``; its
-    ``Llama`` reads the defaults from ``llama_model_default_params`` while loading, so that
-    function is swapped for the duration of the load (serialized by a module lock).
-    """
-    bindings = llama_cpp.llama_cpp
-    original = bindings.llama_model_default_params
-    fields = {field[0] for field in getattr(type(original()), "_fields_", ())}
-    if extra_bufts is None or "use_extra_bufts" not in fields:
-        if extra_bufts is not None:
-            logger.debug("this llama-cpp-python has no use_extra_bufts model parameter")
-        return llama_cpp.Llama(model_path=model_path, **kwargs)
-
-    def default_params() -> Any:
-        params = original()
-        params.use_extra_bufts = extra_bufts
-        return params
-
-    with _CONSTRUCT_LOCK:
-        bindings.llama_model_default_params = default_params
-        try:
-            return llama_cpp.Llama(model_path=model_path, **kwargs)
-        finally:
-            bindings.llama_model_default_params = original
+def _events(pieces: list[tuple[str, bool]]) -> Generator[TokenEvent, None, None]:
+    """Token events for the ``(text, special)`` pieces a stop filter released."""
+    for text, special in pieces:
+        yield TokenEvent(text, special)

@@ -24,10 +24,12 @@ from typing import Any
 
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, TokenEvent
 from langchain_k2.errors import (
+    K2AuthenticationError,
     K2BackendError,
     K2GenerationError,
     K2GrammarUnsupportedError,
     K2IncompleteGenerationError,
+    K2NotFoundError,
     K2OverloadedError,
     K2UnavailableError,
     K2ValidationError,
@@ -405,13 +407,13 @@ def error_from(
             retry_after=retry_after_s,
         )
     if status in {401, 403}:
-        return K2BackendError(
+        return K2AuthenticationError(
             f"{where} refused the credentials ({status}): set hf_token (or HF_TOKEN) "
             "to a token that may use this endpoint.",
             status=status,
         )
     if status == 404:
-        return K2BackendError(
+        return K2NotFoundError(
             f"No TGI route at {url} (404): endpoint_url must be the server's base URL, "
             "e.g. http://host:8080.",
             status=404,

@@ -1,0 +1,135 @@
+"""Bound tools and their argument checks: the tool-call parser asks here whether a call fits.
+
+In: the bound tools as OpenAI-style function dicts (``{"name", "description", "parameters"}``
+or ``{"type": "function", "function": {...}}``). Out: a `ToolIndex` that answers, for a
+parsed call's name and arguments, ``None`` (the call fits) or a sentence saying why not (an
+unknown name, or the first violation of the tool's JSON schema, found with ``jsonschema``).
+Bad tool definitions (no name, two tools with one name, a schema that is not a JSON schema)
+raise `ToolDefinitionError` when the index is built.
+
+Example:
+    >>> index = tool_index([{"name": "add", "parameters": {
+    ...     "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}])
+    >>> index.check("add", {"a": 1}) is None
+    True
+    >>> index.check("add", {})
+    "arguments for 'add' fail its schema: 'a' is a required property"
+    >>> index.check("mul", {})
+    "unknown tool 'mul'; bound tools: add"
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jsonschema
+
+from langchain_k2._memo import MemoByValue
+from langchain_k2.errors import ToolDefinitionError
+
+__all__ = ["ToolIndex", "tool_index"]
+
+
+class ToolIndex:
+    """The bound tools by name, each with its argument validator (built here, once)."""
+
+    def __init__(self, tools: Sequence[Mapping[str, Any]]) -> None:
+        """Index ``tools`` and compile their schemas.
+
+        Raises:
+            ToolDefinitionError: a tool has no name, a duplicate name or an invalid schema.
+        """
+        self._schemas: dict[str, Mapping[str, Any] | None] = {}
+        self._validators: dict[str, Callable[[dict[str, Any]], str | None]] = {}
+        for position, tool in enumerate(tools):
+            function = tool.get("function")
+            spec: Mapping[str, Any] = function if isinstance(function, Mapping) else tool
+            name = spec.get("name")
+            if not isinstance(name, str) or not name:
+                msg = (
+                    f"tool #{position} has no name; pass OpenAI-style function dicts "
+                    '({"name", "description", "parameters"} or {"type": "function", '
+                    '"function": {...}})'
+                )
+                raise ToolDefinitionError(msg)
+            if name in self._schemas:
+                msg = f"two bound tools are named {name!r}; tool names must be unique"
+                raise ToolDefinitionError(msg)
+            parameters = spec.get("parameters")
+            if parameters is not None and not isinstance(parameters, Mapping):
+                msg = f"the 'parameters' of tool {name!r} must be a JSON schema object"
+                raise ToolDefinitionError(msg)
+            self._schemas[name] = parameters
+            self._validators[name] = _make_validator(name, parameters)
+
+    def check(self, name: str, args: dict[str, Any]) -> str | None:
+        """Return why ``args`` cannot go to tool ``name``, or ``None`` if they can."""
+        if name not in self._schemas:
+            bound = ", ".join(self._schemas) or "(none)"
+            return f"unknown tool {name!r}; bound tools: {bound}"
+        problem = self._validators[name](args)
+        if problem is None:
+            return None
+        return f"arguments for {name!r} fail its schema: {problem}"
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_schema(schema_json: str) -> Any:
+    """A ``jsonschema`` validator for a schema given as JSON (cached: tools repeat per call).
+
+    Raises:
+        jsonschema.exceptions.SchemaError: the schema is not a valid JSON schema.
+    """
+    schema = json.loads(schema_json)
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator_cls.check_schema(schema)
+    return validator_cls(schema)
+
+
+def _make_validator(
+    name: str, schema: Mapping[str, Any] | None
+) -> Callable[[dict[str, Any]], str | None]:
+    """Build a function returning the first schema violation of some arguments, or None.
+
+    Raises:
+        ToolDefinitionError: the schema is not a valid JSON schema.
+    """
+    if not schema:
+        return lambda _args: None
+    try:
+        validator = _compiled_schema(json.dumps(schema, sort_keys=True))
+    except (TypeError, ValueError) as exc:  # not JSON-serializable: cannot be sent either
+        msg = f"the 'parameters' of tool {name!r} are not JSON-serializable: {exc}"
+        raise ToolDefinitionError(msg) from exc
+    except jsonschema.exceptions.SchemaError as exc:
+        msg = f"the 'parameters' of tool {name!r} are not a valid JSON schema: {exc.message}"
+        raise ToolDefinitionError(msg) from exc
+    best_match = jsonschema.exceptions.best_match
+
+    def validate(args: dict[str, Any]) -> str | None:
+        error = best_match(validator.iter_errors(args))
+        if error is None:
+            return None
+        message = str(error.message)
+        path = list(error.absolute_path)
+        if path:
+            message += " (at " + "/".join(str(p) for p in path) + ")"
+        return message
+
+    return validate
+
+
+_indexes: MemoByValue[Sequence[Mapping[str, Any]], ToolIndex] = MemoByValue(ToolIndex)
+"""One index per bound-tools list (a bound model passes the same list on every call)."""
+
+
+def tool_index(tools: Sequence[Mapping[str, Any]] | None) -> ToolIndex | None:
+    """The (memoized) index of ``tools``, or ``None`` when no tools are given (no checks).
+
+    Raises:
+        ToolDefinitionError: a tool has no name, a duplicate name or an invalid schema.
+    """
+    return None if tools is None else _indexes(tools)
