@@ -185,8 +185,10 @@ def test_server_without_grammar_falls_back_to_prompting(tgi: FakeTGI) -> None:
     tgi.configure(grammar_enabled=False)
     call = '{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
     tgi.script(reply(tokens=tokens_of(call, eos())), reply(tokens=tokens_of(call, eos())))
-    llm = chat(tgi).bind_tools([add], tool_choice="any")
+    model = chat(tgi)
+    llm = model.bind_tools([add], tool_choice="any")
     assert llm.invoke("1+2").tool_calls[0]["args"] == {"a": 1, "b": 2}
+    assert model._get_backend().info().supports_grammar is False  # the refusal is recorded
     assert llm.invoke("1+2").tool_calls[0]["args"] == {"a": 1, "b": 2}
     sent = generate_requests(tgi)
     # First try carried a grammar and got a 422; every later request carries none.

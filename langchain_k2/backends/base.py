@@ -90,13 +90,14 @@ class Backend(Protocol):
     ``stream`` and ``astream`` yield `TokenEvent` objects and then exactly one
     `FinalEvent`. Errors are raised as `langchain_k2.errors` exceptions.
 
+    A backend that raises ``K2GrammarUnsupportedError`` because the server refuses every
+    grammar records it: its ``info()`` says ``supports_grammar=False`` from then on, so
+    later turns do not ask again.
+
     ``live=False`` says nobody watches the tokens go by (invoke): the backend may then
     deliver the whole answer at once, joining consecutive ordinary tokens into one
     `TokenEvent` (special tokens stay single, in place). Ignoring it is always correct.
     """
-
-    name: str
-    """Short name reported in LangSmith params and metadata (``"tgi"``, ``"llamacpp"``)."""
 
     def info(self) -> BackendInfo:
         """Capabilities and limits (may do I/O once, then cached)."""
@@ -120,4 +121,8 @@ class Backend(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` (a rendered prompt) takes."""
+        ...
+
+    async def acount_tokens(self, text: str) -> int:
+        """Async twin of `count_tokens`."""
         ...

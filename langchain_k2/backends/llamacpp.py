@@ -285,6 +285,10 @@ class LlamaCppBackend:
         """
         return len(self._tokenize(self._ensure_loaded(), text))
 
+    async def acount_tokens(self, text: str) -> int:
+        """Async twin of `count_tokens` (in a thread: it may load the model)."""
+        return await asyncio.to_thread(self.count_tokens, text)
+
     @property
     def marker_token_ids(self) -> Mapping[str, int]:
         """The ``special_markers`` that are single tokens of the vocabulary (loads the model)."""
