@@ -60,7 +60,7 @@ def run(settings: Settings) -> list[Row]:
     backend: Any = llm._get_backend()
     llama = backend._ensure_loaded()  # the backend's own loading path (AMX workaround)
     turn = llm._prepare_turn(messages, None, {}, backend.info(), backend.count_tokens)
-    prompt = turn.prompt
+    prompt = turn.config.prompt
 
     def through_k2() -> tuple[float, int, str]:
         start = time.perf_counter()

@@ -37,7 +37,7 @@ from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
 from langchain_k2.structured import build_spec, structured_runnable
 from langchain_k2.tokenizer import load_tokenizer
 from langchain_k2.tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
-from langchain_k2.turn import Turn
+from langchain_k2.turn import Turn, TurnConfig
 
 _CALL_OPTIONS = (
     "max_new_tokens",
@@ -383,22 +383,23 @@ class ChatK2(BaseChatModel):
         fallback = params.grammar is not None and not use_grammar
         if fallback:
             params = params.without_grammar()
-        turn = Turn(
-            prompt=prompt,
-            params=params,
-            fmt=fmt,
-            tools=allowed,  # empty for tool_choice="none"
-            forced=mode in {"any", "tool"},
-            use_grammar=use_grammar and params.grammar is None,
-            max_repairs=self.max_tool_call_retries if mode != "none" else 0,
-            user_stops=user_stops,
-            model_name=self.model_name,
-            emit_chunks=streaming,
-            window=limits.window,
-            max_input_tokens=limits.max_input_tokens,
+        return Turn(
+            TurnConfig(
+                prompt=prompt,
+                params=params,
+                fmt=fmt,
+                tools=allowed,  # empty for tool_choice="none"
+                forced=mode in {"any", "tool"},
+                use_grammar=use_grammar and params.grammar is None,
+                grammar_fallback=fallback,
+                max_repairs=self.max_tool_call_retries if mode != "none" else 0,
+                user_stops=user_stops,
+                model_name=self.model_name,
+                emit_chunks=streaming,
+                window=limits.window,
+                max_input_tokens=limits.max_input_tokens,
+            )
         )
-        turn.grammar_fallback = fallback
-        return turn
 
     def _driver(self) -> Driver:
         return Driver(

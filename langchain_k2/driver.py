@@ -140,7 +140,7 @@ def must_count(request: GenerationRequest, turn: Turn) -> bool:
     """Whether a repair prompt's tokens must be counted to fit it in the window."""
     params = request.params
     return request.repair and not surely_fits(
-        request.prompt, params.max_new_tokens, turn.window, turn.max_input_tokens
+        request.prompt, params.max_new_tokens, turn.config.window, turn.config.max_input_tokens
     )
 
 
@@ -250,7 +250,7 @@ class Driver:
     def _open(
         self, turn: Turn, request: GenerationRequest
     ) -> tuple[Iterator[GenerationEvent], GenerationEvent | None]:
-        live = turn.emit_chunks
+        live = turn.config.emit_chunks
         if request.params.grammar is not None and turn.grammar_fallback:
             request = turn.drop_grammar(request)  # refused on an earlier attempt of this call
         try:
@@ -283,7 +283,7 @@ class Driver:
             finally:
                 cast("Any", events).close()
             yield from turn.end_request()
-        if turn.emit_chunks:  # invoke reads turn.message() instead
+        if turn.config.emit_chunks:  # invoke reads turn.message() instead
             yield turn.last_chunk()
 
     # ------------------------------------------------------------------ async driver
@@ -291,7 +291,7 @@ class Driver:
     async def _aopen(
         self, turn: Turn, request: GenerationRequest
     ) -> tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]:
-        live = turn.emit_chunks
+        live = turn.config.emit_chunks
         if request.params.grammar is not None and turn.grammar_fallback:
             request = turn.drop_grammar(request)  # refused on an earlier attempt of this call
         try:
@@ -330,7 +330,7 @@ class Driver:
                 await cast("Any", events).aclose()
             for chunk in turn.end_request():
                 yield chunk
-        if turn.emit_chunks:  # invoke reads turn.message() instead
+        if turn.config.emit_chunks:  # invoke reads turn.message() instead
             yield turn.last_chunk()
 
 
@@ -344,7 +344,7 @@ def result_of(turn: Turn) -> ChatResult:
                 generation_info={"finish_reason": message.response_metadata["finish_reason"]},
             )
         ],
-        llm_output={"model_name": turn.model_name},
+        llm_output={"model_name": turn.config.model_name},
     )
 
 

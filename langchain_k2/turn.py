@@ -1,13 +1,15 @@
 """One model turn as a sans-IO state machine: backend events in, message chunks out.
 
-In: the rendered prompt, `langchain_k2.backends.base.GenerationParams`, the
-tools to validate calls against, and backend events fed one at a time.
+In: a `TurnConfig` (the rendered prompt, `langchain_k2.backends.base.GenerationParams`,
+the tools to validate calls against...), and backend events fed one at a time.
 Out: ``ChatGenerationChunk`` objects (text deltas, validated tool-call blocks, a last
 chunk with usage and metadata), the next `GenerationRequest` when a malformed
 call must be repaired, and the final ``AIMessage``.
 
-No I/O happens here: ``ChatK2`` owns two ten-line drivers (sync and async) that pass
-requests to a backend and events back in, so the logic exists once.
+No I/O happens here: `langchain_k2.driver` holds two thin drivers (sync and async)
+that pass requests to a backend and events back in, so the logic exists once. A turn is
+built from a frozen `TurnConfig` (what it was asked to do); `Turn` holds only what
+changes as it runs.
 
 Repair (``k2-format.md`` section 5): when a block fails to parse or validate and
 retries remain, generation is abandoned at that block; the next request's prompt is
@@ -20,15 +22,16 @@ validation, so nothing wrong is ever streamed before a repair.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, ToolCall
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk
 
-from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams
+from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, json_grammar
 from langchain_k2.prompt import K2Format
+from langchain_k2.tool_binding import function_of
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
 
 
@@ -112,7 +115,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     calls: list[dict[str, Any]] = []
     for tool in tools:
-        fn = tool.get("function", tool)
+        fn = function_of(tool)
         params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
         params.setdefault("type", "object")
         calls.append(
@@ -123,7 +126,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         )
     if len(calls) == 1:
-        return {"type": "json", "value": calls[0]}
+        return json_grammar(calls[0])
     names = [c["properties"]["name"]["const"] for c in calls]
     arguments = [c["properties"]["arguments"] for c in calls]
     schema = {
@@ -132,12 +135,12 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "required": ["name", "arguments"],
         "anyOf": calls,
     }
-    return {"type": "json", "value": schema}
+    return json_grammar(schema)
 
 
-@dataclass
-class Turn:
-    """The state of one model turn across its generation requests.
+@dataclass(frozen=True)
+class TurnConfig:
+    """What a turn is asked to do; fixed for its whole life.
 
     Args:
         prompt: the rendered prompt (ending in ``<tool_call>`` when a call is forced).
@@ -147,13 +150,15 @@ class Turn:
             chooses from (empty: no tool calling).
         forced: the prompt ends with the open tag (``tool_choice`` forces a call).
         use_grammar: whether requests may carry a grammar.
+        grammar_fallback: the caller already dropped a grammar the backend refuses
+            (``response_metadata`` says so).
         max_repairs: how many malformed calls may be repaired.
         user_stops: the caller's stop strings (cut out of the text).
         model_name: reported in ``response_metadata``.
         emit_chunks: build message chunks (streaming); ``invoke`` needs only
-            :meth:`message`, so it skips them.
+            `Turn.message`, so it skips them.
         window: prompt plus new tokens, at most (``None``: unknown); a repair request's
-            ``max_new_tokens`` is cut to what its longer prompt leaves (`fit_repair`).
+            ``max_new_tokens`` is cut to what its longer prompt leaves (`Turn.fit_repair`).
         max_input_tokens: the longest prompt the backend takes (``None``: unknown).
     """
 
@@ -163,6 +168,7 @@ class Turn:
     tools: Sequence[Mapping[str, Any]] = ()
     forced: bool = False
     use_grammar: bool = False
+    grammar_fallback: bool = False
     max_repairs: int = 2
     user_stops: Sequence[str] = ()
     model_name: str | None = None
@@ -170,30 +176,44 @@ class Turn:
     window: int | None = None
     max_input_tokens: int | None = None
 
-    repairs: int = 0
-    aborted: bool = False
-    grammar_fallback: bool = False
-    repair_skipped: str | None = None
-    emitted: list[str | ToolBlock] = field(default_factory=list)
-    _broken: ToolBlock | None = None
-    _pending: GenerationRequest | None = None
-    _parser: ToolCallStreamParser | _ConstrainedCall = field(init=False)
-    _stop: StopFilter = field(init=False)
-    _call_index: int = 0
-    _tokens: int = 0
-    _usage_in: int = 0
-    _usage_out: int = 0
-    _final: FinalEvent | None = None
-    _tag_tokens: frozenset[str] = frozenset()
 
-    def __post_init__(self) -> None:
-        self._tag_tokens = frozenset({self.fmt.tool_call_open, self.fmt.tool_call_close})
-        params = self.params
-        constrained = self.forced and self.use_grammar and bool(self.tools)
+class Turn:
+    """The state of one model turn across its generation requests.
+
+    Attributes:
+        config: what the turn was asked to do (`TurnConfig`).
+        use_grammar: whether requests may still carry a grammar (a refusal clears it).
+        grammar_fallback: a grammar was dropped because the backend refuses them.
+        repairs: malformed calls sent for repair so far.
+        aborted: the current request was abandoned at a broken block.
+        repair_skipped: why a repair was not attempted (no room in the window), if so.
+        emitted: the kept completion: text and validated blocks, in order.
+    """
+
+    def __init__(self, config: TurnConfig) -> None:
+        self.config = config
+        self.use_grammar = config.use_grammar
+        self.grammar_fallback = config.grammar_fallback
+        self.repairs = 0
+        self.aborted = False
+        self.repair_skipped: str | None = None
+        self.emitted: list[str | ToolBlock] = []
+        self._broken: ToolBlock | None = None
+        self._call_index = 0
+        self._tokens = 0
+        self._usage_in = 0
+        self._usage_out = 0
+        self._final: FinalEvent | None = None
+        self._parser: ToolCallStreamParser | _ConstrainedCall
+        self._stop: StopFilter
+        fmt = config.fmt
+        self._tag_tokens = frozenset({fmt.tool_call_open, fmt.tool_call_close})
+        params = config.params
+        constrained = config.forced and self.use_grammar and bool(config.tools)
         if constrained:
-            params = _with_grammar(params, call_grammar(self.tools))
-        self._pending = GenerationRequest(self.prompt, params)
-        self._start(primed=self.forced, constrained=constrained)
+            params = replace(params, grammar=call_grammar(config.tools))
+        self._pending: GenerationRequest | None = GenerationRequest(config.prompt, params)
+        self._start(primed=config.forced, constrained=constrained)
 
     # ------------------------------------------------------------------ requests
 
@@ -213,14 +233,14 @@ class Turn:
         return GenerationRequest(request.prompt, request.params.without_grammar(), request.repair)
 
     def _start(self, *, primed: bool, constrained: bool = False) -> None:
-        tools = self.tools or None
-        tags = {"open_tag": self.fmt.tool_call_open, "close_tag": self.fmt.tool_call_close}
+        tools, fmt = self.config.tools or None, self.config.fmt
+        tags = {"open_tag": fmt.tool_call_open, "close_tag": fmt.tool_call_close}
         self._parser = (
             _ConstrainedCall(tools, **tags) if constrained else ToolCallStreamParser(tools, **tags)
         )
         if primed:
-            self._parser.feed(self.fmt.tool_call_open)
-        self._stop = StopFilter([*self.user_stops, *self.fmt.stop_markers])
+            self._parser.feed(fmt.tool_call_open)
+        self._stop = StopFilter([*self.config.user_stops, *fmt.stop_markers])
 
     # ------------------------------------------------------------------ events
 
@@ -258,10 +278,10 @@ class Turn:
             if isinstance(item, str):
                 if item:
                     self.emitted.append(item)
-                    if self.emit_chunks:
+                    if self.config.emit_chunks:
                         chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
                 continue
-            if item.invalid_tool_calls and self.repairs < self.max_repairs:
+            if item.invalid_tool_calls and self.repairs < self.config.max_repairs:
                 self._schedule_repair(item)
                 break
             chunks += self._keep(item)
@@ -270,7 +290,7 @@ class Turn:
     def _keep(self, block: ToolBlock) -> list[ChatGenerationChunk]:
         """Add a block to the message as it is; its chunk when streaming."""
         self.emitted.append(block)
-        chunk = block_chunk(block, self._call_index) if self.emit_chunks else None
+        chunk = block_chunk(block, self._call_index) if self.config.emit_chunks else None
         self._call_index += len(block.tool_calls) + len(block.invalid_tool_calls)
         return [] if chunk is None else [ChatGenerationChunk(message=chunk)]
 
@@ -283,8 +303,9 @@ class Turn:
         (or is longer than the backend takes): the broken block must then stay as it is
         (`skip_repair`), since the server would refuse the request.
         """
-        room = None if self.window is None else self.window - prompt_tokens
-        too_long = self.max_input_tokens is not None and prompt_tokens > self.max_input_tokens
+        window, max_input = self.config.window, self.config.max_input_tokens
+        room = None if window is None else window - prompt_tokens
+        too_long = max_input is not None and prompt_tokens > max_input
         if too_long or (room is not None and room < 1):
             return None
         if room is None or room >= request.params.max_new_tokens:
@@ -301,9 +322,10 @@ class Turn:
         if broken is None:
             raise RuntimeError("skip_repair() without a scheduled repair")
         self.repairs -= 1
-        limits = [f"{self.window} tokens"] if self.window is not None else []
-        if self.max_input_tokens is not None:
-            limits.append(f"at most {self.max_input_tokens} of prompt")
+        window, max_input = self.config.window, self.config.max_input_tokens
+        limits = [f"{window} tokens"] if window is not None else []
+        if max_input is not None:
+            limits.append(f"at most {max_input} of prompt")
         self.repair_skipped = (
             f"the repair prompt takes {prompt_tokens} tokens, which leaves no room in the "
             f"context window ({', '.join(limits)}): the malformed call is kept as an invalid "
@@ -315,13 +337,16 @@ class Turn:
         self.repairs += 1
         self._broken = broken
         self.aborted = True
-        params = self.params
-        constrained = self.use_grammar and bool(self.tools)
+        config = self.config
+        params = config.params
+        constrained = self.use_grammar and bool(config.tools)
         if constrained:
-            params = _with_grammar(params, call_grammar(self.tools))
+            params = replace(params, grammar=call_grammar(config.tools))
         # A forced prompt already ends with the open tag, which starts the first block's raw.
-        open_tag = self.fmt.tool_call_open
-        base = self.prompt[: len(self.prompt) - len(open_tag)] if self.forced else self.prompt
+        open_tag = config.fmt.tool_call_open
+        base = (
+            config.prompt[: len(config.prompt) - len(open_tag)] if config.forced else config.prompt
+        )
         self._pending = GenerationRequest(
             base + self.completion_text() + open_tag, params, repair=True
         )
@@ -348,7 +373,7 @@ class Turn:
         """``finish_reason``, ``model_name``, ``seed`` and ``tool_call_retries``."""
         final = self._final or FinalEvent()
         finish = final.finish_reason
-        if self._stop.stopped and self._stop.stop_found in self.user_stops:
+        if self._stop.stopped and self._stop.stop_found in self.config.user_stops:
             finish = "stop_sequence"
         errors = {
             call["id"]: call["error"]
@@ -359,7 +384,7 @@ class Turn:
         }
         metadata: dict[str, Any] = {
             "finish_reason": finish,
-            "model_name": self.model_name,
+            "model_name": self.config.model_name,
             "seed": final.seed,
             "tool_call_retries": self.repairs,
         }
@@ -433,7 +458,3 @@ class _ConstrainedCall:
         if not raw.startswith(self._open):
             raw = self._open + raw
         return [parse_block(raw, self._tools, open_tag=self._open, close_tag=self._close)]
-
-
-def _with_grammar(params: GenerationParams, grammar: Mapping[str, Any]) -> GenerationParams:
-    return replace(params, grammar=grammar)

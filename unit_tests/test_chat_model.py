@@ -462,10 +462,11 @@ def test_tools_edited_in_place_between_calls_are_not_served_from_a_stale_cache()
 def test_fit_repair_cuts_max_new_tokens_to_the_room_left() -> None:
     from langchain_k2.backends.base import GenerationParams
     from langchain_k2.prompt import DEFAULT_FORMAT
-    from langchain_k2.turn import GenerationRequest, Turn
+    from langchain_k2.turn import GenerationRequest, Turn, TurnConfig
 
     params = GenerationParams(max_new_tokens=64)
-    turn = Turn(prompt="p", params=params, fmt=DEFAULT_FORMAT, window=1000, max_input_tokens=990)
+    config = TurnConfig("p", params, DEFAULT_FORMAT, window=1000, max_input_tokens=990)
+    turn = Turn(config)
     repair = GenerationRequest("p + text <tool_call>", params, repair=True)
     assert turn.fit_repair(repair, 900) is repair  # 900 + 64 fits
     cut = turn.fit_repair(repair, 950)
@@ -473,7 +474,7 @@ def test_fit_repair_cuts_max_new_tokens_to_the_room_left() -> None:
     assert (cut.prompt, cut.params.max_new_tokens, cut.repair) == (repair.prompt, 50, True)
     assert turn.fit_repair(repair, 991) is None  # longer than the server takes
     assert turn.fit_repair(repair, 1000) is None  # no room for a single token
-    unknown = Turn(prompt="p", params=params, fmt=DEFAULT_FORMAT)
+    unknown = Turn(TurnConfig(prompt="p", params=params, fmt=DEFAULT_FORMAT))
     assert unknown.fit_repair(repair, 10**6) is repair  # limits unknown: sent as it is
 
 

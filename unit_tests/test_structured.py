@@ -171,3 +171,22 @@ def test_schema_json_is_in_the_instruction():
     prompt = backend.requests[0][0]
     schema_text = prompt.split("JSON schema: ", 1)[1].split("<|endofsystemprompt|>")[0]
     assert json.loads(schema_text)["required"] == ["name", "age"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"```json\n{ALICE}\n```",
+        f"```JSON\n{ALICE}\n```",  # a language tag in capitals
+        f"```jsonc {ALICE}```",  # another tag, on the same line
+        f"```\n{ALICE}",  # the closing fence never came
+    ],
+)
+def test_fenced_json_is_read_without_asking_again(reply):
+    """Free-form output (``strict=False``) in a markdown fence parses as the parser reads
+    a fenced tool-call body: one owner for fence stripping, so no second request."""
+    llm, backend = make()
+    backend.script([reply])
+    result = llm.with_structured_output(Person, strict=False).invoke("Alice is 30.")
+    assert result == Person(name="Alice", age=30)
+    assert len(backend.requests) == 1

@@ -17,12 +17,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 
+def json_grammar(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The grammar (TGI's shape, which every backend reads) constraining output to ``schema``.
+
+    Example:
+        >>> json_grammar({"type": "object", "properties": {}})
+        {'type': 'json', 'value': {'type': 'object', 'properties': {}}}
+    """
+    return {"type": "json", "value": dict(schema)}
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling and decoding parameters of one generation request.
 
     ``temperature == 0`` means greedy decoding; ``None`` means the backend's default.
-    ``grammar`` is TGI's shape: ``{"type": "json", "value": <JSON schema>}``.
+    ``grammar`` is TGI's shape, built by `json_grammar`: ``{"type": "json", "value": <schema>}``.
     """
 
     max_new_tokens: int = 1024
