@@ -146,18 +146,6 @@ class K2Format(BaseModel):
             ),
         )
 
-    @classmethod
-    def from_tokenizer(cls, tokenizer: Any, base: K2Format | None = None) -> K2Format:
-        """Check ``base`` (default: K2-Chat's format) against a tokenizer and return it.
-
-        Warns for markers that are not single special tokens; raises ``K2ConfigError``
-        when the tokenizer's chat template renders a plain chat differently, naming the
-        first differing position. See `langchain_k2.tokenizer.format_from_tokenizer`.
-        """
-        from langchain_k2.tokenizer import format_from_tokenizer
-
-        return format_from_tokenizer(tokenizer, base)
-
     def render_prompt(
         self,
         messages: Sequence[BaseMessage],

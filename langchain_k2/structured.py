@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
@@ -25,7 +25,6 @@ from langchain_k2.backends.base import json_grammar
 from langchain_k2.errors import K2ConfigError
 from langchain_k2.tool_calls import strip_fences
 
-Method = Literal["json_schema", "function_calling", "json_mode"]
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
 
 JSON_MODE_GRAMMAR: dict[str, Any] = json_grammar(

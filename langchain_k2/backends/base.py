@@ -13,7 +13,7 @@ event), so there is one path from a backend event to a message chunk.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -90,7 +90,6 @@ class BackendInfo:
     max_input_tokens: int | None = None
     max_total_tokens: int | None = None
     supports_grammar: bool | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

@@ -193,8 +193,6 @@ class LlamaCppBackend:
             option is invalid.
     """
 
-    name: str = "llamacpp"
-
     def __init__(
         self,
         model_path: str | Path,
@@ -264,12 +262,6 @@ class LlamaCppBackend:
             max_input_tokens=window - 1,
             max_total_tokens=window,
             supports_grammar=True,
-            extra={
-                "backend": self.name,
-                "model_path": str(self.model_path),
-                "n_gpu_layers": self._n_gpu_layers,
-                "llama_cpp_python": _llama_cpp_version(),
-            },
         )
 
     async def ainfo(self) -> BackendInfo:

@@ -230,8 +230,6 @@ class TGIBackend:
         cooldown: seconds a failed replica is skipped (with several replicas).
     """
 
-    name = "tgi"
-
     def __init__(
         self,
         endpoint_url: str | Sequence[str],
@@ -321,7 +319,6 @@ class TGIBackend:
             max_input_tokens=data.get("max_input_tokens"),
             max_total_tokens=data.get("max_total_tokens"),
             supports_grammar=None,
-            extra={"version": data.get("version")},
         )
 
     def _recorded(self, info: BackendInfo) -> BackendInfo:
