@@ -173,6 +173,20 @@ class Driver:
             return await self.backend.acount_tokens(prompt)
         return await asyncio.to_thread(self.count, prompt)
 
+    def _count_or_zero(self, prompt: str) -> int:
+        """`count` for usage: a server that cannot count (no ``/tokenize``) counts nothing."""
+        try:
+            return self.count(prompt)
+        except K2BackendError:
+            return 0
+
+    async def _acount_or_zero(self, prompt: str) -> int:
+        """Async twin of `_count_or_zero`."""
+        try:
+            return await self.acount(prompt)
+        except K2BackendError:
+            return 0
+
     # ------------------------------------------------------------------ retries
 
     def retry(self, fn: Callable[..., _T], *args: Any, restart: bool = False) -> _T:
@@ -283,6 +297,8 @@ class Driver:
             finally:
                 cast("Any", events).close()
             yield from turn.end_request()
+            if (prompt := turn.uncounted_prompt()) is not None:
+                turn.add_input_tokens(self._count_or_zero(prompt))
         if turn.config.emit_chunks:  # invoke reads turn.message() instead
             yield turn.last_chunk()
 
@@ -330,6 +346,8 @@ class Driver:
                 await cast("Any", events).aclose()
             for chunk in turn.end_request():
                 yield chunk
+            if (prompt := turn.uncounted_prompt()) is not None:
+                turn.add_input_tokens(await self._acount_or_zero(prompt))
         if turn.config.emit_chunks:  # invoke reads turn.message() instead
             yield turn.last_chunk()
 

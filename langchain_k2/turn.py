@@ -204,6 +204,8 @@ class Turn:
         self._usage_in = 0
         self._usage_out = 0
         self._final: FinalEvent | None = None
+        self._prompt = config.prompt
+        self._uncounted: str | None = None
         self._parser: ToolCallStreamParser | _ConstrainedCall
         self._stop: StopFilter
         fmt = config.fmt
@@ -222,7 +224,22 @@ class Turn:
         request, self._pending = self._pending, None
         if request is not None:
             self.aborted = False
+            self._prompt = request.prompt
         return request
+
+    def uncounted_prompt(self) -> str | None:
+        """The prompt of the request just ended, when its size is still unknown.
+
+        A request abandoned at a broken block never reaches its end event, which carries
+        the prompt's token count; the driver counts the prompt and calls `add_input_tokens`,
+        so usage is the sum over every request the turn made.
+        """
+        prompt, self._uncounted = self._uncounted, None
+        return prompt
+
+    def add_input_tokens(self, count: int) -> None:
+        """Add a request's prompt tokens to the turn's usage (see `uncounted_prompt`)."""
+        self._usage_in += count
 
     def drop_grammar(self, request: GenerationRequest) -> GenerationRequest:
         """The same request without grammar (the server refused it before any output)."""
@@ -252,7 +269,7 @@ class Turn:
             return []
         if self.aborted:
             return []
-        self._tokens += 1
+        self._tokens += event.tokens
         if event.special and event.text and event.text not in self._tag_tokens:
             # A special token that is not a tool-call tag (EOS, a turn marker) ends the turn.
             held = self._stop.end()
@@ -262,8 +279,9 @@ class Turn:
 
     def end_request(self) -> list[ChatGenerationChunk]:
         """The current request's events are exhausted; flush what it held back."""
-        if self._final is None:
+        if self._final is None:  # abandoned: what was read was generated; the prompt is counted
             self._usage_out += self._tokens
+            self._uncounted = self._prompt
         self._tokens = 0
         if self.aborted:
             self._final = None

@@ -205,6 +205,30 @@ def test_malformed_call_is_repaired_from_the_broken_block():
     assert len(schema["properties"]["arguments"]["anyOf"]) == 2
 
 
+def test_usage_of_a_repaired_turn_counts_the_abandoned_request_too():
+    llm, backend = make()
+    backend.script(
+        [
+            "Let me add. ",
+            "<tool_call>",
+            '{"name": "add", "arguments": {"a": }}',
+            "</tool_call>",
+            " x",
+        ],
+        ['{"name": "add", "arguments": {"a": 2, "b": 3}}'],
+    )
+    message = llm.bind_tools([add]).invoke("q")
+    assert message.response_metadata["tool_call_retries"] == 1
+    # The scripted backend counts a prompt's words; the first request was abandoned at its
+    # fourth token, before its end event, so its prompt is counted separately.
+    first, repair = (len(prompt.split()) for prompt, _ in backend.requests)
+    assert message.usage_metadata == {
+        "input_tokens": first + repair,
+        "output_tokens": 4 + 1,
+        "total_tokens": first + repair + 5,
+    }
+
+
 def test_retries_run_out_into_invalid_tool_calls():
     llm, backend = make(max_tool_call_retries=1)
     bad = '<tool_call>{"name": "add", "arguments": {"a": 1</tool_call>'

@@ -13,7 +13,7 @@ event), so there is one path from a backend event to a message chunk.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -51,10 +51,15 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class TokenEvent:
-    """One generated token: its text (special tokens keep theirs) and whether it is special."""
+    """One generated token: its text (special tokens keep theirs) and whether it is special.
+
+    ``tokens`` is how many generated tokens the text holds: more than one only when a
+    backend joins a run of ordinary tokens (``live=False``), so usage counts stay exact.
+    """
 
     text: str
     special: bool = False
+    tokens: int = field(default=1, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
