@@ -198,6 +198,28 @@ def test_usage_of_a_repaired_turn_sums_every_request_on_invoke_and_stream(tgi: F
     assert merged.usage_metadata == expected
 
 
+def test_a_repair_the_server_refuses_keeps_the_first_generation(tgi: FakeTGI) -> None:
+    broken = '[{"name": "add", "arguments": {"a": 2, "b": }}]'
+    tgi.script(
+        reply(
+            tokens=tokens_of(
+                "Adding. ", special("<tool_call>"), broken, special("</tool_call>"), eos()
+            )
+        ),
+        http_error(422, "Grammar is too complex"),
+    )
+    message = chat(tgi).bind_tools([add, get_weather]).invoke("2+3?")
+    assert message.content == "Adding. "
+    assert message.tool_calls == []
+    assert [c["args"] for c in message.invalid_tool_calls] == [
+        "<tool_call>" + broken + "</tool_call>"
+    ]
+    reason = message.response_metadata["tool_call_repair_skipped"]
+    assert reason.startswith("the repair request failed (K2ValidationError: ")
+    assert "Grammar is too complex" in reason
+    assert len(generate_requests(tgi)) == 2
+
+
 def test_forced_tool_choice_request_body(tgi: FakeTGI) -> None:
     tgi.script(
         reply(tokens=tokens_of('{"name": "get_weather", "arguments": {"city": "Rome"}}', eos()))

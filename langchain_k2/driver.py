@@ -285,7 +285,13 @@ class Driver:
             if fitted is None:
                 yield from turn.skip_repair(cast("int", size))
                 continue
-            events, event = self.retry(self._open, turn, fitted)
+            try:
+                events, event = self.retry(self._open, turn, fitted)
+            except K2BackendError as exc:
+                if not fitted.repair:
+                    raise
+                yield from turn.fail_repair(exc)  # the first generation stands
+                continue
             try:
                 while event is not None:
                     yield from turn.feed(event)
@@ -330,7 +336,14 @@ class Driver:
                     yield chunk
                 continue
             opened: tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]
-            opened = await self.aretry(self._aopen, turn, fitted)
+            try:
+                opened = await self.aretry(self._aopen, turn, fitted)
+            except K2BackendError as exc:
+                if not fitted.repair:
+                    raise
+                for chunk in turn.fail_repair(exc):  # the first generation stands
+                    yield chunk
+                continue
             events: AsyncIterator[GenerationEvent] = opened[0]
             event: GenerationEvent | None = opened[1]
             try:

@@ -186,7 +186,8 @@ class Turn:
         grammar_fallback: a grammar was dropped because the backend refuses them.
         repairs: malformed calls sent for repair so far.
         aborted: the current request was abandoned at a broken block.
-        repair_skipped: why a repair was not attempted (no room in the window), if so.
+        repair_skipped: why a broken call was kept unrepaired (no room in the window, or
+            the repair request failed), if so.
         emitted: the kept completion: text and validated blocks, in order.
     """
 
@@ -336,19 +337,29 @@ class Turn:
         For a repair whose ``prompt_tokens``-token prompt `fit_repair` found no room for;
         the turn ends with the block as its last item.
         """
-        broken, self._broken, self._pending = self._broken, None, None
-        if broken is None:
-            raise RuntimeError("skip_repair() without a scheduled repair")
         self.repairs -= 1
         window, max_input = self.config.window, self.config.max_input_tokens
         limits = [f"{window} tokens"] if window is not None else []
         if max_input is not None:
             limits.append(f"at most {max_input} of prompt")
-        self.repair_skipped = (
+        return self._keep_broken(
             f"the repair prompt takes {prompt_tokens} tokens, which leaves no room in the "
-            f"context window ({', '.join(limits)}): the malformed call is kept as an invalid "
-            "tool call"
+            f"context window ({', '.join(limits)})"
         )
+
+    def fail_repair(self, error: BaseException) -> list[ChatGenerationChunk]:
+        """Keep the broken block (invalid, with its raw text): its repair request failed.
+
+        For a repair the server refused (a 422 "grammar too complex", say) or that kept
+        failing after transport retries: the turn ends with what the first request made.
+        """
+        return self._keep_broken(f"the repair request failed ({type(error).__name__}: {error})")
+
+    def _keep_broken(self, why: str) -> list[ChatGenerationChunk]:
+        broken, self._broken, self._pending = self._broken, None, None
+        if broken is None:
+            raise RuntimeError("no repair is scheduled")
+        self.repair_skipped = f"{why}: the malformed call is kept as an invalid tool call"
         return self._keep(broken)
 
     def _schedule_repair(self, broken: ToolBlock) -> None:

@@ -523,3 +523,35 @@ def test_a_repair_without_room_keeps_the_block_and_says_why() -> None:
         "malformed call is kept as an invalid tool call"
     )
     assert message.response_metadata["tool_call_retries"] == 0
+
+
+@pytest.mark.parametrize("path", ["invoke", "stream", "ainvoke", "astream"])
+async def test_a_failed_repair_request_keeps_the_first_generation_and_says_why(path) -> None:
+    llm, backend = make()
+    broken = '[{"name": "add", "arguments": {"a": 1, "b": }}]'
+    backend.script(
+        ["Let me add. ", "<tool_call>", broken, "</tool_call>", " more"],
+        Reply(error=K2ValidationError("TGI refused: grammar too complex", status=422)),
+    )
+    bound = llm.bind_tools([add])
+    if path == "invoke":
+        message = bound.invoke("q")
+    elif path == "ainvoke":
+        message = await bound.ainvoke("q")
+    else:
+        chunks = (
+            list(bound.stream("q")) if path == "stream" else [c async for c in bound.astream("q")]
+        )
+        message = chunks[0]
+        for chunk in chunks[1:]:
+            message += chunk
+    assert message.content == "Let me add. "
+    assert message.tool_calls == []
+    assert [c["args"] for c in message.invalid_tool_calls] == [
+        "<tool_call>" + broken + "</tool_call>"
+    ]
+    assert len(backend.requests) == 2  # the repair was sent, and refused
+    assert message.response_metadata["tool_call_repair_skipped"] == (
+        "the repair request failed (K2ValidationError: TGI refused: grammar too complex): "
+        "the malformed call is kept as an invalid tool call"
+    )
