@@ -59,7 +59,8 @@ def run(settings: Settings) -> list[Row]:
     messages: list[BaseMessage] = [HumanMessage(QUESTION)]
     backend: Any = llm._get_backend()
     llama = backend._ensure_loaded()  # the backend's own loading path (AMX workaround)
-    prompt = llm._prepare_turn(messages, None, {}, backend.info(), streaming=False).prompt
+    turn = llm._prepare_turn(messages, None, {}, backend.info(), backend.count_tokens)
+    prompt = turn.config.prompt
 
     def through_k2() -> tuple[float, int, str]:
         start = time.perf_counter()

@@ -169,6 +169,57 @@ def test_malformed_call_then_repair_with_grammar(tgi: FakeTGI) -> None:
     assert grammar["value"]["properties"]["name"] == {"enum": ["add", "get_weather"]}
 
 
+def test_usage_of_a_repaired_turn_sums_every_request_on_invoke_and_stream(tgi: FakeTGI) -> None:
+    broken = '[{"name": "add", "arguments": {"a": 2, "b": }}]'
+    read = tokens_of("Adding", ". ", special("<tool_call>"), broken, special("</tool_call>"))
+    first = reply(tokens=[*read, *tokens_of(" and", " more", " text", eos())])
+    second = reply(tokens=tokens_of('{"name": "add", ', '"arguments": {"a": 2, "b": 3}}', eos()))
+    tgi.script(first, second, first, second)
+    model = chat(tgi)
+    llm = model.bind_tools([add, get_weather])
+    whole = llm.invoke("2+3?")
+    chunks = list(llm.stream("2+3?"))
+    merged = chunks[0]
+    for chunk in chunks[1:]:
+        merged += chunk
+    assert whole.tool_calls[0]["args"] == merged.tool_calls[0]["args"] == {"a": 2, "b": 3}
+    prompts = [r["body"]["inputs"] for r in generate_requests(tgi)]
+    assert prompts[:2] == prompts[2:]
+    # Every request's prompt is counted (the abandoned first one too), and the output is
+    # what was generated: the first request up to the broken block, then the repair.
+    input_tokens = sum(model.get_num_tokens(p) for p in prompts[:2])
+    output_tokens = len(read) + 3
+    expected = {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
+    assert whole.usage_metadata == expected
+    assert merged.usage_metadata == expected
+
+
+def test_a_repair_the_server_refuses_keeps_the_first_generation(tgi: FakeTGI) -> None:
+    broken = '[{"name": "add", "arguments": {"a": 2, "b": }}]'
+    tgi.script(
+        reply(
+            tokens=tokens_of(
+                "Adding. ", special("<tool_call>"), broken, special("</tool_call>"), eos()
+            )
+        ),
+        http_error(422, "Grammar is too complex"),
+    )
+    message = chat(tgi).bind_tools([add, get_weather]).invoke("2+3?")
+    assert message.content == "Adding. "
+    assert message.tool_calls == []
+    assert [c["args"] for c in message.invalid_tool_calls] == [
+        "<tool_call>" + broken + "</tool_call>"
+    ]
+    reason = message.response_metadata["tool_call_repair_skipped"]
+    assert reason.startswith("the repair request failed (K2ValidationError: ")
+    assert "Grammar is too complex" in reason
+    assert len(generate_requests(tgi)) == 2
+
+
 def test_forced_tool_choice_request_body(tgi: FakeTGI) -> None:
     tgi.script(
         reply(tokens=tokens_of('{"name": "get_weather", "arguments": {"city": "Rome"}}', eos()))
@@ -185,8 +236,10 @@ def test_server_without_grammar_falls_back_to_prompting(tgi: FakeTGI) -> None:
     tgi.configure(grammar_enabled=False)
     call = '{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>'
     tgi.script(reply(tokens=tokens_of(call, eos())), reply(tokens=tokens_of(call, eos())))
-    llm = chat(tgi).bind_tools([add], tool_choice="any")
+    model = chat(tgi)
+    llm = model.bind_tools([add], tool_choice="any")
     assert llm.invoke("1+2").tool_calls[0]["args"] == {"a": 1, "b": 2}
+    assert model._get_backend().info().supports_grammar is False  # the refusal is recorded
     assert llm.invoke("1+2").tool_calls[0]["args"] == {"a": 1, "b": 2}
     sent = generate_requests(tgi)
     # First try carried a grammar and got a 422; every later request carries none.

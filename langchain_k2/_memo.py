@@ -79,9 +79,4 @@ class MemoByValue(Generic[A, R]):
             self._entries.clear()
 
 
-def memo_by_value(fn: Callable[[A], R]) -> MemoByValue[A, R]:
-    """Decorator form of `MemoByValue`."""
-    return MemoByValue(fn)
-
-
-__all__ = ["MemoByValue", "memo_by_value"]
+__all__ = ["MemoByValue"]

@@ -4,17 +4,18 @@ In: LangChain messages, bound tools and call options. Out: ``AIMessage`` /
 ``AIMessageChunk`` with ``tool_calls``, ``invalid_tool_calls``, ``usage_metadata`` and
 ``response_metadata``.
 
-The turn logic lives in `langchain_k2.turn.Turn` (sans-IO); this module holds
-the fields, LangChain plumbing, and one small sync and one small async driver that
-move requests to a backend and events back into the turn.
+The turn logic lives in `langchain_k2.turn.Turn` (sans-IO) and its I/O in
+`langchain_k2.driver` (sync and async twins, retries, the grammar-refusal handshake);
+this module holds the fields, the turn setup (messages and options in, a ``Turn`` out)
+and the LangChain plumbing.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Literal, TypeVar, cast
+from functools import partial
+from typing import Any, Literal, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
@@ -22,26 +23,21 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
-from langchain_k2.context import fit_messages, window_from_info
-from langchain_k2.errors import (
-    K2BackendError,
-    K2ConfigError,
-    K2GrammarUnsupportedError,
-    K2StreamInterruptedError,
-)
+from langchain_k2.backends.base import Backend, BackendInfo, GenerationParams
+from langchain_k2.context import window_from_info
+from langchain_k2.driver import Count, Driver, fitted_prompt, server_stops
+from langchain_k2.errors import K2ConfigError
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
-from langchain_k2.retries import acall_with_retries, call_with_retries
 from langchain_k2.structured import build_spec, structured_runnable
-from langchain_k2.tokenizer import count_prompt_tokens, load_tokenizer
+from langchain_k2.tokenizer import load_tokenizer
 from langchain_k2.tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
-from langchain_k2.turn import GenerationRequest, Turn
+from langchain_k2.turn import Turn, TurnConfig
 
 _CALL_OPTIONS = (
     "max_new_tokens",
@@ -94,22 +90,6 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
     urls = [u.strip() for u in url.split(",") if u.strip()] if url else []
     endpoint: str | list[str] | None = urls if len(urls) > 1 else url
     return {**values, "endpoint_url": endpoint, "model_path": path}
-
-
-_T = TypeVar("_T")
-
-
-class _MustCount(Exception):  # noqa: N818 -- a signal, not an error
-    """Raised by ``_prepare_turn(may_block=False)`` when the prompt's tokens must be counted."""
-
-
-def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, K2BackendError) and exc.retryable
-
-
-def _restartable(exc: BaseException) -> bool:
-    """A stream cut by a retryable fault, when nothing of it reached the caller."""
-    return isinstance(exc, K2StreamInterruptedError) and _retryable(exc.cause or exc)
 
 
 class ChatK2(BaseChatModel):
@@ -206,7 +186,6 @@ class ChatK2(BaseChatModel):
 
     _backend: Backend | None = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
-    _grammar_ok: bool | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**_resolve_target(kwargs))
@@ -396,15 +375,11 @@ class ChatK2(BaseChatModel):
         stop: list[str] | None,
         kwargs: dict[str, Any],
         info: BackendInfo,
+        count: Count | None,
         *,
-        streaming: bool,
-        may_block: bool = True,
+        streaming: bool = False,
     ) -> Turn:
-        """The turn for these messages.
-
-        With ``may_block=False`` it raises `_MustCount` rather than count tokens (which may
-        be a request to the server).
-        """
+        """The turn for these messages (``count=None``: raise `MustCount` rather than count)."""
         params = self._params(stop, kwargs)
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
         mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
@@ -419,188 +394,46 @@ class ChatK2(BaseChatModel):
                 neutralize_markers=self.neutralize_markers,
             )
 
-        prompt = render(messages)
         limits = window_from_info(info.max_input_tokens, info.max_total_tokens, self.context_window)
-        if not _surely_fits(prompt, params.max_new_tokens, limits.window, limits.max_input_tokens):
-            if not may_block:
-                raise _MustCount
-            fitted = fit_messages(
-                messages,
-                count=lambda conversation: self._count_prompt(render(conversation)),
-                window=limits.window,
-                max_input_tokens=limits.max_input_tokens,
-                max_new_tokens=params.max_new_tokens,
-                trim=self.trim_history,
-            )
-            if fitted is not messages:
-                prompt = render(fitted)
-        limit = info.max_stop_sequences
+        prompt = fitted_prompt(
+            messages, render, limits, params.max_new_tokens, trim=self.trim_history, count=count
+        )
         user_stops = params.stop
-        if limit is not None and len(user_stops) > limit:
-            raise K2ConfigError(
-                f"{len(user_stops)} stop strings were given but the server accepts at most "
-                f"{limit} (TGI's --max-stop-sequences): pass at most {limit}."
-            )
-        # Turn-ending markers are cut client-side; they are also sent to the server, so
-        # it stops generating, while its stop-sequence limit leaves room for them.
-        room = 0 if limit is None else max(0, limit - len(user_stops))
-        markers = tuple(m for m in fmt.stop_markers if m not in user_stops)[:room]
-        params = replace(params, stop=(*user_stops, *markers))
-        use_grammar = self._grammar_ok is not False and info.supports_grammar is not False
+        stops = server_stops(user_stops, fmt.stop_markers, info.max_stop_sequences)
+        params = replace(params, stop=stops)
+        use_grammar = info.supports_grammar is not False
         fallback = params.grammar is not None and not use_grammar
         if fallback:
             params = params.without_grammar()
-        turn = Turn(
-            prompt=prompt,
-            params=params,
-            fmt=fmt,
-            tools=allowed,  # empty for tool_choice="none"
-            forced=mode in {"any", "tool"},
-            use_grammar=use_grammar
-            and params.grammar is None
-            and kwargs.get("tool_grammar") is not False,
-            max_repairs=_max_repairs(kwargs, self.max_tool_call_retries) if mode != "none" else 0,
-            user_stops=user_stops,
-            model_name=self.model_name,
-            emit_chunks=streaming,
-            window=limits.window,
-            max_input_tokens=limits.max_input_tokens,
-        )
-        turn.grammar_fallback = fallback
-        return turn
-
-    def _grammar_refused(self, turn: Turn, request: GenerationRequest) -> GenerationRequest:
-        self._grammar_ok = False
-        return turn.drop_grammar(request)
-
-    # ------------------------------------------------------------------ drivers
-
-    async def _aprepare_turn(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None,
-        kwargs: dict[str, Any],
-        info: BackendInfo,
-        *,
-        streaming: bool,
-    ) -> Turn:
-        """`_prepare_turn` on the event loop, or in a thread when it must count tokens."""
-        try:
-            return self._prepare_turn(
-                messages, stop, kwargs, info, streaming=streaming, may_block=False
+        return Turn(
+            TurnConfig(
+                prompt=prompt,
+                params=params,
+                fmt=fmt,
+                tools=allowed,  # empty for tool_choice="none"
+                forced=mode in {"any", "tool"},
+                use_grammar=use_grammar
+                and params.grammar is None
+                and kwargs.get("tool_grammar") is not False,
+                grammar_fallback=fallback,
+                max_repairs=_max_repairs(kwargs, self.max_tool_call_retries)
+                if mode != "none"
+                else 0,
+                user_stops=user_stops,
+                model_name=self.model_name,
+                emit_chunks=streaming,
+                window=limits.window,
+                max_input_tokens=limits.max_input_tokens,
             )
-        except _MustCount:
-            return await asyncio.to_thread(
-                self._prepare_turn, messages, stop, kwargs, info, streaming=streaming
-            )
-
-    def _retry(self, fn: Callable[..., _T], *args: Any, restart: bool = False) -> _T:
-        """``fn(*args)`` with transport retries (``restart``: whole turns cut midway)."""
-        return call_with_retries(
-            fn,
-            *args,
-            attempts=self.max_retries + 1,
-            initial=self.retry_backoff,
-            retryable=_restartable if restart else _retryable,
         )
 
-    async def _aretry(
-        self, fn: Callable[..., Awaitable[_T]], *args: Any, restart: bool = False
-    ) -> _T:
-        """Async twin of `_retry`."""
-        return await acall_with_retries(
-            fn,
-            *args,
+    def _driver(self) -> Driver:
+        return Driver(
+            self._get_backend(),
+            tokenizer=None if self.tokenizer is None else self._local_tokenizer,
             attempts=self.max_retries + 1,
-            initial=self.retry_backoff,
-            retryable=_restartable if restart else _retryable,
+            backoff=self.retry_backoff,
         )
-
-    def _open(
-        self, backend: Backend, turn: Turn, request: GenerationRequest
-    ) -> tuple[Iterator[GenerationEvent], GenerationEvent | None]:
-        live = turn.emit_chunks
-        if request.params.grammar is not None and self._grammar_ok is False:
-            request = turn.drop_grammar(request)  # refused on an earlier attempt of this call
-        try:
-            events = iter(backend.stream(request.prompt, request.params, live=live))
-            return events, next(events, None)
-        except K2GrammarUnsupportedError:
-            if request.params.grammar is None:
-                raise
-            request = self._grammar_refused(turn, request)
-            events = iter(backend.stream(request.prompt, request.params, live=live))
-            return events, next(events, None)
-
-    def _drive(self, turn: Turn) -> Iterator[ChatGenerationChunk]:
-        backend = self._get_backend()
-        while (request := turn.next_request()) is not None:
-            size = self._count_prompt(request.prompt) if _must_count(request, turn) else None
-            fitted = request if size is None else turn.fit_repair(request, size)
-            if fitted is None:
-                yield from turn.skip_repair(cast("int", size))
-                continue
-            events, event = self._retry(self._open, backend, turn, fitted)
-            try:
-                while event is not None:
-                    yield from turn.feed(event)
-                    if turn.aborted:
-                        break
-                    event = next(events, None)
-            except K2BackendError as exc:
-                raise _interrupted(turn, exc) from exc
-            finally:
-                cast("Any", events).close()
-            yield from turn.end_request()
-        if turn.emit_chunks:  # invoke reads turn.message() instead
-            yield turn.last_chunk()
-
-    async def _aopen(
-        self, backend: Backend, turn: Turn, request: GenerationRequest
-    ) -> tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]:
-        live = turn.emit_chunks
-        if request.params.grammar is not None and self._grammar_ok is False:
-            request = turn.drop_grammar(request)  # refused on an earlier attempt of this call
-        try:
-            events = aiter(backend.astream(request.prompt, request.params, live=live))
-            return events, await anext(events, None)
-        except K2GrammarUnsupportedError:
-            if request.params.grammar is None:
-                raise
-            request = self._grammar_refused(turn, request)
-            events = aiter(backend.astream(request.prompt, request.params, live=live))
-            return events, await anext(events, None)
-
-    async def _adrive(self, turn: Turn) -> AsyncIterator[ChatGenerationChunk]:
-        backend = self._get_backend()
-        while (request := turn.next_request()) is not None:
-            size = None
-            if _must_count(request, turn):  # counting may be a request: off the loop
-                size = await asyncio.to_thread(self._count_prompt, request.prompt)
-            fitted = request if size is None else turn.fit_repair(request, size)
-            if fitted is None:
-                for chunk in turn.skip_repair(cast("int", size)):
-                    yield chunk
-                continue
-            opened: tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]
-            opened = await self._aretry(self._aopen, backend, turn, fitted)
-            events: AsyncIterator[GenerationEvent] = opened[0]
-            event: GenerationEvent | None = opened[1]
-            try:
-                while event is not None:
-                    for chunk in turn.feed(event):
-                        yield chunk
-                    if turn.aborted:
-                        break
-                    event = await anext(events, None)
-            except K2BackendError as exc:
-                raise _interrupted(turn, exc) from exc
-            finally:
-                await cast("Any", events).aclose()
-            for chunk in turn.end_request():
-                yield chunk
-        if turn.emit_chunks:  # invoke reads turn.message() instead
-            yield turn.last_chunk()
 
     # ------------------------------------------------------------------ BaseChatModel
 
@@ -611,17 +444,7 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        info = self._retry(self._get_backend().info)
-
-        def once() -> ChatResult:
-            turn = self._prepare_turn(messages, stop, kwargs, info, streaming=False)
-            for _ in self._drive(turn):
-                pass
-            return _result(turn)
-
-        # Nothing of an invoke reaches the caller before it ends, so a stream cut by a
-        # transport fault can be run again from the start.
-        return self._retry(once, restart=True)
+        return self._driver().invoke(partial(self._prepare_turn, messages, stop, kwargs))
 
     async def _agenerate(
         self,
@@ -630,15 +453,7 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        info = await self._aretry(self._get_backend().ainfo)
-
-        async def once() -> ChatResult:
-            turn = await self._aprepare_turn(messages, stop, kwargs, info, streaming=False)
-            async for _ in self._adrive(turn):
-                pass
-            return _result(turn)
-
-        return await self._aretry(once, restart=True)
+        return await self._driver().ainvoke(partial(self._prepare_turn, messages, stop, kwargs))
 
     def _stream(
         self,
@@ -647,9 +462,8 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        info = self._retry(self._get_backend().info)
-        turn = self._prepare_turn(messages, stop, kwargs, info, streaming=True)
-        for chunk in self._drive(turn):
+        setup = partial(self._prepare_turn, messages, stop, kwargs, streaming=True)
+        for chunk in self._driver().stream(setup):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -661,26 +475,23 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        info = await self._aretry(self._get_backend().ainfo)
-        turn = await self._aprepare_turn(messages, stop, kwargs, info, streaming=True)
-        async for chunk in self._adrive(turn):
+        setup = partial(self._prepare_turn, messages, stop, kwargs, streaming=True)
+        async for chunk in self._driver().astream(setup):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
     # ------------------------------------------------------------------ tokens
 
-    def _count_prompt(self, prompt: str) -> int:
-        """Tokens of a rendered prompt, as the server will count them."""
-        if self.tokenizer is None:
-            return self._get_backend().count_tokens(prompt)
+    def _local_tokenizer(self) -> Any:
+        """The ``tokenizer`` field, loaded once (on the first count)."""
         if self._tokenizer is None:
             self._tokenizer = load_tokenizer(self.tokenizer)
-        return count_prompt_tokens(self._tokenizer, prompt, add_special_tokens=True)
+        return self._tokenizer
 
     def get_num_tokens(self, text: str) -> int:
         """Tokens ``text`` takes (the local ``tokenizer`` if set, else the backend's)."""
-        return self._count_prompt(text)
+        return self._driver().count(text)
 
     def get_num_tokens_from_messages(
         self,
@@ -694,53 +505,7 @@ class ChatK2(BaseChatModel):
             default_system=self.system_prompt,
             neutralize_markers=self.neutralize_markers,
         )
-        return self._count_prompt(prompt)
-
-
-def _surely_fits(
-    prompt: str, max_new_tokens: int, window: int | None, max_input_tokens: int | None
-) -> bool:
-    """True when no tokenizer can make ``prompt`` overflow the limits.
-
-    A token covers at least one UTF-8 byte, so the byte count (plus two for BOS/EOS)
-    bounds the token count without asking the backend.
-    """
-    bound = len(prompt.encode("utf-8")) + 2
-    if window is not None and bound + max_new_tokens > window:
-        return False
-    return max_input_tokens is None or bound <= max_input_tokens
-
-
-def _must_count(request: GenerationRequest, turn: Turn) -> bool:
-    """Whether a repair prompt's tokens must be counted to fit it in the window."""
-    params = request.params
-    return request.repair and not _surely_fits(
-        request.prompt, params.max_new_tokens, turn.window, turn.max_input_tokens
-    )
-
-
-def _result(turn: Turn) -> ChatResult:
-    message = turn.message()
-    return ChatResult(
-        generations=[
-            ChatGeneration(
-                message=message,
-                generation_info={"finish_reason": message.response_metadata["finish_reason"]},
-            )
-        ],
-        llm_output={"model_name": turn.model_name},
-    )
-
-
-def _interrupted(turn: Turn, exc: K2BackendError) -> K2StreamInterruptedError:
-    partial = turn.completion_text()
-    return K2StreamInterruptedError(
-        f"The stream broke after {len(partial)} characters had been received ({exc}); it was "
-        "not retried because part of it was already delivered. The partial text is on "
-        "this exception's partial_text.",
-        partial_text=partial,
-        cause=exc,
-    )
+        return self._driver().count(prompt)
 
 
 __all__ = ["ChatK2"]

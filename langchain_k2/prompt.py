@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict
 
 from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import K2InputError
+from langchain_k2.tool_binding import function_of
+from langchain_k2.tool_calls import CLOSE_TAG, OPEN_TAG
 
 FUNCTION_CALLING_PROMPT = (
     "You are a function calling AI model. You are provided with function signatures within "
@@ -84,9 +86,9 @@ class K2Format(BaseModel):
     """Written once before a run of tool responses."""
     after_tool_responses: str = ""
     """Written once after a run of tool responses; the model's reply follows it."""
-    tool_call_open: str = "<tool_call>"
+    tool_call_open: str = OPEN_TAG
     """Opens a tool-call block."""
-    tool_call_close: str = "</tool_call>"
+    tool_call_close: str = CLOSE_TAG
     """Closes a tool-call block."""
     tool_response_open: str = "<tool_response>"
     """Opens one tool result."""
@@ -104,8 +106,8 @@ class K2Format(BaseModel):
         "<|beginofsystem|>",
         "<|endoftext|>",
         "<|endofchat|>",
-        "<tool_call>",
-        "</tool_call>",
+        OPEN_TAG,
+        CLOSE_TAG,
         "<tool_response>",
         "</tool_response>",
         "<tools>",
@@ -135,8 +137,8 @@ class K2Format(BaseModel):
                 "<|im_start|>",
                 "<|im_end|>",
                 "<|endoftext|>",
-                "<tool_call>",
-                "</tool_call>",
+                OPEN_TAG,
+                CLOSE_TAG,
                 "<tool_response>",
                 "</tool_response>",
                 "<tools>",
@@ -290,7 +292,7 @@ def tools_json(tools: Sequence[Mapping[str, Any]]) -> str:
     """
     functions = []
     for tool in tools:
-        fn = tool.get("function", tool) if tool.get("type") == "function" else tool
+        fn = function_of(tool)
         functions.append(
             {
                 "name": fn["name"],

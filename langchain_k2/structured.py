@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
@@ -21,15 +21,15 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ValidationError
 
+from langchain_k2.backends.base import json_grammar
 from langchain_k2.errors import K2ConfigError
+from langchain_k2.tool_calls import strip_fences
 
-Method = Literal["json_schema", "function_calling", "json_mode"]
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
 
-JSON_MODE_GRAMMAR: dict[str, Any] = {
-    "type": "json",
-    "value": {"type": "object", "properties": {}, "additionalProperties": True},
-}
+JSON_MODE_GRAMMAR: dict[str, Any] = json_grammar(
+    {"type": "object", "properties": {}, "additionalProperties": True}
+)
 """Any JSON object (TGI requires a top-level ``properties`` key in every JSON grammar)."""
 
 
@@ -87,9 +87,7 @@ def _validator(schema: Any, json_schema: dict[str, Any] | None) -> Callable[[Any
 
 def _json_of(message: AIMessage) -> Any:
     text = message.content if isinstance(message.content, str) else message.text
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.strip("`").removeprefix("json").strip()
+    body = strip_fences(text)
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:
@@ -146,9 +144,7 @@ def build_spec(schema: Any, method: str, *, constrain: bool = True) -> Structure
             "Respond with a single JSON object and nothing else. It must satisfy this JSON "
             f"schema: {json.dumps(json_schema)}"
         )
-        grammar = (
-            {"type": "json", "value": json_schema} if method == "json_schema" else JSON_MODE_GRAMMAR
-        )
+        grammar = json_grammar(json_schema) if method == "json_schema" else JSON_MODE_GRAMMAR
     return StructuredSpec(
         name, json_schema, grammar if constrain else None, instruction, parse_json
     )

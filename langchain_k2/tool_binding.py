@@ -19,6 +19,19 @@ ToolChoice = str | bool | dict[str, Any] | None
 """``"auto"``, ``"none"``, ``"any"``/``"required"``/``True``, a tool name, or an OpenAI dict."""
 
 
+def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The function spec of a tool dict, unwrapping OpenAI's ``{"type": "function", ...}``.
+
+    Example:
+        >>> function_of({"type": "function", "function": {"name": "f"}})
+        {'name': 'f'}
+        >>> function_of({"name": "f", "parameters": {}})
+        {'name': 'f', 'parameters': {}}
+    """
+    function = tool.get("function")
+    return function if isinstance(function, Mapping) else tool
+
+
 def _tool_name(tool: Any) -> str:
     return str(getattr(tool, "name", None) or getattr(tool, "__name__", None) or tool)[:80]
 
@@ -89,7 +102,7 @@ def resolve_tool_choice(
     ``"any"``/``"required"``/``True``: a call is forced (any tool). A tool name or
     ``{"type": "function", "function": {"name": ...}}``: that tool is forced.
     """
-    names = [t["function"]["name"] for t in tools]
+    names = [function_of(t)["name"] for t in tools]
     if tool_choice is None or tool_choice == "auto":
         return "auto", tools
     if tool_choice is False or tool_choice == "none":

@@ -53,6 +53,7 @@ __all__ = [
     "new_call_id",
     "parse_block",
     "parse_tool_calls",
+    "strip_fences",
 ]
 
 OPEN_TAG = "<tool_call>"
@@ -151,8 +152,18 @@ def _decode(text: str, *, strict: bool = True) -> Any:
         return value
 
 
-def _strip_fences(text: str) -> str:
-    """Strip whitespace and a markdown code fence (```json ... ```) around a block's body."""
+def strip_fences(text: str) -> str:
+    r"""Strip whitespace and a markdown code fence (```json ... ```) around ``text``.
+
+    The opening fence may name any language, in any case; a missing closing fence is
+    tolerated (the model stopped early).
+
+    Example:
+        >>> strip_fences('```JSON\n{"a": 1}\n```')
+        '{"a": 1}'
+        >>> strip_fences('  {"a": "`x`"}  ')
+        '{"a": "`x`"}'
+    """
     text = text.strip()
     if text.startswith("```"):
         match = _FENCE_OPEN.match(text)
@@ -282,7 +293,7 @@ def _parse_block(
         # Generation stopped inside the close tag ("...}</tool_"): that fragment is not JSON.
         body = body[: len(body) - _partial_suffix(body, close_tag)]
     try:
-        elements = _read_elements(_strip_fences(body), closed)
+        elements = _read_elements(strip_fences(body), closed)
     except _BlockError as exc:
         bad = create_invalid_tool_call(name=None, args=raw, id=new_call_id(), error=str(exc))
         return ToolBlock(raw=raw, tool_calls=[], invalid_tool_calls=[bad])

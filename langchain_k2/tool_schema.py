@@ -29,6 +29,7 @@ import jsonschema
 
 from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import ToolDefinitionError
+from langchain_k2.tool_binding import function_of
 
 __all__ = ["ToolIndex", "tool_index"]
 
@@ -45,8 +46,7 @@ class ToolIndex:
         self._schemas: dict[str, Mapping[str, Any] | None] = {}
         self._validators: dict[str, Callable[[dict[str, Any]], str | None]] = {}
         for position, tool in enumerate(tools):
-            function = tool.get("function")
-            spec: Mapping[str, Any] = function if isinstance(function, Mapping) else tool
+            spec = function_of(tool)
             name = spec.get("name")
             if not isinstance(name, str) or not name:
                 msg = (

@@ -1,13 +1,15 @@
 """One model turn as a sans-IO state machine: backend events in, message chunks out.
 
-In: the rendered prompt, `langchain_k2.backends.base.GenerationParams`, the
-tools to validate calls against, and backend events fed one at a time.
+In: a `TurnConfig` (the rendered prompt, `langchain_k2.backends.base.GenerationParams`,
+the tools to validate calls against...), and backend events fed one at a time.
 Out: ``ChatGenerationChunk`` objects (text deltas, validated tool-call blocks, a last
 chunk with usage and metadata), the next `GenerationRequest` when a malformed
 call must be repaired, and the final ``AIMessage``.
 
-No I/O happens here: ``ChatK2`` owns two ten-line drivers (sync and async) that pass
-requests to a backend and events back in, so the logic exists once.
+No I/O happens here: `langchain_k2.driver` holds two thin drivers (sync and async)
+that pass requests to a backend and events back in, so the logic exists once. A turn is
+built from a frozen `TurnConfig` (what it was asked to do); `Turn` holds only what
+changes as it runs.
 
 Repair (``k2-format.md`` section 5): when a block fails to parse or validate and
 retries remain, generation is abandoned at that block; the next request's prompt is
@@ -20,7 +22,7 @@ validation, so nothing wrong is ever streamed before a repair.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, ToolCall
@@ -28,9 +30,10 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_k2._schema_refs import hoist_definitions
-from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams
+from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, json_grammar
 from langchain_k2.prompt import K2Format
 from langchain_k2.stops import StopFilter
+from langchain_k2.tool_binding import function_of
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
 
 
@@ -60,7 +63,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         {'type': 'json', 'value': {'type': 'object', 'properties': {'name': {'const': 'f'}, \
 'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']}}
     """
-    functions = [tool.get("function", tool) for tool in tools]
+    functions = [function_of(tool) for tool in tools]
     schemas, definitions = hoist_definitions(
         [fn.get("parameters") or {"type": "object", "properties": {}} for fn in functions]
     )
@@ -75,8 +78,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         )
     if len(calls) == 1:
-        value = calls[0] if not definitions else {**calls[0], "$defs": definitions}
-        return {"type": "json", "value": value}
+        return json_grammar(calls[0] if not definitions else {**calls[0], "$defs": definitions})
     names = [c["properties"]["name"]["const"] for c in calls]
     arguments = [c["properties"]["arguments"] for c in calls]
     schema = {
@@ -87,12 +89,12 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
     if definitions:
         schema["$defs"] = definitions
-    return {"type": "json", "value": schema}
+    return json_grammar(schema)
 
 
-@dataclass
-class Turn:
-    """The state of one model turn across its generation requests.
+@dataclass(frozen=True)
+class TurnConfig:
+    """What a turn is asked to do; fixed for its whole life.
 
     Args:
         prompt: the rendered prompt (ending in ``<tool_call>`` when a call is forced).
@@ -102,13 +104,15 @@ class Turn:
             chooses from (empty: no tool calling).
         forced: the prompt ends with the open tag (``tool_choice`` forces a call).
         use_grammar: whether requests may carry a grammar.
+        grammar_fallback: the caller already dropped a grammar the backend refuses
+            (``response_metadata`` says so).
         max_repairs: how many malformed calls may be repaired.
         user_stops: the caller's stop strings (cut out of the text).
         model_name: reported in ``response_metadata``.
         emit_chunks: build message chunks (streaming); ``invoke`` needs only
-            :meth:`message`, so it skips them.
+            `Turn.message`, so it skips them.
         window: prompt plus new tokens, at most (``None``: unknown); a repair request's
-            ``max_new_tokens`` is cut to what its longer prompt leaves (`fit_repair`).
+            ``max_new_tokens`` is cut to what its longer prompt leaves (`Turn.fit_repair`).
         max_input_tokens: the longest prompt the backend takes (``None``: unknown).
     """
 
@@ -118,6 +122,7 @@ class Turn:
     tools: Sequence[Mapping[str, Any]] = ()
     forced: bool = False
     use_grammar: bool = False
+    grammar_fallback: bool = False
     max_repairs: int = 2
     user_stops: Sequence[str] = ()
     model_name: str | None = None
@@ -125,30 +130,47 @@ class Turn:
     window: int | None = None
     max_input_tokens: int | None = None
 
-    repairs: int = 0
-    aborted: bool = False
-    grammar_fallback: bool = False
-    repair_skipped: str | None = None
-    emitted: list[str | ToolBlock] = field(default_factory=list)
-    _broken: ToolBlock | None = None
-    _pending: GenerationRequest | None = None
-    _parser: ToolCallStreamParser | _ConstrainedCall = field(init=False)
-    _stop: StopFilter = field(init=False)
-    _call_index: int = 0
-    _tokens: int = 0
-    _usage_in: int = 0
-    _usage_out: int = 0
-    _final: FinalEvent | None = None
-    _tag_tokens: frozenset[str] = frozenset()
 
-    def __post_init__(self) -> None:
-        self._tag_tokens = frozenset({self.fmt.tool_call_open, self.fmt.tool_call_close})
-        params = self.params
-        constrained = self.forced and self.use_grammar and bool(self.tools)
+class Turn:
+    """The state of one model turn across its generation requests.
+
+    Attributes:
+        config: what the turn was asked to do (`TurnConfig`).
+        use_grammar: whether requests may still carry a grammar (a refusal clears it).
+        grammar_fallback: a grammar was dropped because the backend refuses them.
+        repairs: malformed calls sent for repair so far.
+        aborted: the current request was abandoned at a broken block.
+        repair_skipped: why a broken call was kept unrepaired (no room in the window, or
+            the repair request failed), if so.
+        emitted: the kept completion: text and validated blocks, in order.
+    """
+
+    def __init__(self, config: TurnConfig) -> None:
+        self.config = config
+        self.use_grammar = config.use_grammar
+        self.grammar_fallback = config.grammar_fallback
+        self.repairs = 0
+        self.aborted = False
+        self.repair_skipped: str | None = None
+        self.emitted: list[str | ToolBlock] = []
+        self._broken: ToolBlock | None = None
+        self._call_index = 0
+        self._tokens = 0
+        self._usage_in = 0
+        self._usage_out = 0
+        self._final: FinalEvent | None = None
+        self._prompt = config.prompt
+        self._uncounted: str | None = None
+        self._parser: ToolCallStreamParser | _ConstrainedCall
+        self._stop: StopFilter
+        fmt = config.fmt
+        self._tag_tokens = frozenset({fmt.tool_call_open, fmt.tool_call_close})
+        params = config.params
+        constrained = config.forced and self.use_grammar and bool(config.tools)
         if constrained:
-            params = _with_grammar(params, call_grammar(self.tools))
-        self._pending = GenerationRequest(self.prompt, params)
-        self._start(primed=self.forced, constrained=constrained)
+            params = replace(params, grammar=call_grammar(config.tools))
+        self._pending: GenerationRequest | None = GenerationRequest(config.prompt, params)
+        self._start(primed=config.forced, constrained=constrained)
 
     # ------------------------------------------------------------------ requests
 
@@ -157,7 +179,22 @@ class Turn:
         request, self._pending = self._pending, None
         if request is not None:
             self.aborted = False
+            self._prompt = request.prompt
         return request
+
+    def uncounted_prompt(self) -> str | None:
+        """The prompt of the request just ended, when its size is still unknown.
+
+        A request abandoned at a broken block never reaches its end event, which carries
+        the prompt's token count; the driver counts the prompt and calls `add_input_tokens`,
+        so usage is the sum over every request the turn made.
+        """
+        prompt, self._uncounted = self._uncounted, None
+        return prompt
+
+    def add_input_tokens(self, count: int) -> None:
+        """Add a request's prompt tokens to the turn's usage (see `uncounted_prompt`)."""
+        self._usage_in += count
 
     def drop_grammar(self, request: GenerationRequest) -> GenerationRequest:
         """The same request without grammar (the server refused it before any output)."""
@@ -168,14 +205,14 @@ class Turn:
         return GenerationRequest(request.prompt, request.params.without_grammar(), request.repair)
 
     def _start(self, *, primed: bool, constrained: bool = False) -> None:
-        tools = self.tools or None
-        tags = {"open_tag": self.fmt.tool_call_open, "close_tag": self.fmt.tool_call_close}
+        tools, fmt = self.config.tools or None, self.config.fmt
+        tags = {"open_tag": fmt.tool_call_open, "close_tag": fmt.tool_call_close}
         self._parser = (
             _ConstrainedCall(tools, **tags) if constrained else ToolCallStreamParser(tools, **tags)
         )
         if primed:
-            self._parser.feed(self.fmt.tool_call_open)
-        self._stop = StopFilter([*self.user_stops, *self.fmt.stop_markers])
+            self._parser.feed(fmt.tool_call_open)
+        self._stop = StopFilter([*self.config.user_stops, *fmt.stop_markers])
 
     # ------------------------------------------------------------------ events
 
@@ -187,7 +224,7 @@ class Turn:
             return []
         if self.aborted:
             return []
-        self._tokens += 1
+        self._tokens += event.tokens
         if event.special and event.text and event.text not in self._tag_tokens:
             # A special token that is not a tool-call tag (EOS, a turn marker) ends the turn.
             held = self._stop.end()
@@ -197,8 +234,9 @@ class Turn:
 
     def end_request(self) -> list[ChatGenerationChunk]:
         """The current request's events are exhausted; flush what it held back."""
-        if self._final is None:
+        if self._final is None:  # abandoned: what was read was generated; the prompt is counted
             self._usage_out += self._tokens
+            self._uncounted = self._prompt
         self._tokens = 0
         if self.aborted:
             self._final = None
@@ -213,10 +251,10 @@ class Turn:
             if isinstance(item, str):
                 if item:
                     self.emitted.append(item)
-                    if self.emit_chunks:
+                    if self.config.emit_chunks:
                         chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
                 continue
-            if item.invalid_tool_calls and self.repairs < self.max_repairs:
+            if item.invalid_tool_calls and self.repairs < self.config.max_repairs:
                 self._schedule_repair(item)
                 break
             chunks += self._keep(item)
@@ -225,7 +263,7 @@ class Turn:
     def _keep(self, block: ToolBlock) -> list[ChatGenerationChunk]:
         """Add a block to the message as it is; its chunk when streaming."""
         self.emitted.append(block)
-        chunk = block_chunk(block, self._call_index) if self.emit_chunks else None
+        chunk = block_chunk(block, self._call_index) if self.config.emit_chunks else None
         self._call_index += len(block.tool_calls) + len(block.invalid_tool_calls)
         return [] if chunk is None else [ChatGenerationChunk(message=chunk)]
 
@@ -238,8 +276,9 @@ class Turn:
         (or is longer than the backend takes): the broken block must then stay as it is
         (`skip_repair`), since the server would refuse the request.
         """
-        room = None if self.window is None else self.window - prompt_tokens
-        too_long = self.max_input_tokens is not None and prompt_tokens > self.max_input_tokens
+        window, max_input = self.config.window, self.config.max_input_tokens
+        room = None if window is None else window - prompt_tokens
+        too_long = max_input is not None and prompt_tokens > max_input
         if too_long or (room is not None and room < 1):
             return None
         if room is None or room >= request.params.max_new_tokens:
@@ -252,31 +291,45 @@ class Turn:
         For a repair whose ``prompt_tokens``-token prompt `fit_repair` found no room for;
         the turn ends with the block as its last item.
         """
+        self.repairs -= 1
+        window, max_input = self.config.window, self.config.max_input_tokens
+        limits = [f"{window} tokens"] if window is not None else []
+        if max_input is not None:
+            limits.append(f"at most {max_input} of prompt")
+        return self._keep_broken(
+            f"the repair prompt takes {prompt_tokens} tokens, which leaves no room in the "
+            f"context window ({', '.join(limits)})"
+        )
+
+    def fail_repair(self, error: BaseException) -> list[ChatGenerationChunk]:
+        """Keep the broken block (invalid, with its raw text): its repair request failed.
+
+        For a repair the server refused (a 422 "grammar too complex", say) or that kept
+        failing after transport retries: the turn ends with what the first request made.
+        """
+        return self._keep_broken(f"the repair request failed ({type(error).__name__}: {error})")
+
+    def _keep_broken(self, why: str) -> list[ChatGenerationChunk]:
         broken, self._broken, self._pending = self._broken, None, None
         if broken is None:
-            raise RuntimeError("skip_repair() without a scheduled repair")
-        self.repairs -= 1
-        limits = [f"{self.window} tokens"] if self.window is not None else []
-        if self.max_input_tokens is not None:
-            limits.append(f"at most {self.max_input_tokens} of prompt")
-        self.repair_skipped = (
-            f"the repair prompt takes {prompt_tokens} tokens, which leaves no room in the "
-            f"context window ({', '.join(limits)}): the malformed call is kept as an invalid "
-            "tool call"
-        )
+            raise RuntimeError("no repair is scheduled")
+        self.repair_skipped = f"{why}: the malformed call is kept as an invalid tool call"
         return self._keep(broken)
 
     def _schedule_repair(self, broken: ToolBlock) -> None:
         self.repairs += 1
         self._broken = broken
         self.aborted = True
-        params = self.params
-        constrained = self.use_grammar and bool(self.tools)
+        config = self.config
+        params = config.params
+        constrained = self.use_grammar and bool(config.tools)
         if constrained:
-            params = _with_grammar(params, call_grammar(self.tools))
+            params = replace(params, grammar=call_grammar(config.tools))
         # A forced prompt already ends with the open tag, which starts the first block's raw.
-        open_tag = self.fmt.tool_call_open
-        base = self.prompt[: len(self.prompt) - len(open_tag)] if self.forced else self.prompt
+        open_tag = config.fmt.tool_call_open
+        base = (
+            config.prompt[: len(config.prompt) - len(open_tag)] if config.forced else config.prompt
+        )
         self._pending = GenerationRequest(
             base + self.completion_text() + open_tag, params, repair=True
         )
@@ -303,7 +356,7 @@ class Turn:
         """``finish_reason``, ``model_name``, ``seed`` and ``tool_call_retries``."""
         final = self._final or FinalEvent()
         finish = final.finish_reason
-        if self._stop.stopped and self._stop.stop_found in self.user_stops:
+        if self._stop.stopped and self._stop.stop_found in self.config.user_stops:
             finish = "stop_sequence"
         errors = {
             call["id"]: call["error"]
@@ -314,7 +367,7 @@ class Turn:
         }
         metadata: dict[str, Any] = {
             "finish_reason": finish,
-            "model_name": self.model_name,
+            "model_name": self.config.model_name,
             "seed": final.seed,
             "tool_call_retries": self.repairs,
         }
@@ -388,7 +441,3 @@ class _ConstrainedCall:
         if not raw.startswith(self._open):
             raw = self._open + raw
         return [parse_block(raw, self._tools, open_tag=self._open, close_tag=self._close)]
-
-
-def _with_grammar(params: GenerationParams, grammar: Mapping[str, Any]) -> GenerationParams:
-    return replace(params, grammar=grammar)

@@ -8,7 +8,7 @@ the integration suite drives the real TGI client and llama.cpp.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from langchain_k2.backends.base import (
     BackendInfo,
@@ -17,6 +17,7 @@ from langchain_k2.backends.base import (
     GenerationParams,
     TokenEvent,
 )
+from langchain_k2.errors import K2GrammarUnsupportedError
 
 
 @dataclass
@@ -34,7 +35,6 @@ class ScriptedBackend:
     requests: list[tuple[str, GenerationParams]] = field(default_factory=list)
     live: list[bool] = field(default_factory=list)
     """The ``live`` flag of each request: False when the caller wanted the whole answer."""
-    name: str = "scripted"
 
     def script(self, *replies: Reply | str | Sequence[str]) -> None:
         for spec in replies:
@@ -54,6 +54,9 @@ class ScriptedBackend:
     def count_tokens(self, text: str) -> int:
         return len(text.split())
 
+    async def acount_tokens(self, text: str) -> int:
+        return self.count_tokens(text)
+
     def stream(
         self, prompt: str, params: GenerationParams, *, live: bool = True
     ) -> Iterator[GenerationEvent]:
@@ -61,6 +64,8 @@ class ScriptedBackend:
         self.live.append(live)
         reply = self.replies.pop(0)
         if reply.error is not None and reply.error_after is None:
+            if isinstance(reply.error, K2GrammarUnsupportedError):  # recorded, as TGI does
+                self.info_value = replace(self.info_value, supports_grammar=False)
             raise reply.error
         count = 0
         for token in reply.tokens:

@@ -206,6 +206,30 @@ def test_malformed_call_is_repaired_from_the_broken_block():
     assert len(schema["properties"]["arguments"]["anyOf"]) == 2
 
 
+def test_usage_of_a_repaired_turn_counts_the_abandoned_request_too():
+    llm, backend = make()
+    backend.script(
+        [
+            "Let me add. ",
+            "<tool_call>",
+            '{"name": "add", "arguments": {"a": }}',
+            "</tool_call>",
+            " x",
+        ],
+        ['{"name": "add", "arguments": {"a": 2, "b": 3}}'],
+    )
+    message = llm.bind_tools([add]).invoke("q")
+    assert message.response_metadata["tool_call_retries"] == 1
+    # The scripted backend counts a prompt's words; the first request was abandoned at its
+    # fourth token, before its end event, so its prompt is counted separately.
+    first, repair = (len(prompt.split()) for prompt, _ in backend.requests)
+    assert message.usage_metadata == {
+        "input_tokens": first + repair,
+        "output_tokens": 4 + 1,
+        "total_tokens": first + repair + 5,
+    }
+
+
 def test_retries_run_out_into_invalid_tool_calls():
     llm, backend = make(max_tool_call_retries=1)
     bad = '<tool_call>{"name": "add", "arguments": {"a": 1</tool_call>'
@@ -463,10 +487,11 @@ def test_tools_edited_in_place_between_calls_are_not_served_from_a_stale_cache()
 def test_fit_repair_cuts_max_new_tokens_to_the_room_left() -> None:
     from langchain_k2.backends.base import GenerationParams
     from langchain_k2.prompt import DEFAULT_FORMAT
-    from langchain_k2.turn import GenerationRequest, Turn
+    from langchain_k2.turn import GenerationRequest, Turn, TurnConfig
 
     params = GenerationParams(max_new_tokens=64)
-    turn = Turn(prompt="p", params=params, fmt=DEFAULT_FORMAT, window=1000, max_input_tokens=990)
+    config = TurnConfig("p", params, DEFAULT_FORMAT, window=1000, max_input_tokens=990)
+    turn = Turn(config)
     repair = GenerationRequest("p + text <tool_call>", params, repair=True)
     assert turn.fit_repair(repair, 900) is repair  # 900 + 64 fits
     cut = turn.fit_repair(repair, 950)
@@ -474,7 +499,7 @@ def test_fit_repair_cuts_max_new_tokens_to_the_room_left() -> None:
     assert (cut.prompt, cut.params.max_new_tokens, cut.repair) == (repair.prompt, 50, True)
     assert turn.fit_repair(repair, 991) is None  # longer than the server takes
     assert turn.fit_repair(repair, 1000) is None  # no room for a single token
-    unknown = Turn(prompt="p", params=params, fmt=DEFAULT_FORMAT)
+    unknown = Turn(TurnConfig(prompt="p", params=params, fmt=DEFAULT_FORMAT))
     assert unknown.fit_repair(repair, 10**6) is repair  # limits unknown: sent as it is
 
 
@@ -511,3 +536,35 @@ def test_context_window_sets_llama_cpps_n_ctx(tmp_path, window):
     llm = ChatK2(model_path=str(gguf), context_window=window)
     info = llm._get_backend().info()
     assert (info.max_total_tokens, info.max_input_tokens) == (window, window - 1)
+
+
+@pytest.mark.parametrize("path", ["invoke", "stream", "ainvoke", "astream"])
+async def test_a_failed_repair_request_keeps_the_first_generation_and_says_why(path) -> None:
+    llm, backend = make()
+    broken = '[{"name": "add", "arguments": {"a": 1, "b": }}]'
+    backend.script(
+        ["Let me add. ", "<tool_call>", broken, "</tool_call>", " more"],
+        Reply(error=K2ValidationError("TGI refused: grammar too complex", status=422)),
+    )
+    bound = llm.bind_tools([add])
+    if path == "invoke":
+        message = bound.invoke("q")
+    elif path == "ainvoke":
+        message = await bound.ainvoke("q")
+    else:
+        chunks = (
+            list(bound.stream("q")) if path == "stream" else [c async for c in bound.astream("q")]
+        )
+        message = chunks[0]
+        for chunk in chunks[1:]:
+            message += chunk
+    assert message.content == "Let me add. "
+    assert message.tool_calls == []
+    assert [c["args"] for c in message.invalid_tool_calls] == [
+        "<tool_call>" + broken + "</tool_call>"
+    ]
+    assert len(backend.requests) == 2  # the repair was sent, and refused
+    assert message.response_metadata["tool_call_repair_skipped"] == (
+        "the repair request failed (K2ValidationError: TGI refused: grammar too complex): "
+        "the malformed call is kept as an invalid tool call"
+    )

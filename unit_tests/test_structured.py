@@ -209,3 +209,22 @@ def test_a_repair_uses_the_budget_a_re_ask_would_have_used():
     assert result["raw"].response_metadata["tool_call_retries"] == 1
     assert result["raw"].response_metadata["structured_output_retries"] == 0
     assert len(backend.requests) == 2
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        f"```json\n{ALICE}\n```",
+        f"```JSON\n{ALICE}\n```",  # a language tag in capitals
+        f"```jsonc {ALICE}```",  # another tag, on the same line
+        f"```\n{ALICE}",  # the closing fence never came
+    ],
+)
+def test_fenced_json_is_read_without_asking_again(reply):
+    """Free-form output (``strict=False``) in a markdown fence parses as the parser reads
+    a fenced tool-call body: one owner for fence stripping, so no second request."""
+    llm, backend = make()
+    backend.script([reply])
+    result = llm.with_structured_output(Person, strict=False).invoke("Alice is 30.")
+    assert result == Person(name="Alice", age=30)
+    assert len(backend.requests) == 1

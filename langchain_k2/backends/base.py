@@ -17,12 +17,22 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 
+def json_grammar(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The grammar (TGI's shape, which every backend reads) constraining output to ``schema``.
+
+    Example:
+        >>> json_grammar({"type": "object", "properties": {}})
+        {'type': 'json', 'value': {'type': 'object', 'properties': {}}}
+    """
+    return {"type": "json", "value": dict(schema)}
+
+
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling and decoding parameters of one generation request.
 
     ``temperature == 0`` means greedy decoding; ``None`` means the backend's default.
-    ``grammar`` is TGI's shape: ``{"type": "json", "value": <JSON schema>}``.
+    ``grammar`` is TGI's shape, built by `json_grammar`: ``{"type": "json", "value": <schema>}``.
     """
 
     max_new_tokens: int = 1024
@@ -41,10 +51,15 @@ class GenerationParams:
 
 @dataclass(frozen=True)
 class TokenEvent:
-    """One generated token: its text (special tokens keep theirs) and whether it is special."""
+    """One generated token: its text (special tokens keep theirs) and whether it is special.
+
+    ``tokens`` is how many generated tokens the text holds: more than one only when a
+    backend joins a run of ordinary tokens (``live=False``), so usage counts stay exact.
+    """
 
     text: str
     special: bool = False
+    tokens: int = field(default=1, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -80,7 +95,6 @@ class BackendInfo:
     max_input_tokens: int | None = None
     max_total_tokens: int | None = None
     supports_grammar: bool | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -90,13 +104,14 @@ class Backend(Protocol):
     ``stream`` and ``astream`` yield `TokenEvent` objects and then exactly one
     `FinalEvent`. Errors are raised as `langchain_k2.errors` exceptions.
 
+    A backend that raises ``K2GrammarUnsupportedError`` because the server refuses every
+    grammar records it: its ``info()`` says ``supports_grammar=False`` from then on, so
+    later turns do not ask again.
+
     ``live=False`` says nobody watches the tokens go by (invoke): the backend may then
     deliver the whole answer at once, joining consecutive ordinary tokens into one
     `TokenEvent` (special tokens stay single, in place). Ignoring it is always correct.
     """
-
-    name: str
-    """Short name reported in LangSmith params and metadata (``"tgi"``, ``"llamacpp"``)."""
 
     def info(self) -> BackendInfo:
         """Capabilities and limits (may do I/O once, then cached)."""
@@ -120,4 +135,8 @@ class Backend(Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` (a rendered prompt) takes."""
+        ...
+
+    async def acount_tokens(self, text: str) -> int:
+        """Async twin of `count_tokens`."""
         ...

@@ -187,8 +187,6 @@ class LlamaCppBackend:
             option is invalid.
     """
 
-    name: str = "llamacpp"
-
     def __init__(
         self,
         model_path: str | Path,
@@ -260,12 +258,6 @@ class LlamaCppBackend:
             max_input_tokens=window - 1,
             max_total_tokens=window,
             supports_grammar=True,
-            extra={
-                "backend": self.name,
-                "model_path": str(self.model_path),
-                "n_gpu_layers": self._n_gpu_layers,
-                "llama_cpp_python": _llama_cpp_version(),
-            },
         )
 
     async def ainfo(self) -> BackendInfo:
@@ -280,6 +272,10 @@ class LlamaCppBackend:
         The BOS token is counted when the model adds one, as for a prompt.
         """
         return len(self._tokenize(self._ensure_loaded(), text))
+
+    async def acount_tokens(self, text: str) -> int:
+        """Async twin of `count_tokens` (in a thread: it may load the model)."""
+        return await asyncio.to_thread(self.count_tokens, text)
 
     @property
     def marker_token_ids(self) -> Mapping[str, int]:

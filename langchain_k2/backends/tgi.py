@@ -32,6 +32,7 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -53,7 +54,13 @@ from langchain_k2.backends.tgi_wire import (
     request_kwargs,
     retry_after,
 )
-from langchain_k2.errors import K2BackendError, K2ConfigError, K2TimeoutError, K2UnavailableError
+from langchain_k2.errors import (
+    K2BackendError,
+    K2ConfigError,
+    K2GrammarUnsupportedError,
+    K2TimeoutError,
+    K2UnavailableError,
+)
 
 __all__ = ["TGIBackend", "map_error", "request_kwargs"]
 
@@ -245,8 +252,6 @@ class TGIBackend:
         cooldown: seconds a failed replica is skipped (with several replicas).
     """
 
-    name = "tgi"
-
     def __init__(
         self,
         endpoint_url: str | Sequence[str],
@@ -274,6 +279,7 @@ class TGIBackend:
         self.timeout = timeout
         self._headers = {k.lower(): v for k, v in (headers or {}).items() if v is not None}
         self._info: BackendInfo | None = None
+        self._grammar_refused = False
         self.prompt_header = True
         """Whether non-streamed answers carry ``x-prompt-tokens``. The first answer
         without it (a proxy dropped it) turns this off: that answer's prompt is counted
@@ -294,6 +300,8 @@ class TGIBackend:
             yield
         except Exception as exc:
             mapped = map_error(exc, url)
+            if isinstance(mapped, K2GrammarUnsupportedError):  # info() says so from now on
+                self._grammar_refused = True
             # A full pool on this side (httpx.PoolTimeout) is no fault of the replica's.
             if (
                 isinstance(mapped, K2BackendError)
@@ -333,8 +341,11 @@ class TGIBackend:
             max_input_tokens=data.get("max_input_tokens"),
             max_total_tokens=data.get("max_total_tokens"),
             supports_grammar=None,
-            extra={"version": data.get("version")},
         )
+
+    def _recorded(self, info: BackendInfo) -> BackendInfo:
+        """``info`` with what requests taught: a refused grammar means none is supported."""
+        return replace(info, supports_grammar=False) if self._grammar_refused else info
 
     def info(self) -> BackendInfo:
         """``GET /info``, read once; unknown limits are ``None`` if the route is missing."""
@@ -343,7 +354,7 @@ class TGIBackend:
             with self._errors(url):
                 response = get_session().request(**self._request("GET", f"{url}/info"))
                 self._info = self._parse_info(response, url)
-        return self._info
+        return self._recorded(self._info)
 
     async def ainfo(self) -> BackendInfo:
         """Async twin of `info`."""
@@ -352,7 +363,7 @@ class TGIBackend:
             with self._errors(url):
                 response = await self._asend(self._request("GET", f"{url}/info"))
                 self._info = self._parse_info(response, url)
-        return self._info
+        return self._recorded(self._info)
 
     def _tokenize(self, url: str, text: str) -> dict[str, Any]:
         return self._request("POST", f"{url}/tokenize", json={"inputs": text})

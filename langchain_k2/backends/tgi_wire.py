@@ -137,13 +137,13 @@ def answer_events(doc: Any, headers: Mapping[str, str], url: str) -> list[Genera
     for token in details["tokens"]:
         if token.get("special"):
             if run:
-                events.append(TokenEvent("".join(run)))
+                events.append(TokenEvent("".join(run), tokens=len(run)))
                 run = []
             events.append(TokenEvent(token["text"], special=True))
         else:
             run.append(token["text"])
     if run:
-        events.append(TokenEvent("".join(run)))
+        events.append(TokenEvent("".join(run), tokens=len(run)))
     events.append(
         FinalEvent(
             finish_reason=details.get("finish_reason"),
