@@ -25,22 +25,25 @@ are merged (spec section 5). Every call gets a fresh id from `new_call_id`.
 
 from __future__ import annotations
 
-import ast
 import json
-import math
-import re
-import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.messages import AIMessageChunk, InvalidToolCall, ToolCall, ToolCallChunk
-from langchain_core.messages.tool import invalid_tool_call as create_invalid_tool_call
-from langchain_core.messages.tool import tool_call as create_tool_call
+from langchain_core.messages import AIMessageChunk, ToolCallChunk
 from langchain_core.messages.tool import tool_call_chunk as create_tool_call_chunk
 
 from langchain_k2._block_scan import StringState, TagFinder, check_tags
-from langchain_k2.tool_schema import ToolIndex as _ToolIndex
+from langchain_k2.tool_block import (
+    CLOSE_TAG,
+    OPEN_TAG,
+    ParsedToolCalls,
+    ToolBlock,
+    new_call_id,
+    parse_block,
+    partial_suffix,
+    read_block,
+    strip_fences,
+)
 from langchain_k2.tool_schema import tool_index as _tool_index
 
 __all__ = [
@@ -55,300 +58,7 @@ __all__ = [
     "parse_tool_calls",
     "strip_fences",
 ]
-
-OPEN_TAG = "<tool_call>"
-"""The tag that opens a tool-call block (a special token in K2-Chat's tokenizer)."""
-
-CLOSE_TAG = "</tool_call>"
-"""The tag that closes a tool-call block."""
-
-_FENCE_OPEN = re.compile(r"```[\w+.-]*[ \t]*(?:\r?\n)?")
-
-
-def new_call_id() -> str:
-    """Return a fresh tool-call id: ``"call_"`` and 24 random hex characters."""
-    return "call_" + secrets.token_hex(12)
-
-
-@dataclass(frozen=True)
-class ToolBlock:
-    """One ``<tool_call>`` block and the calls read from it.
-
-    Attributes:
-        raw: The block exactly as it appeared, tags included (``"<tool_call>...</tool_call>"``),
-            or ``"<tool_call>..."`` for a block left unclosed at the end of generation.
-        tool_calls: The valid calls in the block, in order.
-        invalid_tool_calls: The calls (or the whole block) that could not be accepted.
-            A block always yields at least one call, valid or invalid.
-    """
-
-    raw: str
-    tool_calls: list[ToolCall]
-    invalid_tool_calls: list[InvalidToolCall]
-
-
-@dataclass(frozen=True)
-class ParsedToolCalls:
-    """A whole completion split into text and tool-call blocks.
-
-    Attributes:
-        content: All text outside blocks, concatenated exactly (nothing stripped).
-        tool_calls: The valid calls of all blocks, in order.
-        invalid_tool_calls: The invalid calls of all blocks, in order.
-        blocks: The blocks, in order. ``content`` and the blocks' ``raw`` texts together
-            account for every character of the input but the stray close tags (outside
-            any block), which are dropped.
-    """
-
-    content: str
-    tool_calls: list[ToolCall]
-    invalid_tool_calls: list[InvalidToolCall]
-    blocks: list[ToolBlock]
-
-
-# --------------------------------------------------------------------------------------
-# One block
-# --------------------------------------------------------------------------------------
-
-
-class _BlockError(Exception):
-    """The block as a whole cannot be read as a JSON object or list of objects."""
-
-
-def _is_json_value(value: Any) -> bool:
-    """Whether ``value`` (from ``ast.literal_eval``) is something JSON can carry."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return True
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, list):
-        return all(_is_json_value(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_json_value(v) for k, v in value.items())
-    return False
-
-
-def _decode(text: str, *, strict: bool = True) -> Any:
-    """Decode JSON, falling back to a Python literal (single quotes, True/False/None).
-
-    ``strict=False`` lets JSON strings hold raw control characters (newlines, tabs).
-
-    Raises:
-        ValueError: neither form decodes; the message is the JSON error.
-    """
-    try:
-        return json.loads(text, strict=strict)
-    except RecursionError:
-        msg = "JSON nested too deeply"
-        raise ValueError(msg) from None
-    except ValueError as json_error:  # JSONDecodeError, or an integer with too many digits
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            raise ValueError(str(json_error)) from None
-        if not _is_json_value(value):
-            msg = f"{json_error} (as a Python literal it holds values JSON cannot carry)"
-            raise ValueError(msg) from None
-        return value
-
-
-def strip_fences(text: str) -> str:
-    r"""Strip whitespace and a markdown code fence (```json ... ```) around ``text``.
-
-    The opening fence may name any language, in any case; a missing closing fence is
-    tolerated (the model stopped early).
-
-    Example:
-        >>> strip_fences('```JSON\n{"a": 1}\n```')
-        '{"a": 1}'
-        >>> strip_fences('  {"a": "`x`"}  ')
-        '{"a": "`x`"}'
-    """
-    text = text.strip()
-    if text.startswith("```"):
-        match = _FENCE_OPEN.match(text)
-        text = text[match.end() if match else 3 :].rstrip()
-        if text.endswith("```"):
-            text = text[:-3]
-        text = text.strip()
-    return text
-
-
-def _partial_suffix(text: str, tag: str, start: int = 0) -> int:
-    """Length of the longest suffix of ``text[start:]`` that is a proper prefix of ``tag``.
-
-    Only the last ``len(tag) - 1`` characters are looked at, so this costs O(len(tag)).
-    """
-    if len(tag) < 2:
-        return 0
-    first = tag[0]
-    position = text.find(first, max(start, len(text) - len(tag) + 1))
-    while position != -1:
-        if tag.startswith(text[position:]):
-            return len(text) - position
-        position = text.find(first, position + 1)
-    return 0
-
-
-_NAME = r'"name"\s*:\s*"(?P<name>(?:[^"\\\n]|\\.)*)"'
-_QUOTED_ARGS = r'"(?P<key>arguments|parameters)"\s*:\s*\'(?P<args>.*)\''
-_GLAIVE_FORMS = [
-    re.compile(rf"\A(?:\[\s*)?\{{\s*{first}\s*,\s*{second}\s*\}}(?:\s*\])?\Z", re.DOTALL)
-    for first, second in ((_NAME, _QUOTED_ARGS), (_QUOTED_ARGS, _NAME))
-]
-
-
-def _glaive_call(body: str) -> dict[str, Any] | None:
-    r"""Read glaive's ``{"name": "f", "arguments": '<JSON>'}`` (arguments quoted).
-
-    For when the quoted JSON holds what a Python string cannot: raw newlines, or an
-    unescaped apostrophe.
-
-    The arguments run from the quote after the key to the last quote before the closing
-    brace (either key order, optionally as a one-element list); ``None`` if the body has
-    another shape.
-
-    Example:
-        >>> _glaive_call('{"name": "note", "arguments": \'{"text": "it\'s"}\'}')
-        {'name': 'note', 'arguments': '{"text": "it\'s"}'}
-    """
-    for form in _GLAIVE_FORMS:
-        match = form.match(body)
-        if match is not None:
-            try:
-                name = json.loads('"' + match["name"] + '"')
-            except ValueError:
-                return None
-            return {"name": name, match["key"]: match["args"]}
-    return None
-
-
-def _read_elements(body: str, closed: bool) -> list[Any]:
-    """Decode a block's body into its list of elements (each still to be checked)."""
-    if not body:
-        what = "empty tool call block" if closed else "unclosed tool call block is empty"
-        raise _BlockError(what)
-    try:
-        value = _decode(body)
-    except ValueError as exc:
-        glaive = _glaive_call(body)
-        if glaive is not None:
-            return [glaive]
-        if closed:
-            msg = f"tool call block is not valid JSON: {exc}"
-        else:
-            msg = f"tool call block was not closed and its JSON is incomplete or invalid: {exc}"
-        raise _BlockError(msg) from None
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list):
-        if not value:
-            msg = "tool call block holds an empty list (no calls)"
-            raise _BlockError(msg)
-        return value
-    msg = f"tool call JSON must be an object or a list of objects, got {type(value).__name__}"
-    raise _BlockError(msg)
-
-
-def _read_call(element: Any, position: str) -> tuple[str | None, dict[str, Any] | str]:
-    """Read ``(name, args)`` from one element, or ``(name or None, error)``."""
-    if not isinstance(element, dict):
-        return None, f"tool call{position} is not an object (got {type(element).__name__})"
-    name = element.get("name")
-    if not isinstance(name, str) or not name:
-        return None, f"tool call{position} has no string 'name'"
-    key = "arguments" if "arguments" in element else "parameters"
-    args = element.get(key, {})
-    if isinstance(args, str) and not args.strip():
-        args = {}  # "arguments": "" is how some models say "no arguments"
-    if isinstance(args, str):
-        try:
-            args = _decode(args, strict=False)
-        except ValueError as exc:
-            return name, f"'{key}' of {name!r} is a string but not a JSON-encoded object: {exc}"
-        if not isinstance(args, dict):
-            got = type(args).__name__
-            return name, f"'{key}' of {name!r} is a string but not a JSON-encoded object: {got}"
-    if not isinstance(args, dict):
-        return name, f"'{key}' of {name!r} must be an object, got {type(args).__name__}"
-    return name, args
-
-
-def _parse_block(
-    raw: str,
-    closed: bool,
-    index: _ToolIndex | None,
-    open_tag: str,
-    close_tag: str,
-    *,
-    cut_off: bool = False,
-) -> ToolBlock:
-    if cut_off:  # a new open tag came before this block's close tag
-        error = f"tool call block was not closed: a new {open_tag} began before its {close_tag}"
-        bad = create_invalid_tool_call(name=None, args=raw, id=new_call_id(), error=error)
-        return ToolBlock(raw=raw, tool_calls=[], invalid_tool_calls=[bad])
-    end = len(raw) - len(close_tag) if closed else len(raw)
-    body = raw[len(open_tag) : end]
-    if not closed:
-        # Generation stopped inside the close tag ("...}</tool_"): that fragment is not JSON.
-        body = body[: len(body) - _partial_suffix(body, close_tag)]
-    try:
-        elements = _read_elements(strip_fences(body), closed)
-    except _BlockError as exc:
-        bad = create_invalid_tool_call(name=None, args=raw, id=new_call_id(), error=str(exc))
-        return ToolBlock(raw=raw, tool_calls=[], invalid_tool_calls=[bad])
-    calls: list[ToolCall] = []
-    invalid: list[InvalidToolCall] = []
-    many = len(elements) > 1
-    for number, element in enumerate(elements, start=1):
-        name, args = _read_call(element, f" #{number} in the list" if many else "")
-        if isinstance(args, str):
-            error = args
-        elif name is None or index is None or (problem := index.check(name, args)) is None:
-            calls.append(create_tool_call(name=name or "", args=args, id=new_call_id()))
-            continue
-        else:
-            error = problem
-        text = open_tag + json.dumps(element) + close_tag
-        invalid.append(
-            create_invalid_tool_call(name=name, args=text, id=new_call_id(), error=error)
-        )
-    return ToolBlock(raw=raw, tool_calls=calls, invalid_tool_calls=invalid)
-
-
-def parse_block(
-    raw: str,
-    tools: Sequence[Mapping[str, Any]] | None = None,
-    *,
-    open_tag: str = OPEN_TAG,
-    close_tag: str = CLOSE_TAG,
-    cut_off: bool = False,
-) -> ToolBlock:
-    """Parse one block, given with its tags (the close tag may be missing at the end).
-
-    Args:
-        raw: ``"<tool_call>...</tool_call>"``, or ``"<tool_call>..."`` if left unclosed.
-        tools: The bound tools; when given, unknown names and arguments failing a tool's
-            schema make the call invalid.
-        open_tag: The tag that opens a block.
-        close_tag: The tag that closes a block.
-        cut_off: The block was ended by a new ``open_tag`` before its close tag; it is
-            then one invalid call saying so, whatever it holds.
-
-    Returns:
-        The block with its valid and invalid calls (at least one of either).
-
-    Raises:
-        ValueError: ``raw`` does not start with ``open_tag``, or the tags are unusable.
-        ToolDefinitionError: a tool has no name, a duplicate name or an invalid schema.
-    """
-    check_tags(open_tag, close_tag)
-    if not raw.startswith(open_tag):
-        msg = f"a tool-call block must start with {open_tag!r}: {raw[:40]!r}"
-        raise ValueError(msg)
-    closed = len(raw) >= len(open_tag) + len(close_tag) and raw.endswith(close_tag)
-    index = _tool_index(tools)
-    return _parse_block(raw, closed, index, open_tag, close_tag, cut_off=cut_off)
+"""Block-level names are re-exported from `langchain_k2.tool_block`, where they live."""
 
 
 def parse_tool_calls(
@@ -538,7 +248,7 @@ class ToolCallStreamParser:
         if self._first and text.find(self._first, max(start, len(text) - self._reach)) == -1:
             return len(text)
         keep = max(
-            _partial_suffix(text, self._open, start), _partial_suffix(text, self._close, start)
+            partial_suffix(text, self._open, start), partial_suffix(text, self._close, start)
         )
         self._held = text[len(text) - keep :]
         return len(text) - keep
@@ -602,7 +312,7 @@ class ToolCallStreamParser:
         self._parts.append(text[position:end])
         raw = "".join(self._parts)
         out.append(
-            _parse_block(raw, not is_open, self._index, self._open, self._close, cut_off=is_open)
+            read_block(raw, not is_open, self._index, self._open, self._close, cut_off=is_open)
         )
         self._begin_block(in_block=is_open)
         return start + len(self._open) if is_open else end
@@ -615,14 +325,14 @@ class ToolCallStreamParser:
             self._held = ""
             found = self._tag_in_string if self._string.in_string else None
             if found is None:
-                out.append(_parse_block(raw, False, self._index, self._open, self._close))
+                out.append(read_block(raw, False, self._index, self._open, self._close))
                 break
             # The body ends inside a string that never terminated: the tags in it were
             # real. End the block at the first one and read the rest again.
             offset, is_open = found
             end = offset if is_open else offset + len(self._close)
             out.append(
-                _parse_block(
+                read_block(
                     raw[:end], not is_open, self._index, self._open, self._close, cut_off=is_open
                 )
             )
