@@ -37,6 +37,7 @@ from pydantic import SecretStr
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.backends.completions import CompletionsBackend
 from langchain_k2.backends.http import HTTPBackend
+from langchain_k2.backends.tgi import TGIBackend
 from langchain_k2.errors import K2ConfigError, K2UnavailableError
 
 __all__ = ["ENGINE_CHOICES", "PROBES", "AutoBackend", "identify", "make_backend"]
@@ -160,10 +161,12 @@ class AutoBackend(HTTPBackend):
 
     # ------------------------------------------------------------------ probing
 
-    def _found(self, engine: str) -> Backend:
+    def _found(self, engine: str, route: str, response: httpx.Response, url: str) -> Backend:
         inner = make_backend(engine, self._endpoint, **self._settings)
         if isinstance(inner, HTTPBackend):
             inner.replicas = self.replicas  # one cool-down state for every request
+        if route == "/info" and isinstance(inner, TGIBackend):  # TGI's limits: read already
+            inner._info = inner._parse_info(response, url)
         self._inner = inner
         self.name = inner.name
         return inner
@@ -206,7 +209,7 @@ class AutoBackend(HTTPBackend):
                     response = get_session().request(**self._request("GET", f"{url}{route}"))
                     engine = self._verdict(route, response, tried)
                     if engine is not None:
-                        return self._found(engine)
+                        return self._found(engine, route, response, url)
             raise self._unknown(url, tried)
 
     async def adetect(self) -> Backend:
@@ -220,7 +223,7 @@ class AutoBackend(HTTPBackend):
                 response = await self._asend(self._request("GET", f"{url}{route}"))
                 engine = self._verdict(route, response, tried)
                 if engine is not None:
-                    return self._inner or self._found(engine)
+                    return self._inner or self._found(engine, route, response, url)
         raise self._unknown(url, tried)
 
     # ------------------------------------------------------------------ Backend
