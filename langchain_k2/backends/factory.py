@@ -29,6 +29,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 from huggingface_hub import get_session
@@ -147,6 +148,7 @@ class AutoBackend(HTTPBackend):
         cooldown: float = 10.0,
     ) -> None:
         super().__init__(endpoint_url, token=token, timeout=timeout, cooldown=cooldown)
+        self.replicas.server = "endpoint"  # the engine's name once it is known
         self._endpoint = endpoint_url
         self._settings: dict[str, Any] = {"token": token, "timeout": timeout, "cooldown": cooldown}
         self._inner: Backend | None = None
@@ -165,6 +167,7 @@ class AutoBackend(HTTPBackend):
         inner = make_backend(engine, self._endpoint, **self._settings)
         if isinstance(inner, HTTPBackend):
             inner.replicas = self.replicas  # one cool-down state for every request
+            self.replicas.server = inner.server
         if route == "/info" and isinstance(inner, TGIBackend):  # TGI's limits: read already
             inner._info = inner._parse_info(response, url)
         self._inner = inner
@@ -188,10 +191,16 @@ class AutoBackend(HTTPBackend):
         return engine
 
     def _unknown(self, url: str, tried: list[str]) -> K2ConfigError:
+        path = urlparse(url).path
+        hint = (
+            f" endpoint_url must be the server's base URL, without a path like {path!r}."
+            if path not in {"", "/"}
+            else ""
+        )
         return K2ConfigError(
             f"Could not tell which engine serves {url}: tried {'; '.join(tried)}. None "
             "answered like TGI, vLLM, SGLang (or its Model Gateway), llama-server or "
-            "llama-cpp-python's server. Pass engine= (one of "
+            f"llama-cpp-python's server.{hint} Pass engine= (one of "
             f"{', '.join(repr(e) for e in ENGINE_CHOICES[1:])}) to ChatK2."
         )
 

@@ -216,16 +216,23 @@ class HTTPBackend:
         for url in urls:
             parsed = urlparse(url)
             if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+                whose = (
+                    f"{self.server}'s"
+                    if self.server.startswith("the ")
+                    else f"the {self.server} server's"
+                )
                 raise K2ConfigError(
-                    f"endpoint_url={url!r} is not an http(s) URL; pass the {self.server} "
-                    "server's base URL, e.g. 'http://127.0.0.1:8080'."
+                    f"endpoint_url={url!r} is not an http(s) URL; pass {whose} base URL, "
+                    "e.g. 'http://127.0.0.1:8080'."
                 )
             if token is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
                 warnings.warn(
                     f"hf_token will be sent over plain http to {parsed.hostname}; use https.",
                     stacklevel=3,
                 )
-        self.replicas = ReplicaSet([u.rstrip("/") for u in urls], cooldown=cooldown)
+        self.replicas = ReplicaSet(
+            [u.rstrip("/") for u in urls], cooldown=cooldown, server=self.server
+        )
         self._token = token
         self.timeout = timeout
         self._headers = {k.lower(): v for k, v in (headers or {}).items() if v is not None}
