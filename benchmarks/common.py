@@ -260,7 +260,7 @@ def loopback_only() -> Iterator[None]:
         socket.socket.connect_ex = original_connect_ex  # type: ignore[method-assign]
 
 
-BENCH_EXTRA = ("langchain_huggingface", "matplotlib")
+BENCH_EXTRA = ("langchain_huggingface", "langchain_openai", "matplotlib")
 """Modules of the ``bench`` extra: the peers measured against, and the plot."""
 
 

@@ -29,6 +29,7 @@ require_bench_extra()
 
 from benchmarks import (  # noqa: E402 -- after the check that names the missing extra
     concurrency,
+    engines,
     local,
     malformed,
     overhead,
@@ -37,7 +38,15 @@ from benchmarks import (  # noqa: E402 -- after the check that names the missing
     streaming,
 )
 
-SECTIONS: tuple[ModuleType, ...] = (parser, overhead, streaming, concurrency, malformed, local)
+SECTIONS: tuple[ModuleType, ...] = (
+    parser,
+    overhead,
+    streaming,
+    concurrency,
+    malformed,
+    local,
+    engines,
+)
 NAMES = {
     "parser": parser,
     "overhead": overhead,
@@ -45,6 +54,7 @@ NAMES = {
     "concurrency": concurrency,
     "malformed": malformed,
     "local": local,
+    "engines": engines,
 }
 #: Every row of the table, in order (the smoke test checks them).
 ROW_KEYS: tuple[str, ...] = tuple(key for module in SECTIONS for key in module.KEYS)

@@ -32,3 +32,25 @@ def tgi(fake_tgi_server: FakeTGI) -> FakeTGI:
     """The session's fake TGI server, reset: no scripted replies, no records, default config."""
     fake_tgi_server.reset()
     return fake_tgi_server
+
+
+@pytest.fixture(scope="session")
+def fake_vllm_server() -> Iterator[FakeTGI]:
+    """One fake vLLM server process (`fake_tgi/engines.py`) for the whole session."""
+    with FakeTGI(engine="vllm") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_sglang_server() -> Iterator[FakeTGI]:
+    """One fake SGLang server process (`fake_tgi/engines.py`) for the whole session."""
+    with FakeTGI(engine="sglang") as server:
+        yield server
+
+
+@pytest.fixture(params=["tgi", "vllm", "sglang"])
+def served(request: pytest.FixtureRequest) -> FakeTGI:
+    """Each fake engine in turn (TGI, vLLM, SGLang), reset; ``.engine`` says which."""
+    server: FakeTGI = request.getfixturevalue(f"fake_{request.param}_server")
+    server.reset()
+    return server

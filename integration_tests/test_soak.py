@@ -374,6 +374,7 @@ async def test_soak_2000_tool_calls_through_three_faulty_replicas(
         server.script(*fault_sequence(index))
     llm = ChatK2(
         endpoint_url=[s.url for s in soak_servers],
+        engine="tgi",  # the TGIBackend itself is instrumented below
         replica_cooldown=COOLDOWN,
         timeout=TIMEOUT,
         max_retries=MAX_RETRIES,

@@ -125,6 +125,13 @@ class ChatK2(BaseChatModel):
     endpoint_url: str | list[str] | None = None
     """TGI base URL, or a list of replicas' URLs (default: env ``K2_ENDPOINT_URL``, which
     may hold several, comma-separated). Selects the TGI backend."""
+    engine: Literal["auto", "tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python"] = Field(
+        default_factory=cast("Callable[[], Any]", from_env("K2_ENGINE", default="auto"))
+    )
+    """The engine serving ``endpoint_url`` (default: env ``K2_ENGINE``, else ``"auto"``):
+    ``"tgi"``, ``"vllm"``, ``"sglang"``, ``"llama.cpp"`` (llama-server) or
+    ``"llama-cpp-python"`` (its server). ``"auto"`` asks the server once, on first use,
+    and raises ``K2ConfigError`` naming what it tried when it cannot tell."""
     model_path: str | None = None
     """Path to a GGUF file (default: env ``K2_MODEL_PATH``). Selects the llama.cpp backend."""
     hf_token: SecretStr | None = Field(
@@ -233,6 +240,9 @@ class ChatK2(BaseChatModel):
         stops = stop or kwargs.get("stop") or self.stop
         if stops:
             params["ls_stop"] = list(stops)
+        if self.endpoint_url or self.backend is not None:  # the engine found, once probed
+            backend = self.backend or self._backend
+            cast("dict[str, Any]", params)["ls_engine"] = backend.name if backend else self.engine
         return params
 
     # ------------------------------------------------------------------ tools
@@ -322,11 +332,12 @@ class ChatK2(BaseChatModel):
             return self.backend
         if self._backend is None:
             if self.endpoint_url:
-                from langchain_k2.backends.tgi import TGIBackend
+                from langchain_k2.backends.factory import make_backend
 
                 secret = self.hf_token
                 token = secret if secret is not None and secret.get_secret_value() else None
-                self._backend = TGIBackend(
+                self._backend = make_backend(
+                    self.engine,
                     self.endpoint_url,
                     token=token,
                     timeout=self.timeout,
@@ -421,6 +432,7 @@ class ChatK2(BaseChatModel):
                 else 0,
                 user_stops=user_stops,
                 model_name=self.model_name,
+                engine=self._get_backend().name,
                 emit_chunks=streaming,
                 window=limits.window,
                 max_input_tokens=limits.max_input_tokens,

@@ -109,6 +109,7 @@ class TurnConfig:
         max_repairs: how many malformed calls may be repaired.
         user_stops: the caller's stop strings (cut out of the text).
         model_name: reported in ``response_metadata``.
+        engine: the engine serving the model (``vllm``...), reported in ``response_metadata``.
         emit_chunks: build message chunks (streaming); ``invoke`` needs only
             `Turn.message`, so it skips them.
         window: prompt plus new tokens, at most (``None``: unknown); a repair request's
@@ -126,6 +127,7 @@ class TurnConfig:
     max_repairs: int = 2
     user_stops: Sequence[str] = ()
     model_name: str | None = None
+    engine: str | None = None
     emit_chunks: bool = True
     window: int | None = None
     max_input_tokens: int | None = None
@@ -353,7 +355,7 @@ class Turn:
         )
 
     def response_metadata(self) -> dict[str, Any]:
-        """``finish_reason``, ``model_name``, ``seed`` and ``tool_call_retries``."""
+        """``finish_reason``, ``model_name``, ``seed``, ``tool_call_retries`` and ``engine``."""
         final = self._final or FinalEvent()
         finish = final.finish_reason
         if self._stop.stopped and self._stop.stop_found in self.config.user_stops:
@@ -371,6 +373,8 @@ class Turn:
             "seed": final.seed,
             "tool_call_retries": self.repairs,
         }
+        if self.config.engine is not None:
+            metadata["engine"] = self.config.engine
         if errors:
             metadata["invalid_tool_call_errors"] = errors
         if self.repair_skipped:

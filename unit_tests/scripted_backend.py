@@ -30,6 +30,7 @@ class Reply:
 
 @dataclass
 class ScriptedBackend:
+    name: str = "scripted"
     replies: list[Reply] = field(default_factory=list)
     info_value: BackendInfo = field(default_factory=lambda: BackendInfo(max_stop_sequences=4))
     requests: list[tuple[str, GenerationParams]] = field(default_factory=list)

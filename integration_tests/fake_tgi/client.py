@@ -120,8 +120,10 @@ class FakeTGI:
         tokenizer: str | os.PathLike[str] | None = None,
         config: dict[str, Any] | None = None,
         start_timeout: float = 30.0,
+        engine: str = "tgi",
     ) -> None:
-        """Describe the server; `start()` (or `with`) launches it."""
+        """Describe the server (`engine`: tgi, vllm or sglang); `start()` launches it."""
+        self.engine = engine
         self.host = host
         self.tokenizer = None if tokenizer is None else os.fspath(tokenizer)
         self.config = dict(config or {})
@@ -150,6 +152,7 @@ class FakeTGI:
             return self
         cmd = [sys.executable, "-m", _MODULE, "--host", self.host, "--port", "0"]
         cmd += ["--exit-on-stdin-eof", "--config", json.dumps(self.config)]
+        cmd += ["--engine", self.engine]
         if self.tokenizer:
             cmd += ["--tokenizer", self.tokenizer]
         env = dict(os.environ)

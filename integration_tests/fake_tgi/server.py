@@ -152,8 +152,22 @@ def _deserialize_failure(exc: DeserializeError) -> web.Response:
 # --------------------------------------------------------------------------- faults
 
 
+ErrorBody = Callable[[int, str, "str | None"], Any]
+"""An engine's error document for (status, message, error type); TGI's by default."""
+
+
+def _tgi_error_body(status: int, message: str, kind: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": message}
+    if kind is not None:
+        body["error_type"] = kind
+    return body
+
+
 async def _serve_fault(
-    request: web.Request, spec: ReplySpec, entry: dict[str, Any]
+    request: web.Request,
+    spec: ReplySpec,
+    entry: dict[str, Any],
+    body_of: ErrorBody = _tgi_error_body,
 ) -> web.StreamResponse:
     """Answer with a network/proxy fault: HTTP error, reset before headers, or a hang."""
     state = _state(request)
@@ -180,9 +194,7 @@ async def _serve_fault(
     except ValueError:
         phrase = f"HTTP {status}"
     message = spec.error or _DEFAULT_MESSAGES.get(kind or "", phrase)
-    body: dict[str, Any] = {"error": message}
-    if kind is not None:
-        body["error_type"] = kind
+    body = body_of(status, message, kind)
     headers = {"Retry-After": spec.retry_after} if spec.retry_after is not None else None
     entry["status"] = status
     return _json(body, status=status, headers=headers)
@@ -258,8 +270,16 @@ async def _answer_stream(
     headers: dict[str, str],
     entry: dict[str, Any],
     done_marker: bool = False,
+    frame: Callable[[Any], bytes] = sse,
+    error_doc: Callable[[TGIError], Any] = TGIError.body,
+    done_after_error: bool = False,
 ) -> web.StreamResponse:
-    """Stream answer: one SSE event per document, with the scripted in-stream faults."""
+    """Stream answer: one SSE event per document, with the scripted in-stream faults.
+
+    ``frame`` writes one event (TGI's `sse` by default) and ``error_doc`` is the document
+    of a scripted in-stream error (TGI's `{"error", "error_type"}` by default): the other
+    engines' fakes (`engines.py`) pass their own.
+    """
     entry["status"] = 200
     resp = await _open_sse(request, headers)
     error_at = None
@@ -269,7 +289,9 @@ async def _answer_stream(
         for i, doc in enumerate(docs):
             if error_at == i:
                 entry["fault"] = "error_event"
-                await resp.write(sse(_spec_error(spec).body()))
+                await resp.write(frame(error_doc(_spec_error(spec))))
+                if done_after_error:  # vLLM and SGLang end even a failed stream so
+                    await resp.write(frame("[DONE]"))
                 await resp.write_eof()
                 return resp
             if spec.cut_after == i:
@@ -283,14 +305,14 @@ async def _answer_stream(
             if not i:  # bench: first-token delay and the first event's time, see bench.py
                 await _sleep(request, bench.first_token_delay(spec))
                 entry["first_event_mono"] = time.monotonic()
-            await resp.write(sse(doc))
+            await resp.write(frame(doc))
         if spec.cut_after is not None:
             entry["fault"] = "cut"
             await asyncio.sleep(0.05)
             _abort(request, spec.abort)
             raise _AbortedError
         if done_marker:
-            await resp.write(b"data: [DONE]\n\n")
+            await resp.write(frame("[DONE]") if frame is not sse else b"data: [DONE]\n\n")
         await resp.write_eof()
     except ConnectionError as exc:
         entry["fault"] = entry["fault"] or "client_gone"
@@ -677,11 +699,26 @@ async def _control_state(request: web.Request) -> web.StreamResponse:
 # --------------------------------------------------------------------------- app and CLI
 
 
-def build_app(state: State) -> web.Application:
-    """The aiohttp application: TGI's routes plus `/_control/...`."""
+def build_app(state: State, engine: str = "tgi") -> web.Application:
+    """The aiohttp application: the engine's routes plus `/_control/...`.
+
+    ``engine`` is `tgi` (TGI's routes, below) or one of `engines.ENGINES` (vLLM's or
+    SGLang's routes, from `engines.py`, over the same state and fault machinery).
+    """
     app = web.Application(client_max_size=64 * 1024**2)
     app[STATE_KEY] = state
     app[CLOSING_KEY] = asyncio.Event()
+    if engine != "tgi":
+        from . import engines
+        from . import server as imported  # noqa: PLW0406 -- itself again, as __main__
+
+        app[imported.STATE_KEY] = state  # the keys the imported helpers look up
+        app[imported.CLOSING_KEY] = app[CLOSING_KEY]
+
+        engines.add_routes(app, engine)
+        _add_control_routes(app)
+        app.router.add_route("*", r"/{tail:(?!_control/).*}", engines.unrouted)
+        return app
     app.router.add_post("/", lambda r: _generate_route(r, "compat"))
     app.router.add_post("/generate", lambda r: _generate_route(r, "generate"))
     app.router.add_post("/generate_stream", lambda r: _generate_route(r, "generate_stream"))
@@ -690,14 +727,18 @@ def build_app(state: State) -> web.Application:
     app.router.add_get("/info", _info)
     app.router.add_get("/health", _health)
     app.router.add_get("/metrics", _metrics)
+    _add_control_routes(app)
+    app.router.add_route("*", r"/{tail:(?!_control/).*}", _unrouted)
+    return app
+
+
+def _add_control_routes(app: web.Application) -> None:
     app.router.add_post("/_control/script", _control_call(_script))
     app.router.add_post("/_control/default", _control_call(_default))
     app.router.add_post("/_control/config", _control_call(_configure))
     app.router.add_post("/_control/reset", _control_call(_reset))
     app.router.add_get("/_control/requests", _requests)
     app.router.add_get("/_control/state", _control_state)
-    app.router.add_route("*", r"/{tail:(?!_control/).*}", _unrouted)
-    return app
 
 
 def _loopback(host: str) -> bool:
@@ -715,12 +756,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="a `tokenizers` JSON file")
     parser.add_argument("--config", default="{}", help="initial config, a JSON object")
     parser.add_argument("--disable-grammar-support", action="store_true")
+    parser.add_argument("--engine", default="tgi", help="tgi, vllm or sglang (see engines.py)")
     parser.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin closes")
     return parser.parse_args(argv)
 
 
 async def _serve(args: argparse.Namespace, state: State) -> None:
-    app = build_app(state)
+    app = build_app(state, args.engine)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
     await runner.setup()
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

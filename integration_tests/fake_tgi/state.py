@@ -46,6 +46,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "eos_token": "<|endoftext|>",
     "special_tokens": list(K2_SPECIAL_TOKENS),
     "compute_type": "gpu+optimized",
+    "gateway": False,  # engines.py: SGLang behind its Model Gateway
 }
 INFO_KEYS = (
     "model_id",

@@ -113,6 +113,11 @@ class Backend(Protocol):
     `TokenEvent` (special tokens stay single, in place). Ignoring it is always correct.
     """
 
+    name: str
+    """The engine, reported in ``response_metadata["engine"]`` and LangSmith's ``ls_engine``
+    (``"tgi"``, ``"vllm"``, ``"sglang"``, ``"llama.cpp"``, ``"llama-cpp-python"``, or
+    ``"llamacpp"`` for the in-process backend)."""
+
     def info(self) -> BackendInfo:
         """Capabilities and limits (may do I/O once, then cached)."""
         ...

@@ -187,6 +187,9 @@ class LlamaCppBackend:
             option is invalid.
     """
 
+    name: str = "llamacpp"
+    """The engine's name in metadata: llama.cpp in this process."""
+
     def __init__(
         self,
         model_path: str | Path,

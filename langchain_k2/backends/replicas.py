@@ -1,4 +1,4 @@
-"""Spreading requests over several TGI replicas, with a cool-down for failing ones.
+"""Spreading requests over several replicas of a server, with a cool-down for failing ones.
 
 In: the replicas' base URLs and a cool-down in seconds. Out: the URL to use next
 (round robin over the replicas not cooling down) and, after a retryable failure, a
@@ -34,9 +34,12 @@ class ReplicaSet:
         *,
         cooldown: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        server: str = "TGI",
     ) -> None:
+        self.server = server
+        """The engine's name in messages."""
         if not urls:
-            raise K2ConfigError("endpoint_url is an empty list: give at least one TGI URL.")
+            raise K2ConfigError(f"endpoint_url is an empty list: give at least one {server} URL.")
         if len(set(urls)) != len(urls):
             raise K2ConfigError(f"endpoint_url lists a replica twice: {list(urls)}.")
         self.urls = list(urls)
@@ -59,8 +62,8 @@ class ReplicaSet:
                     return url
             wait = min(self._until.values()) - now
         raise K2UnavailableError(
-            f"All {count} TGI replicas are cooling down after failures; the first is back "
-            f"in {wait:.1f}s. Retried with backoff; add replicas or lower the cool-down.",
+            f"All {count} {self.server} replicas are cooling down after failures; the first is "
+            f"back in {wait:.1f}s. Retried with backoff; add replicas or lower the cool-down.",
             retry_after=max(wait, 0.0),
         )
 

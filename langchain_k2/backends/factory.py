@@ -1,0 +1,275 @@
+"""Which backend serves an ``endpoint_url``: the engine named, or the one a probe finds.
+
+In: ``engine`` (`ENGINE_CHOICES`; ``"auto"`` asks the server) and the connection
+settings. Out: a `Backend`: `TGIBackend`, a `CompletionsBackend`, or an `AutoBackend`
+that probes the server once, on first use (sync or async alike), and then delegates.
+
+Probing reads a few GET routes, in this order, and stops at the first that answers like
+its engine (`identify` is the pure part):
+
+=====================  ==========================================================
+route                  answers like
+=====================  ==========================================================
+``/info``              TGI (``model_id`` with ``max_total_tokens`` or its router)
+``/server_info``       SGLang (its server args: ``context_length``, ``model_path``)
+``/get_server_info``   SGLang, or the SGLang Model Gateway (``workers_count``...)
+``/model_info``        SGLang (``model_path``)
+``/version``           vLLM (``{"version": ...}`` alone)
+``/props``             llama-server (``default_generation_settings``)
+``/openapi.json``      llama-cpp-python's server (its ``/extras/tokenize`` route)
+=====================  ==========================================================
+
+A server none of them recognises raises `K2ConfigError` listing what each route
+answered and saying to pass ``engine=``. A refused connection or a 503 while loading
+raises the retryable K2 error instead, so it is retried and probed again later.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from huggingface_hub import get_session
+from pydantic import SecretStr
+
+from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
+from langchain_k2.backends.completions import CompletionsBackend
+from langchain_k2.backends.http import HTTPBackend
+from langchain_k2.backends.tgi import TGIBackend
+from langchain_k2.errors import K2ConfigError, K2UnavailableError
+
+__all__ = ["ENGINE_CHOICES", "PROBES", "AutoBackend", "identify", "make_backend"]
+
+ENGINE_CHOICES = ("auto", "tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python")
+"""The values ``ChatK2(engine=...)`` accepts."""
+
+PROBES = (
+    "/info",
+    "/server_info",
+    "/get_server_info",
+    "/model_info",
+    "/version",
+    "/props",
+    "/openapi.json",
+)
+"""The GET routes `AutoBackend` reads, in order, until one identifies the engine."""
+
+_SGLANG_KEYS = {"context_length", "model_path", "tp_size", "tokenizer_path"}
+_GATEWAY_KEYS = {"router_manager", "routers_count", "workers_count"}
+
+
+def identify(route: str, status: int, doc: Any) -> str | None:
+    """The engine a probe's answer shows (``None``: this answer shows none).
+
+    Example:
+        >>> identify("/version", 200, {"version": "0.11.0"})
+        'vllm'
+        >>> identify("/get_server_info", 200, {"router_manager": None, "routers_count": 1,
+        ...          "workers_count": 2})
+        'sglang'
+        >>> identify("/info", 404, None) is None
+        True
+    """
+    if status != 200 or not isinstance(doc, dict):
+        return None
+    if (
+        route == "/info"
+        and "model_id" in doc
+        and ("max_total_tokens" in doc or doc.get("router") == "text-generation-router")
+    ):
+        return "tgi"
+    if route in {"/server_info", "/get_server_info"} and (
+        _SGLANG_KEYS & doc.keys() or _GATEWAY_KEYS & doc.keys()
+    ):
+        return "sglang"
+    if route == "/model_info" and "model_path" in doc:
+        return "sglang"
+    if route == "/version" and isinstance(doc.get("version"), str) and len(doc) == 1:
+        return "vllm"
+    if route == "/props" and isinstance(doc.get("default_generation_settings"), dict):
+        return "llama.cpp"
+    paths = doc.get("paths")
+    if route == "/openapi.json" and isinstance(paths, dict) and "/extras/tokenize" in paths:
+        return "llama-cpp-python"
+    return None
+
+
+def make_backend(
+    engine: str,
+    endpoint_url: str | Sequence[str],
+    *,
+    token: SecretStr | None = None,
+    timeout: float | None = None,
+    cooldown: float = 10.0,
+) -> Backend:
+    """The backend for ``engine`` at ``endpoint_url`` (``"auto"``: probed on first use).
+
+    Example:
+        >>> make_backend("sglang", "http://127.0.0.1:30000").name
+        'sglang'
+        >>> make_backend("auto", "http://127.0.0.1:30000").name
+        'auto'
+        >>> make_backend("ollama", "http://127.0.0.1:11434")
+        Traceback (most recent call last):
+        ...
+        langchain_k2.errors.K2ConfigError: engine='ollama' is not one of ('auto', 'tgi', \
+'vllm', 'sglang', 'llama.cpp', 'llama-cpp-python').
+    """
+    settings: dict[str, Any] = {"token": token, "timeout": timeout, "cooldown": cooldown}
+    if engine == "auto":
+        return AutoBackend(endpoint_url, **settings)
+    if engine == "tgi":
+        from langchain_k2.backends.tgi import TGIBackend
+
+        return TGIBackend(endpoint_url, **settings)
+    if engine not in ENGINE_CHOICES:
+        raise K2ConfigError(f"engine={engine!r} is not one of {ENGINE_CHOICES}.")
+    return CompletionsBackend(engine, endpoint_url, **settings)
+
+
+class AutoBackend(HTTPBackend):
+    """A server whose engine is learnt by probing it once, then the backend for that engine.
+
+    ``name`` is ``"auto"`` until the probe ran, then the engine's. The replicas of one
+    ``endpoint_url`` are one engine: only the first one picked is probed.
+    """
+
+    server = "the server"
+
+    def __init__(
+        self,
+        endpoint_url: str | Sequence[str],
+        *,
+        token: SecretStr | None = None,
+        timeout: float | None = None,
+        cooldown: float = 10.0,
+    ) -> None:
+        super().__init__(endpoint_url, token=token, timeout=timeout, cooldown=cooldown)
+        self.replicas.server = "endpoint"  # the engine's name once it is known
+        self._endpoint = endpoint_url
+        self._settings: dict[str, Any] = {"token": token, "timeout": timeout, "cooldown": cooldown}
+        self._inner: Backend | None = None
+        self._lock = threading.Lock()
+        self.name = "auto"
+        """The engine found (``"auto"`` before the probe)."""
+
+    @property
+    def inner(self) -> Backend | None:
+        """The engine's own backend, once probed."""
+        return self._inner
+
+    # ------------------------------------------------------------------ probing
+
+    def _found(self, engine: str, route: str, response: httpx.Response, url: str) -> Backend:
+        inner = make_backend(engine, self._endpoint, **self._settings)
+        if isinstance(inner, HTTPBackend):
+            inner.replicas = self.replicas  # one cool-down state for every request
+            self.replicas.server = inner.server
+        if route == "/info" and isinstance(inner, TGIBackend):  # TGI's limits: read already
+            inner._info = inner._parse_info(response, url)
+        self._inner = inner
+        self.name = inner.name
+        return inner
+
+    def _verdict(self, route: str, response: httpx.Response, tried: list[str]) -> str | None:
+        if response.status_code in {502, 503, 504}:
+            raise K2UnavailableError(
+                f"The server at {self.url} answered {response.status_code} to {route} while "
+                "ChatK2 probed which engine it runs; retried with backoff (pass engine= to "
+                "skip probing).",
+                status=response.status_code,
+            )
+        try:
+            doc = response.json()
+        except ValueError:
+            doc = None
+        engine = identify(route, response.status_code, doc)
+        tried.append(f"GET {route} -> {response.status_code}")
+        return engine
+
+    def _unknown(self, url: str, tried: list[str]) -> K2ConfigError:
+        path = urlparse(url).path
+        hint = (
+            f" endpoint_url must be the server's base URL, without a path like {path!r}."
+            if path not in {"", "/"}
+            else ""
+        )
+        return K2ConfigError(
+            f"Could not tell which engine serves {url}: tried {'; '.join(tried)}. None "
+            "answered like TGI, vLLM, SGLang (or its Model Gateway), llama-server or "
+            f"llama-cpp-python's server.{hint} Pass engine= (one of "
+            f"{', '.join(repr(e) for e in ENGINE_CHOICES[1:])}) to ChatK2."
+        )
+
+    def detect(self) -> Backend:
+        """The engine's backend, probing the server the first time."""
+        if self._inner is not None:
+            return self._inner
+        with self._lock:
+            if self._inner is not None:
+                return self._inner
+            url = self.replicas.pick()
+            tried: list[str] = []
+            with self._errors(url):
+                for route in PROBES:
+                    response = get_session().request(**self._request("GET", f"{url}{route}"))
+                    engine = self._verdict(route, response, tried)
+                    if engine is not None:
+                        return self._found(engine, route, response, url)
+            raise self._unknown(url, tried)
+
+    async def adetect(self) -> Backend:
+        """Async twin of `detect`."""
+        if self._inner is not None:
+            return self._inner
+        url = self.replicas.pick()
+        tried: list[str] = []
+        with self._errors(url):
+            for route in PROBES:
+                response = await self._asend(self._request("GET", f"{url}{route}"))
+                engine = self._verdict(route, response, tried)
+                if engine is not None:
+                    return self._inner or self._found(engine, route, response, url)
+        raise self._unknown(url, tried)
+
+    # ------------------------------------------------------------------ Backend
+
+    def info(self) -> BackendInfo:
+        """The engine's limits (probing first, once)."""
+        return self.detect().info()
+
+    async def ainfo(self) -> BackendInfo:
+        """Async twin of `info`."""
+        return await (await self.adetect()).ainfo()
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` per the engine."""
+        return self.detect().count_tokens(text)
+
+    async def acount_tokens(self, text: str) -> int:
+        """Async twin of `count_tokens` (in a thread when the engine has none)."""
+        inner = await self.adetect()
+        counter = getattr(inner, "acount_tokens", None)
+        if counter is not None:
+            count: int = await counter(text)
+            return count
+        import asyncio
+
+        return await asyncio.to_thread(inner.count_tokens, text)
+
+    def stream(
+        self, prompt: str, params: GenerationParams, *, live: bool = True
+    ) -> Iterator[GenerationEvent]:
+        """The engine's events for ``prompt``."""
+        return self.detect().stream(prompt, params, live=live)
+
+    async def astream(
+        self, prompt: str, params: GenerationParams, *, live: bool = True
+    ) -> AsyncIterator[GenerationEvent]:
+        """Async twin of `stream`."""
+        inner = await self.adetect()
+        async for event in inner.astream(prompt, params, live=live):
+            yield event

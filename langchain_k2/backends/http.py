@@ -1,0 +1,311 @@
+"""What every HTTP backend shares: sessions, transport errors, replicas, auth headers.
+
+In: the replicas' base URLs, a token, a timeout and extra headers. Out: `HTTPBackend`, a
+base class holding the `ReplicaSet` and building each request's keyword arguments (auth,
+user agent, timeout); ``map_error`` turning ``httpx`` failures into K2 errors; one
+``httpx.AsyncClient`` per event loop (`_async_session`) with a slot gate in front of its
+pool; and capped reads of error bodies. The TGI backend and the completions backends
+(vLLM, SGLang, llama.cpp servers) build on it, so they retry, cool down and report
+transport failures the same way.
+
+Requests go through ``huggingface_hub.get_session()`` (sync) and one
+``huggingface_hub.get_async_session()`` client per event loop (async): a factory set with
+``set_client_factory`` (proxies, certificates) applies to every engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import warnings
+import weakref
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from huggingface_hub import __version__ as hub_version
+from huggingface_hub import get_async_session
+from pydantic import SecretStr
+
+from langchain_k2._version import __version__
+from langchain_k2.backends.base import BackendInfo
+from langchain_k2.backends.replicas import ReplicaSet
+from langchain_k2.backends.tgi_wire import MAX_ERROR_BODY
+from langchain_k2.errors import (
+    K2BackendError,
+    K2ConfigError,
+    K2GrammarUnsupportedError,
+    K2TimeoutError,
+    K2UnavailableError,
+)
+
+__all__ = ["HTTPBackend", "map_error"]
+
+_USER_AGENT = f"langchain-k2/{__version__}; hf_hub/{hub_version}"
+
+
+def _httpx_modules() -> tuple[Any, ...]:
+    """``httpx``, and ``httpx2`` where installed: huggingface_hub 2 builds its sessions on it."""
+    try:
+        import httpx2  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return (httpx,)
+    return (httpx, httpx2)
+
+
+_HTTPX = _httpx_modules()
+_POOL_TIMEOUTS: tuple[type[BaseException], ...] = tuple(m.PoolTimeout for m in _HTTPX)
+_TIMEOUTS: tuple[type[BaseException], ...] = (
+    *(m.TimeoutException for m in _HTTPX),
+    TimeoutError,
+)
+_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
+    *(m.TransportError for m in _HTTPX),
+    ConnectionError,
+)
+
+
+def map_error(exc: BaseException, url: str, server: str = "TGI") -> BaseException:
+    """Translate a transport exception (``httpx``, ``huggingface_hub``) into a K2 error.
+
+    K2 errors pass through; an exception this does not know is returned unchanged. The
+    exceptions of ``httpx2`` (huggingface_hub 2's HTTP stack) map like httpx's own.
+    ``server`` names the engine in the messages (``"TGI"``, ``"vLLM"``...).
+
+    Example:
+        >>> err = map_error(httpx.ConnectError("connection refused"), "http://tgi")
+        >>> type(err).__name__, err.retryable
+        ('K2UnavailableError', True)
+    """
+    if isinstance(exc, K2BackendError):
+        return exc
+    text = str(exc).strip()
+    detail = text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+    if type(exc).__name__ == "OfflineModeIsEnabled":
+        return K2BackendError(
+            f"HF_HUB_OFFLINE is set, so huggingface_hub refuses every request, even to your "
+            f"own {server} server at {url}: unset HF_HUB_OFFLINE in this process to use it."
+        )
+    if isinstance(exc, _POOL_TIMEOUTS):
+        return K2TimeoutError(
+            f"No connection to {server} at {url} came free in time ({detail}): this process "
+            "already had as many requests in flight as its HTTP pool allows. Send fewer at "
+            "once (abatch's max_concurrency), raise `timeout`, or give huggingface_hub a "
+            "client with a larger pool (set_async_client_factory)."
+        )
+    if isinstance(exc, _TIMEOUTS):
+        return K2TimeoutError(
+            f"{server} at {url} did not answer in time ({detail}); raise `timeout` or check "
+            "the server."
+        )
+    if isinstance(exc, _TRANSPORT_ERRORS):
+        return K2UnavailableError(f"Could not reach {server} at {url}: {detail}.")
+    return exc
+
+
+class _LoopSession:
+    """One event loop's ``httpx.AsyncClient`` and the slots that keep its pool's queue empty.
+
+    httpx queues the requests beyond its pool's ``max_connections`` inside the pool, and
+    httpcore rescans that whole queue each time a connection frees up (encode/httpcore#1035:
+    quadratic in a burst's size). Waiting for a slot here first keeps that queue empty: a
+    burst of 256 ``ainvoke`` spends about a third less CPU (``docs/benchmarks.md``). A
+    client whose pool limit cannot be read (a custom transport) is not gated.
+    """
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        pool = getattr(getattr(client, "_transport", None), "_pool", None)
+        limit = getattr(pool, "_max_connections", None)
+        self.limit: int | None = limit if isinstance(limit, int) and limit > 0 else None
+        """Most requests in flight on this loop (the pool's ``max_connections``)."""
+        self._slots = None if self.limit is None else asyncio.Semaphore(self.limit)
+
+    @asynccontextmanager
+    async def slot(self, timeout: float | None) -> AsyncIterator[None]:
+        """Hold one of the pool's connections' worth of room while a request runs.
+
+        Waiting longer than ``timeout`` raises ``httpx.PoolTimeout``, as httpx's own pool
+        does when it is full.
+        """
+        slots = self._slots
+        if slots is None:
+            yield
+            return
+        if slots.locked():
+            try:
+                await asyncio.wait_for(slots.acquire(), timeout)
+            except asyncio.TimeoutError as exc:
+                raise httpx.PoolTimeout(
+                    f"all {self.limit} connections of this event loop's pool stayed busy "
+                    f"for {timeout} s"
+                ) from exc
+        else:
+            await slots.acquire()
+        try:
+            yield
+        finally:
+            slots.release()
+
+
+_ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_session() -> _LoopSession:
+    """This event loop's ``httpx.AsyncClient``, from huggingface_hub's factory, shared.
+
+    ``get_async_session()`` builds a new client per call (an SSL context and CA bundle
+    each, about 18 ms of CPU, and no keep-alive); one per loop, with huggingface_hub's
+    settings and a pool of 100 connections, serves every request on it.
+    """
+    loop = asyncio.get_running_loop()
+    session = _ASYNC_SESSIONS.get(loop)
+    if session is None or session.client.is_closed:
+        session = _ASYNC_SESSIONS[loop] = _LoopSession(get_async_session())
+    return session
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_json(content: bytes, url: str, server: str, wanted: str) -> Any:
+    """``content`` as JSON, or a `K2BackendError` saying the server is not ``wanted``."""
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise K2BackendError(
+            f"{server} at {url} answered {content[:200]!r}, which is not JSON; endpoint_url "
+            f"must be {wanted}."
+        ) from exc
+
+
+class HTTPBackend:
+    """Replicas, auth and transport-error handling shared by the HTTP backends.
+
+    Args:
+        endpoint_url: the server's base URL, or a list of replicas' URLs: requests are
+            spread over them and a replica that fails (429, 503, timeout, refused
+            connection) sits out ``cooldown`` seconds.
+        token: bearer token to send, or ``None`` to send none.
+        timeout: seconds before a request is abandoned (``None``: wait forever).
+        headers: extra HTTP headers for every request.
+        cooldown: seconds a failed replica is skipped (with several replicas).
+    """
+
+    name = "http"
+    server = "TGI"
+    """The engine's name in messages."""
+
+    def __init__(
+        self,
+        endpoint_url: str | Sequence[str],
+        *,
+        token: SecretStr | None = None,
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+        cooldown: float = 10.0,
+    ) -> None:
+        urls = [endpoint_url] if isinstance(endpoint_url, str) else list(endpoint_url)
+        for url in urls:
+            parsed = urlparse(url)
+            if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+                whose = (
+                    f"{self.server}'s"
+                    if self.server.startswith("the ")
+                    else f"the {self.server} server's"
+                )
+                raise K2ConfigError(
+                    f"endpoint_url={url!r} is not an http(s) URL; pass {whose} base URL, "
+                    "e.g. 'http://127.0.0.1:8080'."
+                )
+            if token is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+                warnings.warn(
+                    f"hf_token will be sent over plain http to {parsed.hostname}; use https.",
+                    stacklevel=3,
+                )
+        self.replicas = ReplicaSet(
+            [u.rstrip("/") for u in urls], cooldown=cooldown, server=self.server
+        )
+        self._token = token
+        self.timeout = timeout
+        self._headers = {k.lower(): v for k, v in (headers or {}).items() if v is not None}
+        self._info: BackendInfo | None = None
+        self._grammar_refused = False
+        """Set when the server refused a grammar: `_recorded` then reports none supported."""
+
+    def _recorded(self, info: BackendInfo) -> BackendInfo:
+        """``info`` with what requests taught: a refused grammar means none is supported."""
+        return replace(info, supports_grammar=False) if self._grammar_refused else info
+
+    @property
+    def url(self) -> str:
+        """The first replica's URL (the only one, usually)."""
+        return self.replicas.urls[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(urls={self.replicas.urls!r})"
+
+    @contextmanager
+    def _errors(self, url: str) -> Iterator[None]:
+        """Raise K2 errors for what fails inside; a retryable failure benches ``url``."""
+        try:
+            yield
+        except Exception as exc:
+            mapped = map_error(exc, url, self.server)
+            if isinstance(mapped, K2GrammarUnsupportedError):  # info() says so from now on
+                self._grammar_refused = True
+            # A full pool on this side (httpx.PoolTimeout) is no fault of the replica's.
+            if (
+                isinstance(mapped, K2BackendError)
+                and mapped.retryable
+                and not isinstance(exc, _POOL_TIMEOUTS)
+            ):
+                self.replicas.failed(url)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    def _request(self, method: str, url: str, **fields: Any) -> dict[str, Any]:
+        """Keyword arguments of one ``httpx`` request (auth and user agent included)."""
+        headers = {"user-agent": _USER_AGENT, **self._headers}
+        if self._token is not None:
+            headers["authorization"] = f"Bearer {self._token.get_secret_value()}"
+        return {"method": method, "url": url, "headers": headers, "timeout": self.timeout, **fields}
+
+    async def _asend(self, request: dict[str, Any]) -> httpx.Response:
+        """One async request on this loop's shared client, sent once a slot is free."""
+        session = _async_session()
+        async with session.slot(self.timeout):
+            return await session.client.request(**request)
+
+
+def _read_capped(chunks: Iterator[bytes]) -> bytes:
+    body = b""
+    for chunk in chunks:
+        body += chunk
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return body
+
+
+async def _aread_capped(chunks: AsyncIterator[bytes]) -> bytes:
+    body = b""
+    async for chunk in chunks:
+        body += chunk
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return body
