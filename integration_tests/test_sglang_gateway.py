@@ -1,0 +1,263 @@
+"""ChatK2 behind SGLang's real Model Gateway (``sglang-router``), in front of three fake workers.
+
+Three fake SGLang workers (`fake_tgi/engines.py`, subprocesses) and one ``sglang-router
+launch --policy cache_aware`` (`sglang_gateway.py`) start once for this module, on free
+loopback ports, and stop at its end; a test that fails prints the gateway's and the workers'
+logs. ChatK2 runs with ``endpoint_url`` set to the gateway and, unless a test says why,
+default settings. Checked, in this order (the last test stops a worker):
+
+- the gateway is recognised by ``engine="auto"`` and the body it forwards is ChatK2's;
+- a LangGraph agent conversation of three user turns lands on one worker: ChatK2's prompts
+  are byte-prefix-stable, so the gateway's prefix tree sends every turn where the
+  conversation's KV cache is (requests per worker printed);
+- a soak: a few hundred tool-calling requests with faults injected at the workers; each
+  succeeds with its own call exactly once or raises a documented error (figures printed);
+- with the worker that serves the traffic stopped mid-run, no request of 24 is lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.tools import tool
+
+from integration_tests.fake_tgi import FakeTGI
+from integration_tests.fake_tgi.client import reply
+from integration_tests.sglang_gateway import GatewayError, SGLangGateway
+from langchain_k2 import ChatK2
+
+pytestmark = pytest.mark.timeout(240)
+
+WORKERS = 3
+MARKER = re.compile(r"ECHO-N=(\d+)")
+TEMPLATE = '<tool_call>{"name": "echo", "arguments": {"n": {echo}}}</tool_call>'
+
+
+@tool
+def echo(n: int) -> int:
+    """Echo the request number n."""
+    return n
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Current weather in a city."""
+    return {"Paris": "18C, sunny", "Oslo": "3C, snow"}[city]
+
+
+def echo_reply(**fields: Any) -> dict[str, Any]:
+    """A reply whose tool call carries the number in the request's own prompt."""
+    pattern = {"pattern": MARKER.pattern, "template": TEMPLATE}
+    return reply("no marker in the prompt", echo=pattern, **fields)
+
+
+@dataclass
+class Cluster:
+    """The gateway and its workers."""
+
+    gateway: SGLangGateway
+    workers: list[FakeTGI]
+
+    def reset(self) -> None:
+        for worker in self.workers:
+            if worker.pid is not None:
+                worker.reset()
+
+    def generations(self, worker: FakeTGI) -> list[dict[str, Any]]:
+        """The generation requests ``worker`` received (prefill-only counts left out)."""
+        records = [r for r in worker.requests("/generate") if r["method"] == "POST"]
+        return [
+            r
+            for r in records
+            if ((r["body"] or {}).get("sampling_params") or {}).get("max_new_tokens") != 0
+        ]
+
+    def per_worker(self) -> list[int]:
+        """Generation requests per worker, in worker order (a stopped worker: its last count)."""
+        return [len(self.generations(w)) if w.pid is not None else -1 for w in self.workers]
+
+    @staticmethod
+    def worker_log(worker: FakeTGI) -> str:
+        """A worker's log, less aiohttp's refusals of the gateway's HTTP/2 probe (``PRI``)."""
+        blocks = worker.stderr_text().split("ERROR:aiohttp.server:")
+        kept = [b for b in blocks if "PRI/Upgrade" not in b]
+        return "ERROR:aiohttp.server:".join(kept)[-3000:]
+
+    def logs(self) -> str:
+        parts = [f"--- sglang-router ({' '.join(self.gateway.command)}):"]
+        parts.append(self.gateway.log_text())
+        for index, worker in enumerate(self.workers):
+            parts.append(f"--- worker {index} ({'running' if worker.pid else 'stopped'}):")
+            parts.append(self.worker_log(worker) if worker.pid else "")
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    config = {"max_total_tokens": 16384, "hang_cap_s": 3.0}
+    workers = [FakeTGI(engine="sglang", config=config) for _ in range(WORKERS)]
+    gateway = SGLangGateway([])
+    try:
+        for worker in workers:
+            worker.start()
+        gateway = SGLangGateway([w.url for w in workers])
+        try:
+            gateway.start()
+        except GatewayError as exc:  # a server that cannot start fails the test, with its log
+            pytest.fail(str(exc))
+        yield Cluster(gateway, workers)
+    finally:
+        gateway.close()
+        for worker in workers:
+            worker.close()
+
+
+@pytest.fixture(autouse=True)
+def clean(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """Reset the workers; print the gateway's and workers' logs when the test failed."""
+    cluster.reset()
+    failed_before = request.session.testsfailed
+    yield cluster
+    if request.session.testsfailed > failed_before:
+        print(cluster.logs())
+
+
+def calls_of(message: Any) -> list[tuple[str, Any]]:
+    return [(c["name"], c["args"]) for c in message.tool_calls]
+
+
+# ------------------------------------------------------------------------------ basics
+
+
+def test_auto_detects_the_gateway_and_the_body_reaches_a_worker_intact(cluster: Cluster) -> None:
+    for worker in cluster.workers:
+        worker.set_default(reply(text="Paris."))
+    llm = ChatK2(endpoint_url=cluster.gateway.url, temperature=0, max_new_tokens=16)
+    message = llm.invoke("Capital of France?")
+    assert message.content == "Paris."
+    assert message.response_metadata["engine"] == "sglang"
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["output_tokens"] == 3
+    streamed = "".join(str(c.content) for c in llm.stream("Capital of France?"))
+    assert streamed == "Paris."
+    explicit = ChatK2(endpoint_url=cluster.gateway.url, engine="sglang", max_new_tokens=16)
+    assert explicit.invoke("Capital of France?").content == "Paris."
+    bodies = [r["body"] for w in cluster.workers for r in cluster.generations(w)]
+    assert len(bodies) == 3
+    for body in bodies:  # re-serialised by the gateway into its own request type
+        assert body["text"].endswith("<|beginofuser|>Capital of France?<|beginofsystem|>")
+        sampling = body["sampling_params"]
+        assert sampling["max_new_tokens"] == 16
+        assert sampling["skip_special_tokens"] is False
+        # sglang-router 0.3.2 drops this sampling parameter (its SamplingParams has no such
+        # field): the worker's default (true) applies, see test_tool_calls_survive_...
+        assert "spaces_between_special_tokens" not in sampling
+
+
+# ------------------------------------------------------------------------------ routing
+
+QUESTIONS = ("Weather in Paris?", "And in Oslo?", "Which one is warmer?")
+
+
+def call_text(name: str, arguments: dict[str, Any]) -> str:
+    return "<tool_call>" + json.dumps([{"name": name, "arguments": arguments}]) + "</tool_call>"
+
+
+def conversation_replies() -> list[dict[str, Any]]:
+    return [
+        reply(text=call_text("get_weather", {"city": "Paris"})),
+        reply(text="Paris: 18C, sunny."),
+        reply(text=call_text("get_weather", {"city": "Oslo"})),
+        reply(text="Oslo: 3C, snow."),
+        reply(text="Paris is warmer."),
+    ]
+
+
+def test_an_agent_conversation_of_three_turns_lands_on_one_worker(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from langgraph.checkpoint.memory import InMemorySaver
+        from langgraph.prebuilt import create_react_agent
+
+        llm = ChatK2(endpoint_url=cluster.gateway.url, temperature=0, max_new_tokens=64)
+        agent = create_react_agent(llm, [get_weather], checkpointer=InMemorySaver())
+    for worker in cluster.workers:  # whichever worker the gateway picks answers the same
+        worker.script(*conversation_replies())
+    thread = {"configurable": {"thread_id": "gateway"}}
+    answers = []
+    for question in QUESTIONS:
+        state = agent.invoke({"messages": [HumanMessage(question)]}, thread)
+        answers.append(state["messages"][-1].content)
+    assert answers == ["Paris: 18C, sunny.", "Oslo: 3C, snow.", "Paris is warmer."]
+    messages = state["messages"]
+    assert [m.content for m in messages if isinstance(m, ToolMessage)] == ["18C, sunny", "3C, snow"]
+    assert len([m for m in messages if isinstance(m, AIMessage)]) == 5
+
+    per_worker = cluster.per_worker()
+    assert sorted(per_worker) == [0, 0, 5], f"requests per worker: {per_worker}"
+    (served,) = [w for w, n in zip(cluster.workers, per_worker, strict=True) if n]
+    prompts = [r["body"]["text"] for r in sorted(cluster.generations(served), key=_arrival)]
+    for earlier, later in itertools.pairwise(prompts):  # why the prefix tree keeps it there
+        assert later.startswith(earlier)
+    with capsys.disabled():
+        print(
+            f"\ngateway (cache_aware, {WORKERS} workers): LangGraph agent, "
+            f"{len(QUESTIONS)} user turns, {sum(per_worker)} requests; requests per worker: "
+            f"{per_worker}; each prompt a byte-prefix of the next "
+            f"({len(prompts[0])} -> {len(prompts[-1])} characters)"
+        )
+
+
+def _arrival(record: dict[str, Any]) -> float:
+    return float(record["received_at"])
+
+
+# ------------------------------------------------------------------------------ a worker stops
+
+
+def test_a_worker_stopped_mid_run_loses_no_request(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs last: it stops a worker for good (the module's gateway keeps two)."""
+    for worker in cluster.workers:
+        worker.set_default(echo_reply())
+    llm = ChatK2(endpoint_url=cluster.gateway.url, temperature=0, max_new_tokens=64)
+    bound = llm.bind_tools([echo])
+    stopped: int | None = None
+    before: list[int] = []
+    start = time.monotonic()
+    slowest = 0.0
+    for n in range(24):
+        if n == 8:
+            before = cluster.per_worker()
+            stopped = max(range(WORKERS), key=lambda i: before[i])  # the one serving now
+            cluster.workers[stopped].close()
+        began = time.monotonic()
+        message = bound.invoke(f"Call echo with n set to ECHO-N={n}.")
+        slowest = max(slowest, time.monotonic() - began)
+        assert calls_of(message) == [("echo", {"n": n})], n
+    wall = time.monotonic() - start
+    after = cluster.per_worker()
+    assert stopped is not None
+    served_after = sum(n for n in after if n > 0) - sum(
+        b for i, b in enumerate(before) if i != stopped
+    )
+    assert served_after == 16
+    with capsys.disabled():
+        print(
+            f"\ngateway: 24 requests, worker {stopped} stopped before request 8 "
+            f"(it had served {before[stopped]}); all 24 returned their own call; requests "
+            f"per worker before the stop {before}, at the end {after} (-1: stopped); "
+            f"slowest request {slowest:.2f}s, wall {wall:.1f}s"
+        )
