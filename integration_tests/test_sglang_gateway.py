@@ -17,11 +17,14 @@ default settings. Checked, in this order (the last test stops a worker):
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
+import random
 import re
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +34,17 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
 from integration_tests.fake_tgi import FakeTGI
-from integration_tests.fake_tgi.client import reply
+from integration_tests.fake_tgi.client import hang, http_error, reply, reset_before_headers
 from integration_tests.sglang_gateway import GatewayError, SGLangGateway
-from langchain_k2 import ChatK2
+from langchain_k2 import (
+    ChatK2,
+    K2GenerationError,
+    K2IncompleteGenerationError,
+    K2OverloadedError,
+    K2StreamInterruptedError,
+    K2TimeoutError,
+    K2UnavailableError,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -221,6 +232,170 @@ def test_an_agent_conversation_of_three_turns_lands_on_one_worker(
 
 def _arrival(record: dict[str, Any]) -> float:
     return float(record["received_at"])
+
+
+# ------------------------------------------------------------------------------ soak
+
+SOAK_N = 300
+SOAK_CONCURRENCY = 16
+SOAK_SEED = 20_261_202
+SOAK_SLOTS = 250  # scripted replies per worker (then a healthy default)
+SOAK_WALL_LIMIT_S = 120.0
+DOCUMENTED = (
+    K2OverloadedError,
+    K2UnavailableError,
+    K2TimeoutError,
+    K2StreamInterruptedError,
+    K2GenerationError,
+    K2IncompleteGenerationError,
+)
+ECHO_TOKENS = 24
+# (kind, weight): ~12% of the scripted replies are faults, injected at the workers.
+FAULT_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("ok", 0.88),
+    ("http_429", 0.02),
+    ("http_503", 0.02),
+    ("http_500", 0.01),
+    ("reset_before_headers", 0.02),
+    ("hang", 0.004),
+    ("cut_mid_answer", 0.02),
+    ("error_at_start", 0.013),
+    ("error_mid_stream", 0.013),
+)
+
+
+def fault(kind: str, rng: random.Random) -> dict[str, Any]:
+    """The reply spec of one scripted slot of fault ``kind``."""
+    if kind.startswith("http_"):
+        status = int(kind[5:])
+        return http_error(status, {429: "overloaded", 503: "loading"}.get(status, "boom"))
+    specs: dict[str, Any] = {
+        "ok": lambda: echo_reply(delay_s=rng.choice((0.0, 0.0, 0.002, 0.01))),
+        "reset_before_headers": reset_before_headers,
+        "hang": hang,
+        "cut_mid_answer": lambda: echo_reply(cut_after=rng.randint(1, ECHO_TOKENS - 4)),
+        "error_at_start": lambda: echo_reply(
+            error_event_after=0, error="CUDA out of memory", error_type="generation"
+        ),
+        "error_mid_stream": lambda: echo_reply(
+            error_event_after=rng.randint(1, ECHO_TOKENS - 4), error="CUDA out of memory"
+        ),
+    }
+    return specs[kind]()  # type: ignore[no-any-return]
+
+
+def fault_sequence() -> list[dict[str, Any]]:
+    """SOAK_SLOTS reply specs drawn from a seeded generator (one hang among the first 50)."""
+    rng = random.Random(SOAK_SEED)
+    kinds, weights = zip(*FAULT_WEIGHTS, strict=True)
+    return [fault(rng.choices(kinds, weights)[0], rng) for _ in range(SOAK_SLOTS)]
+
+
+def kind_of(spec: dict[str, Any]) -> str:
+    if "status" in spec:
+        return f"http_{spec['status']}"
+    if spec.get("reset_before_headers"):
+        return "reset_before_headers"
+    if spec.get("hang"):
+        return "hang"
+    if "cut_after" in spec:
+        return "cut_mid_answer"
+    if "error_event_after" in spec:
+        return "error_at_start" if spec["error_event_after"] == 0 else "error_mid_stream"
+    return "ok"
+
+
+async def soak_requests(bound: Any) -> tuple[list[int], dict[int, BaseException], dict[int, Any]]:
+    """SOAK_N requests, SOAK_CONCURRENCY at a time: even n ainvoke, odd n astream."""
+    successes: list[int] = []
+    failures: dict[int, BaseException] = {}
+    wrong: dict[int, Any] = {}
+    semaphore = asyncio.Semaphore(SOAK_CONCURRENCY)
+
+    async def one(n: int) -> None:
+        prompt = f"Call echo with n set to ECHO-N={n}."
+        async with semaphore:
+            try:
+                if n % 2 == 0:
+                    message = await bound.ainvoke(prompt)
+                else:
+                    message = None
+                    async for chunk in bound.astream(prompt):
+                        message = chunk if message is None else message + chunk
+            except DOCUMENTED as exc:
+                failures[n] = exc
+                return
+            except Exception as exc:  # not documented: reported below
+                wrong[n] = exc
+                return
+        if calls_of(message) == [("echo", {"n": n})] and not message.invalid_tool_calls:
+            successes.append(n)
+        else:
+            wrong[n] = message
+
+    tasks = (one(n) for n in range(SOAK_N))
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=SOAK_WALL_LIMIT_S)
+    return successes, failures, wrong
+
+
+async def test_soak_through_the_gateway_with_faults_at_the_workers(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faults = fault_sequence()  # whichever worker the gateway picks meets the same faults
+    for worker in cluster.workers:
+        worker.set_default(echo_reply())
+        worker.script(*faults)
+    llm = ChatK2(
+        endpoint_url=cluster.gateway.url,
+        timeout=2.0,
+        max_retries=4,
+        retry_backoff=0.02,
+        max_new_tokens=64,
+        temperature=0,
+    )
+    start = time.monotonic()
+    successes, failures, wrong = await soak_requests(llm.bind_tools([echo]))
+    wall = time.monotonic() - start
+
+    assert wrong == {}, f"undocumented outcomes: {dict(list(wrong.items())[:5])}"
+    assert len(successes) == len(set(successes)), "a call was returned twice"
+    assert set(successes) | set(failures) == set(range(SOAK_N))
+    for exc in failures.values():
+        if isinstance(exc, K2StreamInterruptedError):  # broke inside the one call: nothing out
+            assert exc.partial_text == ""
+
+    served: Counter[str] = Counter()
+    delivered: Counter[int] = Counter()
+    attempts = []
+    for worker in cluster.workers:
+        records = cluster.generations(worker)
+        attempts.append(len(records))
+        for record in records:
+            if record["reply_source"] == "script":
+                served[kind_of(record["reply"])] += 1
+            found = MARKER.findall(record["body"]["text"])
+            if record["status"] == 200 and record["fault"] is None:
+                delivered[int(found[-1])] += 1
+    lost = sorted(set(delivered) - set(successes))
+    doubled = sorted(n for n, count in delivered.items() if count > 1)
+    assert lost == [], f"replies a worker delivered whole but no caller got: {lost[:10]}"
+    assert doubled == [], f"replies delivered whole twice: {doubled[:10]}"
+    assert set(successes) <= set(delivered)
+    injected = {k: v for k, v in sorted(served.items()) if k != "ok"}
+    by_type = Counter(type(exc).__name__ for exc in failures.values())
+    with capsys.disabled():
+        print(
+            f"\ngateway soak: requests={SOAK_N} (half ainvoke, half astream) "
+            f"concurrency={SOAK_CONCURRENCY} workers={WORKERS} seed={SOAK_SEED} "
+            f"attempts at the workers={sum(attempts)} per worker {attempts} "
+            f"faults injected={sum(injected.values())} {json.dumps(injected)} "
+            f"successes={len(successes)} documented failures={len(failures)} "
+            f"{json.dumps(dict(sorted(by_type.items())))} calls lost: {len(lost)} "
+            f"duplicated: {len(doubled)} "
+            f"wall time: {wall:.1f}s"
+        )
+    assert len(successes) > SOAK_N * 0.9
+    assert wall < SOAK_WALL_LIMIT_S
 
 
 # ------------------------------------------------------------------------------ a worker stops
