@@ -71,6 +71,10 @@ def echo_reply(**fields: Any) -> dict[str, Any]:
     return reply("no marker in the prompt", echo=pattern, **fields)
 
 
+def call_text(name: str, arguments: dict[str, Any]) -> str:
+    return "<tool_call>" + json.dumps([{"name": name, "arguments": arguments}]) + "</tool_call>"
+
+
 @dataclass
 class Cluster:
     """The gateway and its workers."""
@@ -174,13 +178,31 @@ def test_auto_detects_the_gateway_and_the_body_reaches_a_worker_intact(cluster: 
         assert "spaces_between_special_tokens" not in sampling
 
 
+def test_tool_calls_survive_the_spaces_the_dropped_field_lets_in(cluster: Cluster) -> None:
+    # The gateway forwards sampling_params without spaces_between_special_tokens, so the
+    # worker's default (true) puts a space on each side of K2's special tokens:
+    # 'Checking. <tool_call> [...] </tool_call>'. The calls still parse (the JSON parser
+    # skips whitespace); the text before the block keeps its trailing space.
+    text = "Checking." + call_text("get_weather", {"city": "Oslo"})
+    for worker in cluster.workers:
+        worker.set_default(reply(text=text))
+    llm = ChatK2(endpoint_url=cluster.gateway.url, max_new_tokens=64).bind_tools([get_weather])
+    message = llm.invoke("Weather in Oslo?")
+    assert calls_of(message) == [("get_weather", {"city": "Oslo"})]
+    assert message.invalid_tool_calls == []
+    assert message.content == "Checking. "
+    merged: Any = None
+    for chunk in llm.stream("Weather in Oslo?"):
+        merged = chunk if merged is None else merged + chunk
+    assert calls_of(merged) == [("get_weather", {"city": "Oslo"})]
+    assert merged.content == "Checking. "
+    direct = ChatK2(endpoint_url=cluster.workers[0].url, max_new_tokens=64)
+    assert direct.bind_tools([get_weather]).invoke("Weather in Oslo?").content == "Checking."
+
+
 # ------------------------------------------------------------------------------ routing
 
 QUESTIONS = ("Weather in Paris?", "And in Oslo?", "Which one is warmer?")
-
-
-def call_text(name: str, arguments: dict[str, Any]) -> str:
-    return "<tool_call>" + json.dumps([{"name": name, "arguments": arguments}]) + "</tool_call>"
 
 
 def conversation_replies() -> list[dict[str, Any]]:
