@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -39,7 +40,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 __all__ = ["GatewayError", "SGLangGateway", "free_port", "gateway_command"]
 
@@ -125,15 +126,17 @@ class SGLangGateway:
             raise GatewayError("the gateway is not running")
         return f"http://127.0.0.1:{self.port}"
 
-    def log_text(self, last: int = 60) -> str:
-        """The last ``last`` lines of the gateway's log (colour codes removed)."""
+    def log_text(self, first: int = 12, last: int = 50) -> str:
+        """The gateway's log: its ``first`` lines (start-up) and ``last`` lines, uncoloured."""
         if self._log is None:
             return ""
         self._log.seek(0)
-        text = self._log.read().decode(errors="replace")
-        for code in ("\x1b[0m", "\x1b[1m", "\x1b[2m", "\x1b[3m", "\x1b[32m", "\x1b[33m"):
-            text = text.replace(code, "")
-        return "\n".join(text.splitlines()[-last:])
+        text = re.sub(r"\x1b\[[0-9;]*m", "", self._log.read().decode(errors="replace"))
+        lines = text.splitlines()
+        if len(lines) > first + last:
+            skipped = len(lines) - first - last
+            lines = [*lines[:first], f"[... {skipped} lines ...]", *lines[-last:]]
+        return "\n".join(lines)
 
     def start(self) -> SGLangGateway:
         """Launch the gateway and wait until it reports every worker healthy."""
@@ -154,12 +157,17 @@ class SGLangGateway:
             raise
         return self
 
-    def _readiness(self) -> dict[str, object] | None:
+    def _readiness(self) -> Any:
+        """``GET /readiness``'s JSON (503 while a worker is not healthy), None if no answer."""
         try:
             with urllib.request.urlopen(f"{self.url}/readiness", timeout=2) as response:  # noqa: S310
-                doc: dict[str, object] = json.loads(response.read())
-                return doc
-        except (OSError, ValueError, urllib.error.URLError):
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                return json.loads(exc.read())
+            except ValueError:
+                return None
+        except (OSError, ValueError):
             return None
 
     def _wait_ready(self) -> None:
@@ -172,7 +180,7 @@ class SGLangGateway:
                     f"({' '.join(self.command)}):\n{self.log_text()}"
                 )
             ready = self._readiness()
-            if ready is not None and ready.get("healthy_workers") == len(self.worker_urls):
+            if isinstance(ready, dict) and ready.get("healthy_workers") == len(self.worker_urls):
                 return
             if time.monotonic() > deadline:
                 raise GatewayError(

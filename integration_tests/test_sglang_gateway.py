@@ -35,7 +35,7 @@ from langchain_core.tools import tool
 
 from integration_tests.fake_tgi import FakeTGI
 from integration_tests.fake_tgi.client import hang, http_error, reply, reset_before_headers
-from integration_tests.sglang_gateway import GatewayError, SGLangGateway
+from integration_tests.sglang_gateway import GatewayError, SGLangGateway, free_port
 from langchain_k2 import (
     ChatK2,
     K2GenerationError,
@@ -198,6 +198,18 @@ def test_tool_calls_survive_the_spaces_the_dropped_field_lets_in(cluster: Cluste
     assert merged.content == "Checking. "
     direct = ChatK2(endpoint_url=cluster.workers[0].url, max_new_tokens=64)
     assert direct.bind_tools([get_weather]).invoke("Weather in Oslo?").content == "Checking."
+
+
+def test_a_gateway_that_cannot_start_raises_with_its_log() -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: never ready
+    gateway = SGLangGateway([dead], start_timeout=2.0)
+    with pytest.raises(GatewayError, match="not ready within 2 s") as caught:
+        gateway.start()
+    message = str(caught.value)
+    assert "(last /readiness: {'status': 'not ready'" in message
+    assert "Starting router" in message  # the gateway's own log, from its start
+    assert dead in message
+    assert gateway.port is None
 
 
 # ------------------------------------------------------------------------------ routing
