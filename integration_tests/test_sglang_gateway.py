@@ -6,7 +6,9 @@ loopback ports, and stop at its end; a test that fails prints the gateway's and 
 logs. ChatK2 runs with ``endpoint_url`` set to the gateway and, unless a test says why,
 default settings. Checked, in this order (the last test stops a worker):
 
-- the gateway is recognised by ``engine="auto"`` and the body it forwards is ChatK2's;
+- the gateway is recognised by ``engine="auto"`` and the body it forwards is ChatK2's,
+  less ``spaces_between_special_tokens`` (it drops it), which tool calls survive;
+- a gateway that cannot start raises with its log (it is never skipped);
 - a LangGraph agent conversation of three user turns lands on one worker: ChatK2's prompts
   are byte-prefix-stable, so the gateway's prefix tree sends every turn where the
   conversation's KV cache is (requests per worker printed);
@@ -33,7 +35,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
-from integration_tests.fake_tgi import FakeTGI
+from integration_tests.fake_tgi import FakeTGI, FakeTGIError
 from integration_tests.fake_tgi.client import hang, http_error, reply, reset_before_headers
 from integration_tests.sglang_gateway import GatewayError, SGLangGateway, free_port
 from langchain_k2 import (
@@ -122,12 +124,12 @@ def cluster() -> Iterator[Cluster]:
     workers = [FakeTGI(engine="sglang", config=config) for _ in range(WORKERS)]
     gateway = SGLangGateway([])
     try:
-        for worker in workers:
-            worker.start()
-        gateway = SGLangGateway([w.url for w in workers])
-        try:
+        try:  # a server that cannot start fails the test, with its log (in the message)
+            for worker in workers:
+                worker.start()
+            gateway = SGLangGateway([w.url for w in workers])
             gateway.start()
-        except GatewayError as exc:  # a server that cannot start fails the test, with its log
+        except (FakeTGIError, GatewayError) as exc:
             pytest.fail(str(exc))
         yield Cluster(gateway, workers)
     finally:
