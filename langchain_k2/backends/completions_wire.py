@@ -437,6 +437,12 @@ def _error_code(doc: Mapping[str, Any]) -> int | None:
     return code if isinstance(code, int) and 400 <= code <= 599 else None
 
 
+GATEWAY_UPSTREAM_CODES = frozenset({"call_upstream_request_error"})
+"""Error codes of the SGLang Model Gateway's 500 when it could not reach a worker (measured
+with sglang-router 0.3.2: a stopped worker, after the gateway's own retries): nothing was
+generated, so the request is retried like a 503."""
+
+
 def error_body(body: bytes) -> tuple[str, str | None]:
     """``(message, type)`` of an error answer: the engine's JSON, or the text as it came.
 
@@ -449,6 +455,9 @@ def error_body(body: bytes) -> tuple[str, str | None]:
         ('too long', 'BadRequestError')
         >>> error_body(b"<html>Bad Gateway</html>")
         ('<html>Bad Gateway</html>', None)
+        >>> error_body(b'{"error": {"type": "Internal Server Error", "code": '
+        ...            b'"call_upstream_request_error", "message": "error sending request"}}')
+        ('error sending request', 'call_upstream_request_error')
     """
     text = body[:MAX_ERROR_BODY].decode("utf-8", errors="replace").strip()
     try:
@@ -456,7 +465,10 @@ def error_body(body: bytes) -> tuple[str, str | None]:
     except ValueError:
         return text, None
     if isinstance(doc, dict):
-        return _error_fields(doc)
+        message, kind = _error_fields(doc)
+        error = doc.get("error")
+        code = error.get("code") if isinstance(error, Mapping) else None
+        return message, code if code in GATEWAY_UPSTREAM_CODES else kind
     return text, None
 
 
@@ -495,6 +507,9 @@ def error_from(
         ('K2ValidationError', 400, True)
         >>> type(error_from("sglang", 503, "loading", None, "http://s")).__name__
         'K2UnavailableError'
+        >>> type(error_from("sglang", 500, "error sending request for url (http://w/generate)",
+        ...                 "call_upstream_request_error", "http://gateway")).__name__
+        'K2UnavailableError'
     """
     label = LABELS[engine]
     first = message.splitlines()[0].strip().rstrip(".") if message.strip() else ""
@@ -521,6 +536,15 @@ def error_from(
             f"{where} is overloaded (429){said}: {detail}. Retried with backoff up to "
             "max_retries; raise max_retries or add replicas.",
             status=429,
+            error_type=error_type,
+            retry_after=retry_after_s,
+        )
+    if status is not None and status >= 500 and error_type in GATEWAY_UPSTREAM_CODES:
+        return K2UnavailableError(
+            f"{where} could not reach a worker ({status} {error_type}): {detail}. The "
+            "gateway retried it; retried with backoff (its health checks take a stopped "
+            "worker out of rotation).",
+            status=status,
             error_type=error_type,
             retry_after=retry_after_s,
         )
