@@ -26,8 +26,9 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_serializer
 
+from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.context import fit_messages, window_from_info
 from langchain_k2.errors import (
@@ -130,7 +131,8 @@ class ChatK2(BaseChatModel):
 
     endpoint_url: str | list[str] | None = None
     """TGI base URL, or a list of replicas' URLs (default: env ``K2_ENDPOINT_URL``, which
-    may hold several, comma-separated). Selects the TGI backend."""
+    may hold several, comma-separated). Selects the TGI backend. Credentials in it
+    (``https://user:password@host``) are sent as Basic auth and shown nowhere else."""
     model_path: str | None = None
     """Path to a GGUF file (default: env ``K2_MODEL_PATH``). Selects the llama.cpp backend."""
     hf_token: SecretStr | None = Field(
@@ -209,8 +211,24 @@ class ChatK2(BaseChatModel):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        """Fields that hold secrets, mapped to the environment variable that fills them."""
-        return {"hf_token": "HF_TOKEN"}
+        """Fields that hold secrets, mapped to the environment variable that fills them.
+
+        An ``endpoint_url`` with credentials in it (``http://user:password@host``) is one:
+        ``dumpd`` names ``K2_ENDPOINT_URL`` in its place.
+        """
+        secrets = {"hf_token": "HF_TOKEN"}
+        if has_credentials(self.endpoint_url):
+            secrets["endpoint_url"] = "K2_ENDPOINT_URL"
+        return secrets
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "endpoint_url" else value
+
+    @field_serializer("endpoint_url")
+    def _redacted_endpoint(self, value: str | list[str] | None) -> str | list[str] | None:
+        """``model_dump`` shows a URL's credentials as ``***``, as it does ``hf_token``."""
+        return redact(value)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -221,7 +239,7 @@ class ChatK2(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {
             "model_name": self.model_name,
-            "endpoint_url": self.endpoint_url,
+            "endpoint_url": redact(self.endpoint_url),
             "model_path": self.model_path,
             **{name: getattr(self, name) for name in _CALL_OPTIONS},
         }
@@ -327,6 +345,8 @@ class ChatK2(BaseChatModel):
 
                 secret = self.hf_token
                 token = secret if secret is not None and secret.get_secret_value() else None
+                if "hf_token" not in self.model_fields_set and has_credentials(self.endpoint_url):
+                    token = None  # HF_TOKEN from the environment: the URL's own credentials win
                 self._backend = TGIBackend(
                     self.endpoint_url,
                     token=token,

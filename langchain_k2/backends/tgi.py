@@ -20,7 +20,9 @@ is not used for generation: it parses every streamed event into nested dataclass
 cost more than the rest of a call put together (``docs/benchmarks.md``).
 
 Credentials (``k2-format.md`` section 5): only the token passed in is sent; the token
-``hf auth login`` saved on disk is never attached to requests.
+``hf auth login`` saved on disk is never attached to requests. A URL's userinfo
+(``http://user:password@host``) is sent as a Basic ``Authorization`` header to the URL
+without it, so it never reaches a log line or an error message.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from huggingface_hub import __version__ as hub_version
 from huggingface_hub import get_async_session, get_session
 from pydantic import SecretStr
 
+from langchain_k2._urls import redact_url, split_credentials
 from langchain_k2._version import __version__
 from langchain_k2.backends.base import BackendInfo, FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.backends.replicas import ReplicaSet
@@ -217,6 +220,7 @@ class TGIBackend:
         endpoint_url: the server's base URL, e.g. ``http://127.0.0.1:8080``, or a list
             of replicas' URLs: requests are spread over them and a replica that fails
             (429, 503, timeout, refused connection) sits out ``cooldown`` seconds.
+            ``http://user:password@host`` sends ``user:password`` as Basic auth.
         token: bearer token to send, or ``None`` to send none.
         timeout: seconds before a request is abandoned (``None``: wait forever).
         headers: extra HTTP headers for every request.
@@ -234,20 +238,36 @@ class TGIBackend:
         headers: dict[str, str] | None = None,
         cooldown: float = 10.0,
     ) -> None:
-        urls = [endpoint_url] if isinstance(endpoint_url, str) else list(endpoint_url)
-        for url in urls:
+        given = [endpoint_url] if isinstance(endpoint_url, str) else list(endpoint_url)
+        urls: list[str] = []
+        # Userinfo in a URL becomes a Basic Authorization header and requests go to the
+        # bare URL, so neither httpx's request log nor any error ever shows the password.
+        self._auth: dict[str, SecretStr] = {}
+        for given_url in given:
+            url, auth = split_credentials(given_url)
             parsed = urlparse(url)
             if parsed.scheme not in {"http", "https"} or not parsed.netloc:
                 raise K2ConfigError(
-                    f"endpoint_url={url!r} is not an http(s) URL; pass the TGI server's "
-                    "base URL, e.g. 'http://127.0.0.1:8080'."
+                    f"endpoint_url={redact_url(given_url)!r} is not an http(s) URL; pass the "
+                    "TGI server's base URL, e.g. 'http://127.0.0.1:8080'."
                 )
-            if token is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
-                warnings.warn(
-                    f"hf_token will be sent over plain http to {parsed.hostname}; use https.",
-                    stacklevel=3,
+            if auth is not None and token is not None:
+                raise K2ConfigError(
+                    f"endpoint_url={redact_url(given_url)!r} carries credentials and hf_token "
+                    "is set too: both would be the Authorization header. Pass the token as "
+                    "hf_token (api_key) or the credentials in the URL, not both."
                 )
-        self.replicas = ReplicaSet([u.rstrip("/") for u in urls], cooldown=cooldown)
+            plain = parsed.scheme == "http" and not _is_loopback(parsed.hostname)
+            for secret, what in ((token, "hf_token"), (auth, "endpoint_url's credentials")):
+                if secret is not None and plain:
+                    warnings.warn(
+                        f"{what} will be sent over plain http to {parsed.hostname}; use https.",
+                        stacklevel=3,
+                    )
+            urls.append(url.rstrip("/"))
+            if auth is not None:
+                self._auth[url.rstrip("/")] = auth
+        self.replicas = ReplicaSet(urls, cooldown=cooldown)
         self._token = token
         self.timeout = timeout
         self._headers = {k.lower(): v for k, v in (headers or {}).items() if v is not None}
@@ -288,6 +308,10 @@ class TGIBackend:
         headers = {"user-agent": _USER_AGENT, **self._headers}
         if self._token is not None:
             headers["authorization"] = f"Bearer {self._token.get_secret_value()}"
+        elif self._auth:
+            base = next((b for b in self._auth if url == b or url.startswith(b + "/")), None)
+            if base is not None:
+                headers["authorization"] = self._auth[base].get_secret_value()
         return {"method": method, "url": url, "headers": headers, "timeout": self.timeout, **fields}
 
     async def _asend(self, request: dict[str, Any]) -> httpx.Response:
