@@ -41,7 +41,12 @@ from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
 from langchain_k2.retries import acall_with_retries, call_with_retries
 from langchain_k2.structured import build_spec, structured_runnable
 from langchain_k2.tokenizer import count_prompt_tokens, load_tokenizer
-from langchain_k2.tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
+from langchain_k2.tool_binding import (
+    ToolChoice,
+    normalize_tools,
+    resolve_tool_choice,
+    unoffered_reason,
+)
 from langchain_k2.turn import GenerationRequest, Turn
 
 _CALL_OPTIONS = (
@@ -406,6 +411,7 @@ class ChatK2(BaseChatModel):
         params = self._params(stop, kwargs)
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
         mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
+        refusal = unoffered_reason(kwargs.get("tool_choice"), tools)
         fmt = self.format
 
         def render(conversation: Sequence[BaseMessage]) -> str:
@@ -455,7 +461,8 @@ class ChatK2(BaseChatModel):
             tools=allowed,  # empty for tool_choice="none"
             forced=mode in {"any", "tool"},
             use_grammar=use_grammar and params.grammar is None,
-            max_repairs=self.max_tool_call_retries if mode != "none" else 0,
+            max_repairs=self.max_tool_call_retries if refusal is None else 0,
+            refusal=refusal,
             user_stops=user_stops,
             model_name=self.model_name,
             emit_chunks=streaming,

@@ -29,6 +29,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.prompt import K2Format
+from langchain_k2.tool_binding import refuse_calls
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
 
 
@@ -155,6 +156,8 @@ class Turn:
         window: prompt plus new tokens, at most (``None``: unknown); a repair request's
             ``max_new_tokens`` is cut to what its longer prompt leaves (`fit_repair`).
         max_input_tokens: the longest prompt the backend takes (``None``: unknown).
+        refusal: why no tool was offered (no tools bound, ``tool_choice="none"``), or
+            ``None``; with it every call becomes an invalid call naming this reason.
     """
 
     prompt: str
@@ -169,6 +172,7 @@ class Turn:
     emit_chunks: bool = True
     window: int | None = None
     max_input_tokens: int | None = None
+    refusal: str | None = None
 
     repairs: int = 0
     aborted: bool = False
@@ -261,11 +265,17 @@ class Turn:
                     if self.emit_chunks:
                         chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
                 continue
-            if item.invalid_tool_calls and self.repairs < self.max_repairs:
-                self._schedule_repair(item)
+            block = item if self.refusal is None else self._refused(item)
+            if block.invalid_tool_calls and self.repairs < self.max_repairs:
+                self._schedule_repair(block)
                 break
-            chunks += self._keep(item)
+            chunks += self._keep(block)
         return chunks
+
+    def _refused(self, block: ToolBlock) -> ToolBlock:
+        """No tool was offered, so no call can be valid: ``block`` with invalid calls only."""
+        tags = {"open_tag": self.fmt.tool_call_open, "close_tag": self.fmt.tool_call_close}
+        return refuse_calls(block, cast("str", self.refusal), **tags)
 
     def _keep(self, block: ToolBlock) -> list[ChatGenerationChunk]:
         """Add a block to the message as it is; its chunk when streaming."""
