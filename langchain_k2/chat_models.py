@@ -28,6 +28,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_serializer
 
+from langchain_k2._arguments import call_arguments, constructor_arguments
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.context import fit_messages, window_from_info
@@ -201,7 +202,7 @@ class ChatK2(BaseChatModel):
     _grammar_ok: bool | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**_resolve_target(kwargs))
+        super().__init__(**_resolve_target(constructor_arguments(type(self), kwargs)))
 
     @property
     def format(self) -> K2Format:
@@ -254,7 +255,7 @@ class ChatK2(BaseChatModel):
             ls_provider="k2",
             ls_model_name=kwargs.get("model", self.model_name),
             ls_model_type="chat",
-            ls_max_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
+            ls_max_tokens=call_arguments(kwargs).get("max_new_tokens", self.max_new_tokens),
         )
         temperature = kwargs.get("temperature", self.temperature)
         if temperature is not None:
@@ -369,6 +370,7 @@ class ChatK2(BaseChatModel):
     # ------------------------------------------------------------------ turn setup
 
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationParams:
+        kwargs = call_arguments(kwargs)  # max_tokens= is max_new_tokens=
         unknown = set(kwargs) - set(_CALL_OPTIONS) - _PASSED_THROUGH
         if unknown:
             raise K2ConfigError(
