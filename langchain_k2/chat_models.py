@@ -32,6 +32,7 @@ from langchain_k2._arguments import call_arguments, constructor_arguments
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.context import fit_messages, window_from_info
+from langchain_k2.counting import PieceCounter, anchor_of, render_parts
 from langchain_k2.errors import (
     K2BackendError,
     K2ConfigError,
@@ -200,6 +201,7 @@ class ChatK2(BaseChatModel):
     _backend: Backend | None = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
     _grammar_ok: bool | None = PrivateAttr(default=None)
+    _pieces: PieceCounter | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**_resolve_target(constructor_arguments(type(self), kwargs)))
@@ -692,14 +694,30 @@ class ChatK2(BaseChatModel):
         messages: list[BaseMessage],
         tools: Sequence[Any] | None = None,
     ) -> int:
-        """Tokens of the exact K2 prompt these messages (and tools) render into."""
-        prompt = self.format.render_prompt(
+        """Tokens of the K2 prompt these messages (and tools) render into.
+
+        Counts any list of messages, as a token counter for ``trim_messages`` must: slices
+        that are no conversation (a leading ``ToolMessage``, a ``SystemMessage`` that is
+        not first) are written with each message's role markers (`render_parts`). Without
+        a local ``tokenizer``, each distinct message is counted once per model (one
+        ``/tokenize`` request) and the counts are summed, which equals the whole prompt's
+        count since pieces split at special-token markers. An empty list counts 0.
+        """
+        if not messages:
+            return 0
+        parts = render_parts(
             messages,
+            fmt=self.format,
             tools=normalize_tools(tools) if tools else None,
             default_system=self.system_prompt,
             neutralize_markers=self.neutralize_markers,
         )
-        return self._count_prompt(prompt)
+        if self.tokenizer is not None:  # local and cheap: the whole prompt at once
+            return self._count_prompt("".join(parts))
+        if self._pieces is None:
+            starts = getattr(self._get_backend(), "token_starts", None)
+            self._pieces = PieceCounter(self._count_prompt, starts)
+        return self._pieces.count(parts, anchor=anchor_of(self.format))
 
 
 def _surely_fits(
