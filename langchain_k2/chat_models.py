@@ -20,7 +20,12 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models import (
+    BaseChatModel,
+    LangSmithParams,
+    LanguageModelInput,
+    ModelProfile,
+)
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
@@ -39,6 +44,7 @@ from langchain_k2.errors import (
     K2GrammarUnsupportedError,
     K2StreamInterruptedError,
 )
+from langchain_k2.profile import k2_profile
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
 from langchain_k2.retries import acall_with_retries, call_with_retries
 from langchain_k2.structured import build_spec, structured_runnable
@@ -202,9 +208,12 @@ class ChatK2(BaseChatModel):
     _tokenizer: Any = PrivateAttr(default=None)
     _grammar_ok: bool | None = PrivateAttr(default=None)
     _pieces: PieceCounter | None = PrivateAttr(default=None)
+    _own_profile: bool = PrivateAttr(default=False)
+    _seen_info: BackendInfo | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**_resolve_target(constructor_arguments(type(self), kwargs)))
+        self._own_profile = kwargs.get("profile") is not None
 
     @property
     def format(self) -> K2Format:
@@ -368,6 +377,35 @@ class ChatK2(BaseChatModel):
                     cast("str", self.model_path), special_markers=self.format.special_markers
                 )
         return self._backend
+
+    def _info(self) -> BackendInfo:
+        """The backend's limits (fetched once, with retries), noted by `_note_info`."""
+        info = self._retry(self._get_backend().info)
+        self._note_info(info)
+        return info
+
+    async def _ainfo(self) -> BackendInfo:
+        """Async twin of `_info`."""
+        info = await self._aretry(self._get_backend().ainfo)
+        self._note_info(info)
+        return info
+
+    def _note_info(self, info: BackendInfo) -> None:
+        """The engine's limits go into ``profile`` (unless the user gave one)."""
+        if info is self._seen_info:
+            return
+        self._seen_info = info
+        if not self._own_profile:
+            limits = window_from_info(
+                info.max_input_tokens, info.max_total_tokens, self.context_window
+            )
+            self.profile = k2_profile(
+                window=limits.window, max_input_tokens=limits.max_input_tokens
+            )
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """K2-Chat's capabilities; the window from ``context_window`` until the engine's."""
+        return k2_profile(window=self.context_window)
 
     # ------------------------------------------------------------------ turn setup
 
@@ -618,7 +656,7 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        info = self._retry(self._get_backend().info)
+        info = self._info()
 
         def once() -> ChatResult:
             turn = self._prepare_turn(messages, stop, kwargs, info, streaming=False)
@@ -637,7 +675,7 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        info = await self._aretry(self._get_backend().ainfo)
+        info = await self._ainfo()
 
         async def once() -> ChatResult:
             turn = await self._aprepare_turn(messages, stop, kwargs, info, streaming=False)
@@ -654,7 +692,7 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        info = self._retry(self._get_backend().info)
+        info = self._info()
         turn = self._prepare_turn(messages, stop, kwargs, info, streaming=True)
         for chunk in self._drive(turn):
             if run_manager is not None:
@@ -668,7 +706,7 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        info = await self._aretry(self._get_backend().ainfo)
+        info = await self._ainfo()
         turn = await self._aprepare_turn(messages, stop, kwargs, info, streaming=True)
         async for chunk in self._adrive(turn):
             if run_manager is not None:
