@@ -12,6 +12,7 @@ move requests to a backend and events back into the turn.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Literal, TypeVar, cast
@@ -34,6 +35,7 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_serializer
 
 from langchain_k2._arguments import call_arguments, constructor_arguments
+from langchain_k2._served import mismatch_message, same_model
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.context import fit_messages, window_from_info
@@ -66,6 +68,7 @@ _CALL_OPTIONS = (
     "seed",
 )
 _PASSED_THROUGH = frozenset({"tools", "tool_choice", "grammar", "stream"})
+_ENGINES = {"tgi": "TGI", "llamacpp": "llama.cpp"}
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -391,10 +394,21 @@ class ChatK2(BaseChatModel):
         return info
 
     def _note_info(self, info: BackendInfo) -> None:
-        """The engine's limits go into ``profile`` (unless the user gave one)."""
+        """Take in what the engine reported, once per backend.
+
+        Its limits go into ``profile`` (unless the user gave one), and the model it serves
+        is checked against ``model_name`` (a warning when it is another).
+        """
         if info is self._seen_info:
             return
         self._seen_info = info
+        served = info.model_id
+        if served and self.prompt_format is None and not same_model(served, self.model_name):
+            backend = self._get_backend()
+            engine = _ENGINES.get(backend.name, backend.name)
+            url = getattr(backend, "url", None)
+            message = mismatch_message(served, self.model_name, engine, url)
+            warnings.warn(message, UserWarning, stacklevel=4)
         if not self._own_profile:
             limits = window_from_info(
                 info.max_input_tokens, info.max_total_tokens, self.context_window
@@ -506,7 +520,7 @@ class ChatK2(BaseChatModel):
             max_repairs=self.max_tool_call_retries if refusal is None else 0,
             refusal=refusal,
             user_stops=user_stops,
-            model_name=self.model_name,
+            model_name=info.model_id or self.model_name,  # the served model, when known
             emit_chunks=streaming,
             window=limits.window,
             max_input_tokens=limits.max_input_tokens,
