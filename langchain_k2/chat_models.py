@@ -751,9 +751,10 @@ class ChatK2(BaseChatModel):
         Counts any list of messages, as a token counter for ``trim_messages`` must: slices
         that are no conversation (a leading ``ToolMessage``, a ``SystemMessage`` that is
         not first) are written with each message's role markers (`render_parts`). Without
-        a local ``tokenizer``, each distinct message is counted once per model (one
-        ``/tokenize`` request) and the counts are summed, which equals the whole prompt's
-        count since pieces split at special-token markers. An empty list counts 0.
+        a local ``tokenizer``, each distinct message is counted once per model (the new
+        ones of a call together, in one TGI ``/tokenize`` request) and the counts are
+        summed, which equals the whole prompt's count since pieces split at special-token
+        markers. An empty list counts 0.
         """
         if not messages:
             return 0
