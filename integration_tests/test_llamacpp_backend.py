@@ -195,11 +195,14 @@ def test_greedy_text_is_the_same_whatever_ran_before(
 
 
 def test_streamed_tokens_match_llama_cpps_own_completion(backend: LlamaCppBackend) -> None:
+    # Which text a 135M model picks greedily depends on the CPU and the build (close argmaxes):
+    # this compares with llama-cpp-python's own completion on the same build, whatever it is.
     tokens, final = split(run(backend, PROMPT, GenerationParams(temperature=0, max_new_tokens=40)))
-    assert final.finish_reason == "eos_token"
-    # The end-of-generation token comes last, special, with its text (as TGI streams it).
-    assert tokens[-1] == TokenEvent("<|im_end|>", special=True)
-    assert not any(t.special for t in tokens[:-1])
+    assert final.finish_reason in {"eos_token", "length"}
+    if final.finish_reason == "eos_token":
+        assert tokens[-1] == TokenEvent("<|im_end|>", special=True)
+        tokens = tokens[:-1]
+    assert not any(t.special for t in tokens)
     # llama-cpp-python's own (non-streaming) completion drops the EOS text.
     llama = backend._ensure_loaded()
     with backend._lock:
@@ -209,8 +212,28 @@ def test_streamed_tokens_match_llama_cpps_own_completion(backend: LlamaCppBacken
         llama.reset()
         backend._evaluated = ()
         reference = llama.create_completion(PROMPT, max_tokens=40, temperature=0)
-    assert text_of(tokens, drop_special=True) == reference["choices"][0]["text"]
-    assert "Paris" in text_of(tokens)
+    assert text_of(tokens) == reference["choices"][0]["text"]
+    assert reference["choices"][0]["finish_reason"] == (
+        "stop" if final.finish_reason == "eos_token" else "length"
+    )
+
+
+def test_end_of_generation_token_comes_last_special_with_its_text(
+    backend: LlamaCppBackend,
+) -> None:
+    # A grammar that is complete after one string leaves the model nothing but EOS, on
+    # every CPU: the EOS token is the last event, special, with its text (as TGI streams it).
+    params = GenerationParams(
+        temperature=0, max_new_tokens=20, grammar={"type": "json", "value": {"const": "Paris"}}
+    )
+    tokens, final = split(run(backend, PROMPT, params))
+    assert final.finish_reason == "eos_token"
+    # SmolLM2 has two end-of-generation tokens: its EOS and ChatML's end of turn.
+    eog = {TokenEvent("<|endoftext|>", special=True), TokenEvent("<|im_end|>", special=True)}
+    assert tokens[-1] in eog
+    assert text_of(tokens[:-1]) == '"Paris"'
+    assert not any(t.special for t in tokens[:-1])
+    assert final.output_tokens == len(tokens)
 
 
 def test_usage_counts_match_tokenizer_and_events(backend: LlamaCppBackend) -> None:
@@ -251,13 +274,17 @@ def test_earliest_of_several_stop_strings_wins(backend: LlamaCppBackend) -> None
 
 
 def test_unmatched_stop_prefix_is_released(backend: LlamaCppBackend) -> None:
-    # "Paris!" never appears, but "Paris" (a prefix) is held back and must be released.
-    plain = text_of(
-        split(run(backend, PROMPT, GenerationParams(temperature=0, max_new_tokens=40)))[0]
+    plain_tokens, plain_final = split(
+        run(backend, STORY, GenerationParams(temperature=0, max_new_tokens=40))
     )
-    stopped_params = GenerationParams(temperature=0, max_new_tokens=40, stop=("Paris!",))
-    tokens, final = split(run(backend, PROMPT, stopped_params))
-    assert final.finish_reason == "eos_token"
+    plain = text_of(plain_tokens)
+    # A word of the text followed by what never comes: the word is held back while it could
+    # start the stop string, then released.
+    word = plain.split()[2]
+    stopped_params = GenerationParams(temperature=0, max_new_tokens=40, stop=(word + "\x00",))
+    tokens, final = split(run(backend, STORY, stopped_params))
+    assert final.finish_reason == plain_final.finish_reason
+    assert final.finish_reason != "stop_sequence"
     assert text_of(tokens) == plain
     assert final.output_tokens == len(tokens)
 
@@ -332,7 +359,7 @@ async def test_concurrent_async_calls_are_serialized(backend: LlamaCppBackend) -
     a_tokens, a_final = split(a)
     b_tokens, b_final = split(b)
     assert a_final.output_tokens == len(a_tokens) or a_final.finish_reason == "stop_sequence"
-    assert b_final.finish_reason == "eos_token"
+    assert b_final.output_tokens == len(b_tokens)
     assert text_of(a_tokens) == text_of(split(run(backend, STORY, GREEDY))[0])
     assert text_of(b_tokens) == text_of(split(run(backend, PROMPT, GREEDY))[0])
     # One generation ran entirely before the other: the tags do not interleave.

@@ -12,6 +12,7 @@ and the LangChain plumbing.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
@@ -21,22 +22,37 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models import (
+    BaseChatModel,
+    LangSmithParams,
+    LanguageModelInput,
+    ModelProfile,
+)
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_serializer
 
+from langchain_k2._arguments import call_arguments, constructor_arguments
+from langchain_k2._served import mismatch_message, same_model
+from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationParams
 from langchain_k2.context import window_from_info
+from langchain_k2.counting import PieceCounter, anchor_of, render_parts
 from langchain_k2.driver import Count, Driver, fitted_prompt, server_stops
 from langchain_k2.errors import K2ConfigError
+from langchain_k2.profile import k2_profile
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
 from langchain_k2.structured import build_spec, structured_runnable
 from langchain_k2.tokenizer import load_tokenizer
-from langchain_k2.tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
+from langchain_k2.tool_binding import (
+    ToolChoice,
+    normalize_tools,
+    resolve_tool_choice,
+    unoffered_reason,
+)
 from langchain_k2.turn import Turn, TurnConfig
 
 _CALL_OPTIONS = (
@@ -62,6 +78,10 @@ def _max_repairs(kwargs: dict[str, Any], field: int) -> int:
     if isinstance(given, bool) or not isinstance(given, int) or given < 0:
         raise K2ConfigError(f"max_tool_call_retries must be an int >= 0, got {given!r}.")
     return given
+
+
+_ENGINES = {"tgi": "TGI", "llamacpp": "llama.cpp"}
+"""Engine names as messages write them."""
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +144,8 @@ class ChatK2(BaseChatModel):
 
     endpoint_url: str | list[str] | None = None
     """TGI base URL, or a list of replicas' URLs (default: env ``K2_ENDPOINT_URL``, which
-    may hold several, comma-separated). Selects the TGI backend."""
+    may hold several, comma-separated). Selects the TGI backend. Credentials in it
+    (``https://user:password@host``) are sent as Basic auth and shown nowhere else."""
     engine: Literal["auto", "tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python"] = Field(
         default_factory=cast("Callable[[], Any]", from_env("K2_ENGINE", default="auto"))
     )
@@ -193,9 +214,13 @@ class ChatK2(BaseChatModel):
 
     _backend: Backend | None = PrivateAttr(default=None)
     _tokenizer: Any = PrivateAttr(default=None)
+    _pieces: PieceCounter | None = PrivateAttr(default=None)
+    _own_profile: bool = PrivateAttr(default=False)
+    _seen_info: BackendInfo | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**_resolve_target(kwargs))
+        super().__init__(**_resolve_target(constructor_arguments(type(self), kwargs)))
+        self._own_profile = kwargs.get("profile") is not None
 
     @property
     def format(self) -> K2Format:
@@ -210,8 +235,24 @@ class ChatK2(BaseChatModel):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        """Fields that hold secrets, mapped to the environment variable that fills them."""
-        return {"hf_token": "HF_TOKEN"}
+        """Fields that hold secrets, mapped to the environment variable that fills them.
+
+        An ``endpoint_url`` with credentials in it (``http://user:password@host``) is one:
+        ``dumpd`` names ``K2_ENDPOINT_URL`` in its place.
+        """
+        secrets = {"hf_token": "HF_TOKEN"}
+        if has_credentials(self.endpoint_url):
+            secrets["endpoint_url"] = "K2_ENDPOINT_URL"
+        return secrets
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name == "endpoint_url" else value
+
+    @field_serializer("endpoint_url")
+    def _redacted_endpoint(self, value: str | list[str] | None) -> str | list[str] | None:
+        """``model_dump`` shows a URL's credentials as ``***``, as it does ``hf_token``."""
+        return redact(value)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -222,7 +263,7 @@ class ChatK2(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {
             "model_name": self.model_name,
-            "endpoint_url": self.endpoint_url,
+            "endpoint_url": redact(self.endpoint_url),
             "model_path": self.model_path,
             **{name: getattr(self, name) for name in _CALL_OPTIONS},
         }
@@ -232,7 +273,7 @@ class ChatK2(BaseChatModel):
             ls_provider="k2",
             ls_model_name=kwargs.get("model", self.model_name),
             ls_model_type="chat",
-            ls_max_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
+            ls_max_tokens=call_arguments(kwargs).get("max_new_tokens", self.max_new_tokens),
         )
         temperature = kwargs.get("temperature", self.temperature)
         if temperature is not None:
@@ -336,6 +377,8 @@ class ChatK2(BaseChatModel):
 
                 secret = self.hf_token
                 token = secret if secret is not None and secret.get_secret_value() else None
+                if "hf_token" not in self.model_fields_set and has_credentials(self.endpoint_url):
+                    token = None  # HF_TOKEN from the environment: the URL's own credentials win
                 self._backend = make_backend(
                     self.engine,
                     self.endpoint_url,
@@ -353,9 +396,38 @@ class ChatK2(BaseChatModel):
                 )
         return self._backend
 
+    def _note_info(self, info: BackendInfo) -> None:
+        """Take in what the engine reported, once per backend.
+
+        Its limits go into ``profile`` (unless the user gave one), and the model it serves
+        is checked against ``model_name`` (a warning when it is another).
+        """
+        if info is self._seen_info:
+            return
+        self._seen_info = info
+        served = info.model_id
+        if served and self.prompt_format is None and not same_model(served, self.model_name):
+            backend = self._get_backend()
+            engine = _ENGINES.get(backend.name, backend.name)
+            url = getattr(backend, "url", None)
+            message = mismatch_message(served, self.model_name, engine, url)
+            warnings.warn(message, UserWarning, stacklevel=4)
+        if not self._own_profile:
+            limits = window_from_info(
+                info.max_input_tokens, info.max_total_tokens, self.context_window
+            )
+            self.profile = k2_profile(
+                window=limits.window, max_input_tokens=limits.max_input_tokens
+            )
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        """K2-Chat's capabilities; the window from ``context_window`` until the engine's."""
+        return k2_profile(window=self.context_window)
+
     # ------------------------------------------------------------------ turn setup
 
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationParams:
+        kwargs = call_arguments(kwargs)  # max_tokens= is max_new_tokens=
         unknown = set(kwargs) - set(_CALL_OPTIONS) - _PASSED_THROUGH
         if unknown:
             raise K2ConfigError(
@@ -391,9 +463,11 @@ class ChatK2(BaseChatModel):
         streaming: bool = False,
     ) -> Turn:
         """The turn for these messages (``count=None``: raise `MustCount` rather than count)."""
+        self._note_info(info)
         params = self._params(stop, kwargs)
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
         mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
+        refusal = unoffered_reason(kwargs.get("tool_choice"), tools)
         fmt = self.format
 
         def render(conversation: Sequence[BaseMessage]) -> str:
@@ -428,10 +502,11 @@ class ChatK2(BaseChatModel):
                 and kwargs.get("tool_grammar") is not False,
                 grammar_fallback=fallback,
                 max_repairs=_max_repairs(kwargs, self.max_tool_call_retries)
-                if mode != "none"
+                if refusal is None
                 else 0,
+                refusal=refusal,
                 user_stops=user_stops,
-                model_name=self.model_name,
+                model_name=info.model_id or self.model_name,  # the served model, when known
                 engine=self._get_backend().name,
                 emit_chunks=streaming,
                 window=limits.window,
@@ -510,14 +585,31 @@ class ChatK2(BaseChatModel):
         messages: list[BaseMessage],
         tools: Sequence[Any] | None = None,
     ) -> int:
-        """Tokens of the exact K2 prompt these messages (and tools) render into."""
-        prompt = self.format.render_prompt(
+        """Tokens of the K2 prompt these messages (and tools) render into.
+
+        Counts any list of messages, as a token counter for ``trim_messages`` must: slices
+        that are no conversation (a leading ``ToolMessage``, a ``SystemMessage`` that is
+        not first) are written with each message's role markers (`render_parts`). Without
+        a local ``tokenizer``, each distinct message is counted once per model (the new
+        ones of a call together, in one TGI ``/tokenize`` request) and the counts are
+        summed, which equals the whole prompt's count since pieces split at special-token
+        markers. An empty list counts 0.
+        """
+        if not messages:
+            return 0
+        parts = render_parts(
             messages,
+            fmt=self.format,
             tools=normalize_tools(tools) if tools else None,
             default_system=self.system_prompt,
             neutralize_markers=self.neutralize_markers,
         )
-        return self._driver().count(prompt)
+        if self.tokenizer is not None:  # local and cheap: the whole prompt at once
+            return self._driver().count("".join(parts))
+        if self._pieces is None:
+            starts = getattr(self._get_backend(), "token_starts", None)
+            self._pieces = PieceCounter(self._driver().count, starts)
+        return self._pieces.count(parts, anchor=anchor_of(self.format))
 
 
 __all__ = ["ChatK2"]

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
+from langchain_k2._urls import redact
 from langchain_k2.chat_models import ChatK2
 from langchain_k2.errors import K2Error
 from langchain_k2.prompt import K2Format
@@ -89,7 +90,7 @@ def build_model() -> tuple[ChatK2, str, bool]:
     """The model to run, a line saying which one it is, and whether to force tool calls."""
     if os.environ.get("K2_ENDPOINT_URL"):
         llm = ChatK2(temperature=0, max_new_tokens=512)
-        return llm, f"K2-Chat on TGI at {llm.endpoint_url}", False
+        return llm, f"K2-Chat on TGI at {redact(llm.endpoint_url)}", False
     if os.environ.get("K2_MODEL_PATH"):
         llm = ChatK2(temperature=0, max_new_tokens=512)
         return llm, f"GGUF model at {llm.model_path} (llama.cpp, in process)", False

@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict
 
 from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import K2InputError
-from langchain_k2.tool_binding import function_of
 from langchain_k2.tool_calls import CLOSE_TAG, OPEN_TAG
+from langchain_k2.tool_schema import function_of
 
 FUNCTION_CALLING_PROMPT = (
     "You are a function calling AI model. You are provided with function signatures within "

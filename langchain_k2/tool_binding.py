@@ -3,33 +3,26 @@
 In: tools in any form LangChain accepts (``@tool`` functions, ``BaseTool``, pydantic
 classes, TypedDicts, plain functions, OpenAI dicts) and a ``tool_choice``.
 Out: OpenAI-style function dicts with unique names and object schemas, and the
-tool-choice mode with the tools a forced call may use. Errors name the tool.
+tool-choice mode with the tools a forced call may use. Errors name the tool. When no tool
+is offered (none bound, or ``tool_choice="none"``), `refuse_calls` turns the calls of a
+parsed block into invalid ones naming that reason.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from langchain_core.messages.tool import invalid_tool_call as create_invalid_tool_call
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from langchain_k2.errors import K2ConfigError, ToolDefinitionError
+from langchain_k2.tool_block import ToolBlock
+from langchain_k2.tool_schema import function_of
 
 ToolChoice = str | bool | dict[str, Any] | None
 """``"auto"``, ``"none"``, ``"any"``/``"required"``/``True``, a tool name, or an OpenAI dict."""
-
-
-def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The function spec of a tool dict, unwrapping OpenAI's ``{"type": "function", ...}``.
-
-    Example:
-        >>> function_of({"type": "function", "function": {"name": "f"}})
-        {'name': 'f'}
-        >>> function_of({"name": "f", "parameters": {}})
-        {'name': 'f', 'parameters': {}}
-    """
-    function = tool.get("function")
-    return function if isinstance(function, Mapping) else tool
 
 
 def _tool_name(tool: Any) -> str:
@@ -121,4 +114,49 @@ def resolve_tool_choice(
     raise K2ConfigError(
         f"tool_choice={tool_choice!r} is not understood: use 'auto', 'none', 'any' "
         f"('required', True), or one of the bound tool names {names}."
+    )
+
+
+def unoffered_reason(tool_choice: ToolChoice, tools: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why no call can be valid in a turn (no tools are offered), or ``None`` if one can.
+
+    Example:
+        >>> unoffered_reason(None, [])
+        'no tools were offered to the model (none are bound)'
+        >>> unoffered_reason("none", [{"type": "function", "function": {"name": "f"}}])
+        "tool_choice='none' offers no tools to the model"
+    """
+    if not tools:
+        return "no tools were offered to the model (none are bound)"
+    if tool_choice is False or tool_choice == "none":
+        return f"tool_choice={tool_choice!r} offers no tools to the model"
+    return None
+
+
+def refuse_calls(block: ToolBlock, reason: str, *, open_tag: str, close_tag: str) -> ToolBlock:
+    """``block`` with its valid calls made invalid: no tool was offered (``reason``).
+
+    A tool call the prompt never offered is a hallucination or was steered by text the
+    model read; it must not reach a tool executor, and it stays visible as an
+    ``InvalidToolCall`` whose ``args`` is its raw block (the whole block when it holds one
+    call, as the parser does) and whose ``error`` says why.
+    """
+    if not block.tool_calls:
+        return block
+    alone = len(block.tool_calls) == 1 and not block.invalid_tool_calls
+    refused = [
+        create_invalid_tool_call(
+            name=call["name"],
+            args=block.raw
+            if alone
+            else open_tag
+            + json.dumps({"name": call["name"], "arguments": call["args"]})
+            + close_tag,
+            id=call.get("id"),
+            error=f"{reason}, so the call of {call['name']!r} is not valid",
+        )
+        for call in block.tool_calls
+    ]
+    return ToolBlock(
+        raw=block.raw, tool_calls=[], invalid_tool_calls=[*refused, *block.invalid_tool_calls]
     )

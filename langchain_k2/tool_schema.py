@@ -29,9 +29,21 @@ import jsonschema
 
 from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import ToolDefinitionError
-from langchain_k2.tool_binding import function_of
 
-__all__ = ["ToolIndex", "tool_index"]
+__all__ = ["ToolIndex", "function_of", "tool_index"]
+
+
+def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The function spec of a tool dict, unwrapping OpenAI's ``{"type": "function", ...}``.
+
+    Example:
+        >>> function_of({"type": "function", "function": {"name": "f"}})
+        {'name': 'f'}
+        >>> function_of({"name": "f", "parameters": {}})
+        {'name': 'f', 'parameters': {}}
+    """
+    function = tool.get("function")
+    return function if isinstance(function, Mapping) else tool
 
 
 class ToolIndex:

@@ -33,8 +33,9 @@ from langchain_k2._schema_refs import hoist_definitions
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, json_grammar
 from langchain_k2.prompt import K2Format
 from langchain_k2.stops import StopFilter
-from langchain_k2.tool_binding import function_of
+from langchain_k2.tool_binding import refuse_calls
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
+from langchain_k2.tool_schema import function_of
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,8 @@ class TurnConfig:
         window: prompt plus new tokens, at most (``None``: unknown); a repair request's
             ``max_new_tokens`` is cut to what its longer prompt leaves (`Turn.fit_repair`).
         max_input_tokens: the longest prompt the backend takes (``None``: unknown).
+        refusal: why no tool was offered (no tools bound, ``tool_choice="none"``), or
+            ``None``; with it every call becomes an invalid call naming this reason.
     """
 
     prompt: str
@@ -131,6 +134,7 @@ class TurnConfig:
     emit_chunks: bool = True
     window: int | None = None
     max_input_tokens: int | None = None
+    refusal: str | None = None
 
 
 class Turn:
@@ -256,11 +260,18 @@ class Turn:
                     if self.config.emit_chunks:
                         chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
                 continue
-            if item.invalid_tool_calls and self.repairs < self.config.max_repairs:
-                self._schedule_repair(item)
+            block = item if self.config.refusal is None else self._refused(item)
+            if block.invalid_tool_calls and self.repairs < self.config.max_repairs:
+                self._schedule_repair(block)
                 break
-            chunks += self._keep(item)
+            chunks += self._keep(block)
         return chunks
+
+    def _refused(self, block: ToolBlock) -> ToolBlock:
+        """No tool was offered, so no call can be valid: ``block`` with invalid calls only."""
+        fmt = self.config.fmt
+        tags = {"open_tag": fmt.tool_call_open, "close_tag": fmt.tool_call_close}
+        return refuse_calls(block, cast("str", self.config.refusal), **tags)
 
     def _keep(self, block: ToolBlock) -> list[ChatGenerationChunk]:
         """Add a block to the message as it is; its chunk when streaming."""

@@ -27,7 +27,7 @@ raises the retryable K2 error instead, so it is retried and probed again later.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
@@ -248,6 +248,15 @@ class AutoBackend(HTTPBackend):
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` per the engine."""
         return self.detect().count_tokens(text)
+
+    @property
+    def token_starts(self) -> Callable[[str], list[int]] | None:
+        """The engine's ``token_starts`` when it has one, else ``None`` (probing first).
+
+        Token offsets let one request count many pieces of a prompt (`langchain_k2.counting`).
+        """
+        starts: Callable[[str], list[int]] | None = getattr(self.detect(), "token_starts", None)
+        return starts
 
     async def acount_tokens(self, text: str) -> int:
         """Async twin of `count_tokens` (in a thread when the engine has none)."""

@@ -31,6 +31,7 @@ from huggingface_hub import __version__ as hub_version
 from huggingface_hub import get_async_session
 from pydantic import SecretStr
 
+from langchain_k2._urls import redact_url, split_credentials
 from langchain_k2._version import __version__
 from langchain_k2.backends.base import BackendInfo
 from langchain_k2.backends.replicas import ReplicaSet
@@ -219,8 +220,13 @@ class HTTPBackend:
         headers: dict[str, str] | None = None,
         cooldown: float = 10.0,
     ) -> None:
-        urls = [endpoint_url] if isinstance(endpoint_url, str) else list(endpoint_url)
-        for url in urls:
+        given = [endpoint_url] if isinstance(endpoint_url, str) else list(endpoint_url)
+        urls: list[str] = []
+        # Userinfo in a URL becomes a Basic Authorization header and requests go to the
+        # bare URL, so neither httpx's request log nor any error ever shows the password.
+        self._auth: dict[str, SecretStr] = {}
+        for given_url in given:
+            url, auth = split_credentials(given_url)
             parsed = urlparse(url)
             if parsed.scheme not in {"http", "https"} or not parsed.netloc:
                 whose = (
@@ -229,17 +235,26 @@ class HTTPBackend:
                     else f"the {self.server} server's"
                 )
                 raise K2ConfigError(
-                    f"endpoint_url={url!r} is not an http(s) URL; pass {whose} base URL, "
-                    "e.g. 'http://127.0.0.1:8080'."
+                    f"endpoint_url={redact_url(given_url)!r} is not an http(s) URL; pass "
+                    f"{whose} base URL, e.g. 'http://127.0.0.1:8080'."
                 )
-            if token is not None and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
-                warnings.warn(
-                    f"hf_token will be sent over plain http to {parsed.hostname}; use https.",
-                    stacklevel=3,
+            if auth is not None and token is not None:
+                raise K2ConfigError(
+                    f"endpoint_url={redact_url(given_url)!r} carries credentials and hf_token "
+                    "is set too: both would be the Authorization header. Pass the token as "
+                    "hf_token (api_key) or the credentials in the URL, not both."
                 )
-        self.replicas = ReplicaSet(
-            [u.rstrip("/") for u in urls], cooldown=cooldown, server=self.server
-        )
+            plain = parsed.scheme == "http" and not _is_loopback(parsed.hostname)
+            for secret, what in ((token, "hf_token"), (auth, "endpoint_url's credentials")):
+                if secret is not None and plain:
+                    warnings.warn(
+                        f"{what} will be sent over plain http to {parsed.hostname}; use https.",
+                        stacklevel=3,
+                    )
+            urls.append(url.rstrip("/"))
+            if auth is not None:
+                self._auth[url.rstrip("/")] = auth
+        self.replicas = ReplicaSet(urls, cooldown=cooldown, server=self.server)
         self._token = token
         self.timeout = timeout
         self._headers = {k.lower(): v for k, v in (headers or {}).items() if v is not None}
@@ -284,6 +299,10 @@ class HTTPBackend:
         headers = {"user-agent": _USER_AGENT, **self._headers}
         if self._token is not None:
             headers["authorization"] = f"Bearer {self._token.get_secret_value()}"
+        elif self._auth:
+            base = next((b for b in self._auth if url == b or url.startswith(b + "/")), None)
+            if base is not None:
+                headers["authorization"] = self._auth[base].get_secret_value()
         return {"method": method, "url": url, "headers": headers, "timeout": self.timeout, **fields}
 
     async def _asend(self, request: dict[str, Any]) -> httpx.Response:

@@ -20,7 +20,9 @@ is not used for generation: it parses every streamed event into nested dataclass
 cost more than the rest of a call put together (``docs/benchmarks.md``).
 
 Credentials (``k2-format.md`` section 5): only the token passed in is sent; the token
-``hf auth login`` saved on disk is never attached to requests.
+``hf auth login`` saved on disk is never attached to requests. A URL's userinfo
+(``http://user:password@host``) is sent as a Basic ``Authorization`` header to the URL
+without it, so it never reaches a log line or an error message.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ class TGIBackend(HTTPBackend):
         endpoint_url: the server's base URL, e.g. ``http://127.0.0.1:8080``, or a list
             of replicas' URLs: requests are spread over them and a replica that fails
             (429, 503, timeout, refused connection) sits out ``cooldown`` seconds.
+            ``http://user:password@host`` sends ``user:password`` as Basic auth.
         token: bearer token to send, or ``None`` to send none.
         timeout: seconds before a request is abandoned (``None``: wait forever).
         headers: extra HTTP headers for every request.
@@ -169,6 +172,19 @@ class TGIBackend(HTTPBackend):
         with self._errors(url):
             response = get_session().request(**self._tokenize(url, text))
             return self._token_count(response, url)
+
+    def token_starts(self, text: str) -> list[int]:
+        """Where each token of ``text`` starts (``POST /tokenize``'s offsets), in order.
+
+        One request counts many pieces of a prompt at once (`langchain_k2.counting`).
+        """
+        url = self.replicas.pick()
+        with self._errors(url):
+            response = get_session().request(**self._tokenize(url, text))
+            if response.status_code >= 400:
+                raise _failure(response, response.content, f"{url}/tokenize")
+            tokens = _json(response.content, f"{url}/tokenize")
+            return [int(token.get("start") or 0) for token in tokens]
 
     async def acount_tokens(self, text: str) -> int:
         """Async twin of `count_tokens`."""

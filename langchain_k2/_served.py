@@ -1,0 +1,50 @@
+"""Which model the engine serves: compared with ``model_name``, and the warning when not.
+
+In: the model id an engine reports (TGI's ``/info`` ``model_id``, a GGUF file's name),
+the ``model_name`` ChatK2 was built with, and where the engine is. Out: whether they name
+the same model (`same_model`), and the text of the warning given once when they do not
+(`mismatch_message`).
+
+Example:
+    >>> same_model("/data/models/K2-Chat", "LLM360/K2-Chat")
+    True
+    >>> same_model("k2-chat.Q4_K_M.gguf", "LLM360/K2-Chat")
+    True
+    >>> same_model("meta-llama/Llama-3.1-8B-Instruct", "LLM360/K2-Chat")
+    False
+"""
+
+from __future__ import annotations
+
+from langchain_k2._urls import redact_url
+
+
+def _base(name: str) -> str:
+    """A model name's last path part, lowercased, without a ``.gguf`` suffix."""
+    last = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
+    return last.removesuffix(".gguf")
+
+
+def same_model(served: str, expected: str) -> bool:
+    """Whether ``served`` (a hub id, a path, a file name) is ``expected``'s model.
+
+    Organisations and directories are ignored, and one name may extend the other (a
+    quantized file ``k2-chat.Q4_K_M.gguf``, a ``K2-Chat-AWQ`` repository).
+    """
+    a, b = _base(served), _base(expected)
+    return bool(a) and bool(b) and (a in b or b in a)
+
+
+def mismatch_message(served: str, expected: str, engine: str, url: str | None) -> str:
+    """The warning for an engine serving ``served`` to a ChatK2 built for ``expected``."""
+    where = f"{engine} at {redact_url(url)}" if url else engine
+    return (
+        f"{where} serves {served!r}, not {expected!r}: ChatK2 renders K2-Chat's prompt "
+        "format and parses its tool calls, which another model does not know. Point the "
+        "endpoint at a server serving LLM360/K2-Chat; or pass prompt_format= for this "
+        f"model (K2Format.chatml() for a ChatML one); or model_name={served!r} if it is a "
+        "K2-Chat under another name. Its id is in response_metadata['model_name']."
+    )
+
+
+__all__ = ["mismatch_message", "same_model"]

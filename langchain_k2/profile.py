@@ -1,0 +1,72 @@
+"""``ChatK2.profile``: what K2-Chat can do, in langchain-core's ``ModelProfile`` terms.
+
+In: the context limits known so far (``context_window``, then the engine's reported
+window and prompt limit). Out: a ``ModelProfile`` dict: K2-Chat's static capabilities
+(open weights, text in and out only, tool calling with ``tool_choice`` and streamed
+tool-call chunks) and, once known, ``max_input_tokens`` / ``max_output_tokens``.
+LangChain reads it: ``SummarizationMiddleware(trigger=("fraction", ...))`` needs
+``max_input_tokens``; ``create_agent`` reads ``structured_output`` to choose between
+provider-native structured output and tool calling.
+
+Example:
+    >>> profile = k2_profile(window=4096, max_input_tokens=4000)
+    >>> profile["tool_calling"], profile["image_inputs"], profile["max_input_tokens"]
+    (True, False, 4000)
+    >>> "max_input_tokens" in k2_profile()
+    False
+"""
+
+from __future__ import annotations
+
+from langchain_core.language_models import ModelProfile
+
+CAPABILITIES: ModelProfile = {
+    "name": "K2-Chat",
+    "open_weights": True,
+    "text_inputs": True,
+    "image_inputs": False,
+    "image_url_inputs": False,
+    "pdf_inputs": False,
+    "audio_inputs": False,
+    "video_inputs": False,
+    "image_tool_message": False,
+    "pdf_tool_message": False,
+    "text_outputs": True,
+    "image_outputs": False,
+    "audio_outputs": False,
+    "video_outputs": False,
+    "reasoning_output": False,
+    "tool_calling": True,
+    "tool_choice": True,
+    "tool_call_streaming": True,
+    "mid_conversation_system_messages": False,
+    # ``with_structured_output`` constrains decoding with a JSON-schema grammar, but
+    # create_agent takes True here to mean "bind(response_format=...)" works, which
+    # ChatK2 does not accept yet (issue 15, item 6): False keeps create_agent on its
+    # tool-calling strategy, which works.
+    "structured_output": False,
+}
+"""K2-Chat's static capabilities (a text-only 65B model with Hermes-style tool calls)."""
+
+
+def k2_profile(*, window: int | None = None, max_input_tokens: int | None = None) -> ModelProfile:
+    """K2-Chat's profile with the limits known so far.
+
+    Args:
+        window: prompt plus new tokens, at most (``context_window``, TGI's
+            ``max_total_tokens``, llama.cpp's ``n_ctx``); also the most a request could
+            generate, so it is ``max_output_tokens``.
+        max_input_tokens: the longest prompt the engine takes; the window when unknown,
+            and never more than the window.
+    """
+    profile: ModelProfile = {**CAPABILITIES}
+    limits = [limit for limit in (max_input_tokens, window) if limit is not None]
+    prompt_limit = min(limits) if limits else None
+    if prompt_limit is not None:
+        profile["max_input_tokens"] = prompt_limit
+    if window is not None:
+        profile["max_output_tokens"] = window
+    return profile
+
+
+__all__ = ["CAPABILITIES", "k2_profile"]
