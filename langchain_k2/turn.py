@@ -145,6 +145,8 @@ class Turn:
         repair_skipped: why a broken call was kept unrepaired (no room in the window, or
             the repair request failed), if so.
         emitted: the kept completion: text and validated blocks, in order.
+        schema_errors: the calls kept in ``tool_calls`` although their arguments fail
+            their tool's schema (repairs ran out): call id to error.
     """
 
     def __init__(self, config: TurnConfig) -> None:
@@ -155,6 +157,7 @@ class Turn:
         self.aborted = False
         self.repair_skipped: str | None = None
         self.emitted: list[str | ToolBlock] = []
+        self.schema_errors: dict[str, str] = {}
         self._broken: ToolBlock | None = None
         self._call_index = 0
         self._tokens = 0
@@ -263,7 +266,14 @@ class Turn:
         return chunks
 
     def _keep(self, block: ToolBlock) -> list[ChatGenerationChunk]:
-        """Add a block to the message as it is; its chunk when streaming."""
+        """Add a block to the message; its chunk when streaming.
+
+        A block is kept when no repair is left for it: calls of bound tools whose
+        arguments fail the schema then go to ``tool_calls`` (the tool executor answers
+        the model with the error), with the error in ``schema_errors``.
+        """
+        block, errors = block.accept_schema_failures()
+        self.schema_errors.update(errors)
         self.emitted.append(block)
         chunk = block_chunk(block, self._call_index) if self.config.emit_chunks else None
         self._call_index += len(block.tool_calls) + len(block.invalid_tool_calls)
@@ -355,7 +365,11 @@ class Turn:
         )
 
     def response_metadata(self) -> dict[str, Any]:
-        """``finish_reason``, ``model_name``, ``seed``, ``tool_call_retries`` and ``engine``."""
+        """``finish_reason``, ``model_name``, ``seed``, ``tool_call_retries``, ``engine``...
+
+        ``invalid_tool_call_errors`` maps each invalid call's id to its error;
+        ``tool_call_schema_errors`` each kept call whose arguments fail its tool's schema.
+        """
         final = self._final or FinalEvent()
         finish = final.finish_reason
         if self._stop.stopped and self._stop.stop_found in self.config.user_stops:
@@ -377,6 +391,8 @@ class Turn:
             metadata["engine"] = self.config.engine
         if errors:
             metadata["invalid_tool_call_errors"] = errors
+        if self.schema_errors:
+            metadata["tool_call_schema_errors"] = dict(self.schema_errors)
         if self.repair_skipped:
             metadata["tool_call_repair_skipped"] = self.repair_skipped
         if self.grammar_fallback:

@@ -241,15 +241,55 @@ def test_retries_run_out_into_invalid_tool_calls():
     assert message.response_metadata["tool_call_retries"] == 1
 
 
-def test_unknown_tool_and_schema_failure_are_invalid_not_dropped():
+def test_unknown_tool_is_invalid_and_schema_failure_goes_to_the_executor():
     llm, backend = make(max_tool_call_retries=0)
     backend.script([call_block("nope", {}) + call_block("add", {"a": "x"})])
     message = llm.bind_tools([add]).invoke("q")
+    # The unknown tool stays invalid; the parsed call of a bound tool is kept for the
+    # tool executor (ToolNode answers the model with the validation error).
+    assert [c["name"] for c in message.invalid_tool_calls] == ["nope"]
+    assert "unknown tool 'nope'" in message.invalid_tool_calls[0]["error"]
+    [call] = message.tool_calls
+    assert (call["name"], call["args"]) == ("add", {"a": "x"})
+    errors = message.response_metadata["tool_call_schema_errors"]
+    assert list(errors) == [call["id"]]
+    assert errors[call["id"]].startswith("arguments for 'add' fail its schema:")
+    assert list(message.response_metadata["invalid_tool_call_errors"]) == [
+        message.invalid_tool_calls[0]["id"]
+    ]
+
+
+def test_schema_failure_after_repairs_run_out_streams_like_invoke():
+    llm, backend = make(max_tool_call_retries=1)
+    bad = call_block("add", {"a": 1, "b": "two"})
+    backend.script([bad], [bad[len("<tool_call>") :]], [bad], [bad[len("<tool_call>") :]])
+    bound = llm.bind_tools([add])
+    invoked = bound.invoke("q")
+    merged = None
+    for chunk in bound.stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    for message in (invoked, merged):
+        assert message.invalid_tool_calls == []
+        assert [(c["name"], c["args"]) for c in message.tool_calls] == [
+            ("add", {"a": 1, "b": "two"})
+        ]
+        assert message.response_metadata["tool_call_retries"] == 1
+        [error] = message.response_metadata["tool_call_schema_errors"].values()
+        assert "'two' is not of type 'integer' (at b)" in error
+        assert [c["id"] for c in message.tool_calls] == list(
+            message.response_metadata["tool_call_schema_errors"]
+        )
+    assert len(backend.requests) == 4
+
+
+def test_an_unparseable_block_stays_invalid_when_repairs_run_out():
+    llm, backend = make(max_tool_call_retries=0)
+    backend.script(['<tool_call>{"name": "add", "arguments": {"a": </tool_call>'])
+    message = llm.bind_tools([add]).invoke("q")
     assert message.tool_calls == []
-    errors = [c["error"] for c in message.invalid_tool_calls]
-    assert len(errors) == 2
-    assert "nope" in errors[0]
-    assert "add" in errors[1]
+    assert "not valid JSON" in message.invalid_tool_calls[0]["error"]
+    assert "tool_call_schema_errors" not in message.response_metadata
 
 
 def test_tool_choice_any_forces_call_with_grammar():
@@ -473,7 +513,7 @@ def test_tools_edited_in_place_between_calls_are_not_served_from_a_stale_cache()
     call = call_block("f", {"a": "text"})
     backend.script([call], [call])
     first = bound.invoke("q")
-    assert first.invalid_tool_calls  # "text" is not an integer
+    assert first.response_metadata["tool_call_schema_errors"]  # "text" is not an integer
     # Edit the bound list's schema in place: the next call renders and validates anew.
     bound_tools = bound.kwargs["tools"]
     bound_tools[0]["function"]["description"] = "two"
