@@ -436,6 +436,7 @@ class ChatK2(BaseChatModel):
                 emit_chunks=streaming,
                 window=limits.window,
                 max_input_tokens=limits.max_input_tokens,
+                indexed_text=self.output_version == "v1",
             )
         )
 

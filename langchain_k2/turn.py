@@ -115,6 +115,8 @@ class TurnConfig:
         window: prompt plus new tokens, at most (``None``: unknown); a repair request's
             ``max_new_tokens`` is cut to what its longer prompt leaves (`Turn.fit_repair`).
         max_input_tokens: the longest prompt the backend takes (``None``: unknown).
+        indexed_text: stream text as content blocks carrying their index
+            (``output_version="v1"``), so no text block shares an index with a tool call.
     """
 
     prompt: str
@@ -131,6 +133,7 @@ class TurnConfig:
     emit_chunks: bool = True
     window: int | None = None
     max_input_tokens: int | None = None
+    indexed_text: bool = False
 
 
 class Turn:
@@ -159,7 +162,8 @@ class Turn:
         self.emitted: list[str | ToolBlock] = []
         self.schema_errors: dict[str, str] = {}
         self._broken: ToolBlock | None = None
-        self._call_index = 0
+        self._next_index = 0  # the next content-block index (text runs and calls share it)
+        self._text_index: int | None = None  # the index of the text run going on, if any
         self._tokens = 0
         self._usage_in = 0
         self._usage_out = 0
@@ -257,7 +261,7 @@ class Turn:
                 if item:
                     self.emitted.append(item)
                     if self.config.emit_chunks:
-                        chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
+                        chunks.append(ChatGenerationChunk(message=self._text_chunk(item)))
                 continue
             if item.invalid_tool_calls and self.repairs < self.config.max_repairs:
                 self._schedule_repair(item)
@@ -275,9 +279,24 @@ class Turn:
         block, errors = block.accept_schema_failures()
         self.schema_errors.update(errors)
         self.emitted.append(block)
-        chunk = block_chunk(block, self._call_index) if self.config.emit_chunks else None
-        self._call_index += len(block.tool_calls) + len(block.invalid_tool_calls)
+        chunk = block_chunk(block, self._next_index) if self.config.emit_chunks else None
+        self._next_index += len(block.tool_calls) + len(block.invalid_tool_calls)
+        self._text_index = None
         return [] if chunk is None else [ChatGenerationChunk(message=chunk)]
+
+    def _text_chunk(self, text: str) -> AIMessageChunk:
+        """A text delta, as a content block carrying its index under ``indexed_text``.
+
+        Text runs and tool calls take indexes from one counter (as Anthropic's content
+        blocks do): LangChain merges chunks by index, and a text block
+        sharing index 0 with the first call would absorb the call (``output_version="v1"``).
+        """
+        if not self.config.indexed_text:  # text is a plain string: calls count from 0
+            return AIMessageChunk(content=text)
+        if self._text_index is None:
+            self._text_index = self._next_index
+            self._next_index += 1
+        return AIMessageChunk(content=[{"type": "text", "text": text, "index": self._text_index}])
 
     def fit_repair(
         self, request: GenerationRequest, prompt_tokens: int

@@ -608,3 +608,55 @@ async def test_a_failed_repair_request_keeps_the_first_generation_and_says_why(p
         "the repair request failed (K2ValidationError: TGI refused: grammar too complex): "
         "the malformed call is kept as an invalid tool call"
     )
+
+
+def test_v1_streaming_keeps_text_and_tool_calls_in_separate_blocks():
+    """Issue 15 item 7: with output_version="v1", a text block and the first tool-call
+    chunk must not share index 0 (LangChain would merge the call into the text block)."""
+    llm, backend = make(output_version="v1", max_tool_call_retries=0)
+    two = json.dumps([{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "nope"}])
+    backend.script(
+        ["Let me ", "add.", f"<tool_call>{two}</tool_call>", "Then ", "more.", "<|endoftext|>"]
+    )
+    merged = None
+    for chunk in llm.bind_tools([add]).stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    blocks = merged.content_blocks
+    # langchain-core leaves a streamed invalid call as its "tool_call_chunk" block.
+    assert [b["type"] for b in blocks] == ["text", "tool_call", "tool_call_chunk", "text"]
+    assert [b.get("index") for b in merged.tool_call_chunks] == [1, 2]
+    assert blocks[0]["text"] == "Let me add."
+    assert "id" not in blocks[0]
+    assert "name" not in blocks[0]
+    [call] = merged.tool_calls
+    assert (blocks[1]["id"], blocks[1]["name"], blocks[1]["args"]) == (
+        call["id"],
+        "add",
+        {"a": 1, "b": 2},
+    )
+    assert blocks[2]["name"] == "nope"
+    assert blocks[3]["text"] == "Then more."
+    assert merged.text == "Let me add.Then more."
+    # The same turn invoked: the same blocks (ids aside).
+    backend.script(
+        ["Let me ", "add.", f"<tool_call>{two}</tool_call>", "Then ", "more.", "<|endoftext|>"]
+    )
+    invoked = llm.bind_tools([add]).invoke("q")
+    # invoke holds the text as one block (it is one string), then the calls.
+    assert [b["type"] for b in invoked.content_blocks] == ["text", "tool_call"]
+    assert [c["name"] for c in invoked.invalid_tool_calls] == ["nope"]
+    assert invoked.text == merged.text
+    assert [(c["name"], c["args"]) for c in invoked.tool_calls] == [("add", {"a": 1, "b": 2})]
+
+
+def test_v0_streaming_is_unchanged_by_the_shared_index_counter():
+    llm, backend = make()
+    backend.script(["Adding.", call_block("add", {"a": 1, "b": 2}), "<|endoftext|>"])
+    merged = None
+    for chunk in llm.bind_tools([add]).stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    assert merged.content == "Adding."
+    assert [(c["name"], c["args"]) for c in merged.tool_calls] == [("add", {"a": 1, "b": 2})]
+    assert [c["index"] for c in merged.tool_call_chunks] == [0]
