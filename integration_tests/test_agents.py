@@ -239,3 +239,28 @@ def test_agent_recovers_from_arguments_that_fail_the_schema(
     third = sent[2].split("<tool_response>")[-1]
     assert "city" in third
     assert "Field required" in third
+
+
+def test_create_agent_provider_strategy_uses_the_json_schema_grammar(tgi: FakeTGI) -> None:
+    """Issue 15 item 6: ProviderStrategy binds response_format through bind_tools; it
+    becomes the JSON-schema grammar, and the agent returns the structured response."""
+    from langchain.agents import create_agent
+    from langchain.agents.structured_output import ProviderStrategy
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        """Weather report."""
+
+        city: str
+        celsius: int
+
+    tgi.script(answer('{"city": "Oslo", "celsius": 3}'))
+    llm = ChatK2(endpoint_url=tgi.url, temperature=0, retry_backoff=0.0)
+    agent = create_agent(llm, tools=[], response_format=ProviderStrategy(Weather))
+    state = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]})
+    assert state["structured_response"] == Weather(city="Oslo", celsius=3)
+    [request] = [r["body"] for r in tgi.requests() if r["path"] == "/"]
+    grammar = request["parameters"]["grammar"]
+    assert grammar["type"] == "json"
+    assert grammar["value"]["required"] == ["city", "celsius"]
+    assert "Respond with a single JSON object and nothing else." in request["inputs"]

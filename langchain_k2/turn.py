@@ -117,6 +117,8 @@ class TurnConfig:
         max_input_tokens: the longest prompt the backend takes (``None``: unknown).
         indexed_text: stream text as content blocks carrying their index
             (``output_version="v1"``), so no text block shares an index with a tool call.
+        one_call: keep at most one valid call (``parallel_tool_calls=False``); the others
+            are reported in ``response_metadata["dropped_tool_calls"]``.
     """
 
     prompt: str
@@ -134,6 +136,7 @@ class TurnConfig:
     window: int | None = None
     max_input_tokens: int | None = None
     indexed_text: bool = False
+    one_call: bool = False
 
 
 class Turn:
@@ -150,6 +153,7 @@ class Turn:
         emitted: the kept completion: text and validated blocks, in order.
         schema_errors: the calls kept in ``tool_calls`` although their arguments fail
             their tool's schema (repairs ran out): call id to error.
+        dropped_calls: valid calls beyond the first under ``one_call``.
     """
 
     def __init__(self, config: TurnConfig) -> None:
@@ -161,6 +165,8 @@ class Turn:
         self.repair_skipped: str | None = None
         self.emitted: list[str | ToolBlock] = []
         self.schema_errors: dict[str, str] = {}
+        self.dropped_calls: list[ToolCall] = []
+        self._calls_kept = 0
         self._broken: ToolBlock | None = None
         self._next_index = 0  # the next content-block index (text runs and calls share it)
         self._text_index: int | None = None  # the index of the text run going on, if any
@@ -278,11 +284,27 @@ class Turn:
         """
         block, errors = block.accept_schema_failures()
         self.schema_errors.update(errors)
+        if self.config.one_call:
+            block = self._first_call_only(block)
         self.emitted.append(block)
         chunk = block_chunk(block, self._next_index) if self.config.emit_chunks else None
         self._next_index += len(block.tool_calls) + len(block.invalid_tool_calls)
         self._text_index = None
         return [] if chunk is None else [ChatGenerationChunk(message=chunk)]
+
+    def _first_call_only(self, block: ToolBlock) -> ToolBlock:
+        """``block`` with the valid calls past the turn's first moved to `dropped_calls`."""
+        room = max(0, 1 - self._calls_kept)
+        kept, dropped = block.tool_calls[:room], block.tool_calls[room:]
+        self._calls_kept += len(kept)
+        if not dropped:
+            return block
+        self.dropped_calls += dropped
+        for call in dropped:
+            self.schema_errors.pop(call["id"] or "", None)
+        return ToolBlock(
+            raw=block.raw, tool_calls=kept, invalid_tool_calls=block.invalid_tool_calls
+        )
 
     def _text_chunk(self, text: str) -> AIMessageChunk:
         """A text delta, as a content block carrying its index under ``indexed_text``.
@@ -412,6 +434,10 @@ class Turn:
             metadata["invalid_tool_call_errors"] = errors
         if self.schema_errors:
             metadata["tool_call_schema_errors"] = dict(self.schema_errors)
+        if self.dropped_calls:
+            metadata["dropped_tool_calls"] = [
+                {"name": c["name"], "args": c["args"], "id": c["id"]} for c in self.dropped_calls
+            ]
         if self.repair_skipped:
             metadata["tool_call_repair_skipped"] = self.repair_skipped
         if self.grammar_fallback:
