@@ -264,3 +264,30 @@ def test_create_agent_provider_strategy_uses_the_json_schema_grammar(tgi: FakeTG
     assert grammar["type"] == "json"
     assert grammar["value"]["required"] == ["city", "celsius"]
     assert "Respond with a single JSON object and nothing else." in request["inputs"]
+
+
+def test_create_agent_tool_strategy_retries_arguments_that_fail_the_schema(tgi: FakeTGI) -> None:
+    """Issue 15 item 8: ToolStrategy sees the bad call (not an invalid one), answers it with
+    the validation error, and returns the structured response of the corrected call."""
+    from langchain.agents import create_agent
+    from langchain.agents.structured_output import ToolStrategy
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        """Weather report."""
+
+        city: str
+        celsius: int
+
+    def forced(arguments: dict[str, Any]) -> dict[str, Any]:
+        payload = json.dumps({"name": "Weather", "arguments": arguments})
+        return reply(tokens=tokens_of(payload, special("</tool_call>"), special("<|endoftext|>")))
+
+    tgi.script(forced({"city": "Oslo"}), forced({"city": "Oslo", "celsius": 3}))
+    llm = ChatK2(endpoint_url=tgi.url, temperature=0, retry_backoff=0.0, max_tool_call_retries=0)
+    agent = create_agent(llm, tools=[], response_format=ToolStrategy(Weather))
+    state = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]})
+    assert state["structured_response"] == Weather(city="Oslo", celsius=3)
+    sent = prompts(tgi)
+    assert len(sent) == 2
+    assert "celsius" in sent[1].split("<tool_response>")[-1]
