@@ -183,3 +183,111 @@ async def test_lcel_chain_async_and_streamed(tgi: FakeTGI) -> None:
     streamed = [part async for part in chain.astream({"question": "Oslo weather?"})]
     assert streamed[-1] == {"city": "Oslo"}
     assert (await chain.abatch([{"question": "a"}, {"question": "b"}])) == [{"city": "Oslo"}] * 2
+
+
+def script_bad_then_good_arguments(tgi: FakeTGI) -> None:
+    """Bad arguments (and a repair that repeats them), then good ones, then the answer."""
+    bad = json.dumps({"name": "get_weather", "arguments": {"town": "Oslo"}})
+    tgi.script(
+        call_turn("Checking.", bad),
+        # The repair request's prompt already ends with the open tag.
+        reply(tokens=tokens_of(bad, special("</tool_call>"), special("<|endoftext|>"))),
+        call_turn("", calls(("get_weather", {"city": "Oslo"}))),
+        answer("Oslo: 3C, snow."),
+    )
+
+
+def run_agent(agent: Any, question: str, *, streamed: bool) -> list[Any]:
+    inputs = {"messages": [HumanMessage(question)]}
+    if not streamed:
+        return list(agent.invoke(inputs)["messages"])
+    state: dict[str, Any] = {}
+    for mode, part in agent.stream(inputs, stream_mode=["messages", "values"]):
+        if mode == "values":
+            state = part
+    return list(state["messages"])
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["invoke", "stream"])
+@pytest.mark.parametrize("factory", [langgraph_agent, langchain_agent])
+def test_agent_recovers_from_arguments_that_fail_the_schema(
+    tgi: FakeTGI, factory: Any, streamed: bool
+) -> None:
+    """Issue 15 item 8: once repairs run out, a parsed call of a bound tool whose arguments
+    fail the schema reaches ToolNode, which answers with the validation error; the model
+    corrects itself instead of the agent stopping with an empty answer."""
+    script_bad_then_good_arguments(tgi)
+    llm = ChatK2(endpoint_url=tgi.url, temperature=0, retry_backoff=0.0, max_tool_call_retries=1)
+    messages = run_agent(factory(llm), "Weather in Oslo?", streamed=streamed)
+    assert messages[-1].content == "Oslo: 3C, snow."
+    first = messages[1]
+    assert isinstance(first, AIMessage)
+    assert first.invalid_tool_calls == []
+    [bad_call] = first.tool_calls
+    assert (bad_call["name"], bad_call["args"]) == ("get_weather", {"town": "Oslo"})
+    schema_error = first.response_metadata["tool_call_schema_errors"][bad_call["id"]]
+    assert "'city' is a required property" in schema_error
+    tool_messages = [m for m in messages if isinstance(m, ToolMessage)]
+    assert [m.status for m in tool_messages] == ["error", "success"]
+    assert tool_messages[0].tool_call_id == bad_call["id"]
+    assert "city" in str(tool_messages[0].content)
+    assert tool_messages[1].content == "3C, snow"
+    sent = prompts(tgi)
+    assert len(sent) == 4  # first turn, its repair, the corrected call, the answer
+    assert sent[1].endswith("Checking.<tool_call>")
+    # The model saw the validation error before it corrected itself.
+    third = sent[2].split("<tool_response>")[-1]
+    assert "city" in third
+    assert "Field required" in third
+
+
+def test_create_agent_provider_strategy_uses_the_json_schema_grammar(tgi: FakeTGI) -> None:
+    """Issue 15 item 6: ProviderStrategy binds response_format through bind_tools; it
+    becomes the JSON-schema grammar, and the agent returns the structured response."""
+    from langchain.agents import create_agent
+    from langchain.agents.structured_output import ProviderStrategy
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        """Weather report."""
+
+        city: str
+        celsius: int
+
+    tgi.script(answer('{"city": "Oslo", "celsius": 3}'))
+    llm = ChatK2(endpoint_url=tgi.url, temperature=0, retry_backoff=0.0)
+    agent = create_agent(llm, tools=[], response_format=ProviderStrategy(Weather))
+    state = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]})
+    assert state["structured_response"] == Weather(city="Oslo", celsius=3)
+    [request] = [r["body"] for r in tgi.requests() if r["path"] == "/"]
+    grammar = request["parameters"]["grammar"]
+    assert grammar["type"] == "json"
+    assert grammar["value"]["required"] == ["city", "celsius"]
+    assert "Respond with a single JSON object and nothing else." in request["inputs"]
+
+
+def test_create_agent_tool_strategy_retries_arguments_that_fail_the_schema(tgi: FakeTGI) -> None:
+    """Issue 15 item 8: ToolStrategy sees the bad call (not an invalid one), answers it with
+    the validation error, and returns the structured response of the corrected call."""
+    from langchain.agents import create_agent
+    from langchain.agents.structured_output import ToolStrategy
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        """Weather report."""
+
+        city: str
+        celsius: int
+
+    def forced(arguments: dict[str, Any]) -> dict[str, Any]:
+        payload = json.dumps({"name": "Weather", "arguments": arguments})
+        return reply(tokens=tokens_of(payload, special("</tool_call>"), special("<|endoftext|>")))
+
+    tgi.script(forced({"city": "Oslo"}), forced({"city": "Oslo", "celsius": 3}))
+    llm = ChatK2(endpoint_url=tgi.url, temperature=0, retry_backoff=0.0, max_tool_call_retries=0)
+    agent = create_agent(llm, tools=[], response_format=ToolStrategy(Weather))
+    state = agent.invoke({"messages": [HumanMessage("Weather in Oslo?")]})
+    assert state["structured_response"] == Weather(city="Oslo", celsius=3)
+    sent = prompts(tgi)
+    assert len(sent) == 2
+    assert "celsius" in sent[1].split("<tool_response>")[-1]

@@ -96,7 +96,13 @@ def test_failed_validation_is_asked_again(tgi: FakeTGI) -> None:
     assert result["parsing_error"] is None
     assert result["raw"].response_metadata["structured_output_retries"] == 1
     first, second = sent(tgi)
-    assert first["inputs"] == second["inputs"]
+    # The re-ask is not the same request again: it carries the answer and why it failed.
+    assert second["inputs"].startswith(first["inputs"])
+    added = second["inputs"][len(first["inputs"]) :]
+    assert added.startswith(
+        '{"title": "Alien", "year": 19}<|beginofuser|>That answer cannot be used'
+    )
+    assert "greater than or equal to 1888" in added
 
 
 async def test_async_and_fallback_without_grammar(tgi: FakeTGI) -> None:
@@ -141,3 +147,28 @@ def test_function_calling_with_a_raw_schema_holding_defs(tgi: FakeTGI) -> None:
     jsonschema.validate(call, grammar)
     with pytest.raises(jsonschema.ValidationError, match="'city' is a required property"):
         jsonschema.validate({**call, "arguments": {**arguments, "home": {"street": "x"}}}, grammar)
+
+
+@pytest.mark.parametrize("method", ["json_schema", "json_mode"])
+def test_grammars_off_k2_call_form_and_prose_are_read_on_the_first_request(
+    tgi: FakeTGI, method: str
+) -> None:
+    """Issue 15 item 11: with grammars off K2 answers in its own call form, or with a
+    sentence before the JSON; both are read without asking again."""
+    tgi.configure(grammar_enabled=False)
+    call = json.dumps({"name": "Movie", "arguments": json.loads(GOOD)})
+    tgi.script(
+        reply(
+            tokens=tokens_of(
+                special("<tool_call>"), call, special("</tool_call>"), special("<|endoftext|>")
+            )
+        ),
+        answer(f"Sure, here it is: {GOOD}"),
+    )
+    llm = ChatK2(endpoint_url=tgi.url, retry_backoff=0.0)
+    structured = llm.with_structured_output(Movie, method=method)  # type: ignore[arg-type]
+    assert structured.invoke("Alien, 1979") == Movie(title="Alien", year=1979)
+    assert structured.invoke("Alien, 1979") == Movie(title="Alien", year=1979)
+    bodies = sent(tgi)
+    # Each answer took one generation (the first also met the grammar refusal).
+    assert [("grammar" in b["parameters"]) for b in bodies] == [True, False, False]

@@ -39,6 +39,7 @@ from langchain_k2._arguments import call_arguments, constructor_arguments
 from langchain_k2._served import mismatch_message, same_model
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationParams
+from langchain_k2.bind_options import apply_bound_options, bind_options
 from langchain_k2.context import window_from_info
 from langchain_k2.counting import PieceCounter, anchor_of, render_parts
 from langchain_k2.driver import Count, Driver, fitted_prompt, server_stops
@@ -64,7 +65,16 @@ _CALL_OPTIONS = (
     "seed",
 )
 _PASSED_THROUGH = frozenset(
-    {"tools", "tool_choice", "grammar", "tool_grammar", "max_tool_call_retries", "stream"}
+    {
+        "tools",
+        "tool_choice",
+        "grammar",
+        "tool_grammar",
+        "max_tool_call_retries",
+        "stream",
+        "parallel_tool_calls",
+        "response_format",
+    }
 )
 """Options read by turn setup. Two are set by ``with_structured_output``:
 ``tool_grammar=False`` sends no grammar for forced or repaired tool calls
@@ -293,6 +303,9 @@ class ChatK2(BaseChatModel):
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
         *,
         tool_choice: ToolChoice = None,
+        parallel_tool_calls: bool | None = None,
+        strict: bool | None = None,
+        response_format: Any = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Offer ``tools`` to the model in K2's function-calling system prompt.
@@ -303,15 +316,30 @@ class ChatK2(BaseChatModel):
             tool_choice: ``"auto"`` (default), ``"none"``, ``"any"``/``"required"``/
                 ``True`` (a call is forced by ending the prompt with ``<tool_call>``),
                 or a tool name / ``{"type": "function", "function": {"name": ...}}``.
+            parallel_tool_calls: ``False``: at most one call per turn (asked for in the
+                system prompt; extra calls are dropped and reported in
+                ``response_metadata["dropped_tool_calls"]``).
+            strict: ``True`` (or ``None``) is what ChatK2 does anyway: forced calls and
+                repairs are decoded under a grammar of the tools' schemas, and every call is
+                validated; ``False`` sends no grammar for them.
+            response_format: a pydantic class, TypedDict, JSON schema or OpenAI
+                ``{"type": "json_schema", ...}`` dict (what ``create_agent``'s
+                ``ProviderStrategy`` passes): the answer is a JSON object satisfying it,
+                grammar-constrained when no tools are offered (see
+                `langchain_k2.bind_options`).
             **kwargs: further call options bound with the tools.
 
         Raises:
             ToolDefinitionError: a tool has no name, a duplicate name or a bad schema.
-            K2ConfigError: ``tool_choice`` names no bound tool.
+            K2ConfigError: ``tool_choice`` names no bound tool, or one of the options
+                above has a value of the wrong kind.
         """
         formatted = normalize_tools(tools)
         resolve_tool_choice(tool_choice, formatted)
-        return super().bind(tools=formatted, tool_choice=tool_choice, **kwargs)
+        options = bind_options(
+            parallel_tool_calls=parallel_tool_calls, strict=strict, response_format=response_format
+        )
+        return super().bind(tools=formatted, tool_choice=tool_choice, **options, **kwargs)
 
     def with_structured_output(
         self,
@@ -469,6 +497,9 @@ class ChatK2(BaseChatModel):
         mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
         refusal = unoffered_reason(kwargs.get("tool_choice"), tools)
         fmt = self.format
+        messages, params, one_call = apply_bound_options(
+            kwargs, messages, params, tools_offered=bool(tools) and mode != "none"
+        )
 
         def render(conversation: Sequence[BaseMessage]) -> str:
             return fmt.render_prompt(
@@ -511,6 +542,8 @@ class ChatK2(BaseChatModel):
                 emit_chunks=streaming,
                 window=limits.window,
                 max_input_tokens=limits.max_input_tokens,
+                indexed_text=self.output_version == "v1",
+                one_call=one_call,
             )
         )
 

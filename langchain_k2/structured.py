@@ -4,7 +4,14 @@ In: a pydantic class, TypedDict or JSON-schema dict, and a method (``json_schema
 ``function_calling``, ``json_mode``). Out: the pieces ``ChatK2.with_structured_output``
 assembles: the JSON schema, the TGI-shaped grammar, an instruction for the system
 prompt, and a parser from ``AIMessage`` to the validated value. Nothing here talks to a
-backend; a retry loop re-asks the model when validation fails.
+backend; a retry loop re-asks the model when validation fails, telling it why (`feedback`),
+so no re-ask repeats a request byte for byte.
+
+Reading JSON answers is forgiving where K2-Chat's habits are known: a markdown fence, an
+answer in K2's own call form (``<tool_call>{"name": "<Schema>", "arguments": {...}}
+</tool_call>``, as it answers when the server has grammars off), and, when decoding was not
+constrained (``strict=False``, or the server refused the grammar), a JSON object after a
+sentence of prose.
 """
 
 from __future__ import annotations
@@ -15,7 +22,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.exceptions import OutputParserException
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolCall,
+    ToolMessage,
+)
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
@@ -23,7 +37,7 @@ from pydantic import BaseModel, ValidationError
 
 from langchain_k2.backends.base import json_grammar
 from langchain_k2.errors import K2ConfigError
-from langchain_k2.tool_calls import strip_fences
+from langchain_k2.tool_calls import OPEN_TAG, parse_block, strip_fences
 
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
 
@@ -85,12 +99,51 @@ def _validator(schema: Any, json_schema: dict[str, Any] | None) -> Callable[[Any
     return validate
 
 
-def _json_of(message: AIMessage) -> Any:
+def _call_of(message: AIMessage, name: str) -> ToolCall | None:
+    """The call answering in K2's own form: one named ``name``, else the only call.
+
+    A block may have come back as a call (no tools were bound) or as an invalid call
+    holding the raw block (calls of tools never offered are not valid calls).
+    """
+    calls = list(message.tool_calls)
+    for bad in message.invalid_tool_calls:
+        raw = bad.get("args") or ""
+        if raw.startswith(OPEN_TAG):
+            calls += parse_block(raw).tool_calls
+    named = [call for call in calls if call["name"] == name]
+    if named:
+        return named[0]
+    return calls[0] if len(calls) == 1 else None
+
+
+def _object_after_prose(text: str) -> Any:
+    """The first JSON object in ``text`` that runs to its end (prose before it), or None."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start != -1:
+        try:
+            value, end = decoder.raw_decode(text, start)
+        except ValueError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict) and not strip_fences(text[end:]).strip("`. \n"):
+            return value
+        start = text.find("{", start + 1)
+    return None
+
+
+def _json_of(message: AIMessage, name: str, *, lenient: bool) -> Any:
     text = message.content if isinstance(message.content, str) else message.text
     body = strip_fences(text)
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:
+        call = _call_of(message, name)
+        if call is not None:
+            return call["args"]
+        found = _object_after_prose(body) if lenient else None
+        if found is not None:
+            return found
         raise OutputParserException(
             f"Expected a JSON object, got {text!r:.200}: {exc}", llm_output=text
         ) from exc
@@ -134,7 +187,9 @@ def build_spec(schema: Any, method: str, *, constrain: bool = True) -> Structure
         return StructuredSpec(name, json_schema, None, None, parse_call)  # grammar: forced call
 
     def parse_json(message: AIMessage) -> Any:
-        return checked(_json_of(message), str(message.content))
+        # Prose before the JSON is read only where decoding was free.
+        lenient = not constrain or "grammar_fallback" in message.response_metadata
+        return checked(_json_of(message, name, lenient=lenient), str(message.content))
 
     if json_schema is None:
         instruction = "Respond with a single JSON object and nothing else."
@@ -162,6 +217,44 @@ def with_instruction(messages: Sequence[BaseMessage], instruction: str | None) -
     else:
         result.insert(0, SystemMessage(instruction))
     return result
+
+
+def _reason(error: BaseException) -> str:
+    """The error's message without LangChain's troubleshooting link."""
+    return str(error).split("\nFor troubleshooting", 1)[0]
+
+
+def feedback(raw: AIMessage, error: BaseException, name: str) -> list[BaseMessage]:
+    """What a re-ask adds to the conversation: the failed answer and why it failed.
+
+    A call of the schema's tool (``function_calling``) is answered by a tool message
+    holding the error, as ``create_agent``'s ``ToolStrategy`` does; any other answer by a
+    user message. The next request is then never a byte-identical copy of the last.
+
+    Example:
+        >>> [m.type for m in feedback(AIMessage("no"), ValueError("bad"), "Person")]
+        ['ai', 'human']
+    """
+    reason = _reason(error)
+    calls = [call for call in raw.tool_calls if call["name"] == name][:1]
+    if calls:
+        return [
+            AIMessage(content=raw.text, tool_calls=calls),
+            ToolMessage(
+                f"Error: {reason}\nCall {name} again with corrected arguments.",
+                tool_call_id=calls[0]["id"] or "",
+                name=name,
+                status="error",
+            ),
+        ]
+    written = raw.text + "".join(bad.get("args") or "" for bad in raw.invalid_tool_calls)
+    return [
+        AIMessage(content=written),
+        HumanMessage(
+            f"That answer cannot be used: {reason}\nAnswer again with a single JSON object "
+            "and nothing else."
+        ),
+    ]
 
 
 def raw_result(raw: AIMessage, parsed: Any, error: BaseException | None) -> Mapping[str, Any]:
@@ -207,7 +300,7 @@ def structured_runnable(
         except OutputParserException as exc:
             if last:
                 return True, finish(raw, attempt, None, exc)
-            return False, None
+            return False, exc
 
     def run(value: Any, config: RunnableConfig, **options: Any) -> Any:
         messages = with_instruction(to_messages(value), spec.instruction)
@@ -218,6 +311,7 @@ def structured_runnable(
             done, result = settle(raw, attempt, last=left < 1)
             if done:
                 return result
+            messages = [*messages, *feedback(raw, result, spec.name)]
             left, attempt = left - 1, attempt + 1
 
     async def arun(value: Any, config: RunnableConfig, **options: Any) -> Any:
@@ -230,6 +324,7 @@ def structured_runnable(
             done, result = settle(raw, attempt, last=left < 1)
             if done:
                 return result
+            messages = [*messages, *feedback(raw, result, spec.name)]
             left, attempt = left - 1, attempt + 1
 
     return RunnableLambda(run, afunc=arun, name="ChatK2StructuredOutput")

@@ -22,7 +22,7 @@ import math
 import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import InvalidToolCall, ToolCall
@@ -67,11 +67,50 @@ class ToolBlock:
         tool_calls: The valid calls in the block, in order.
         invalid_tool_calls: The calls (or the whole block) that could not be accepted.
             A block always yields at least one call, valid or invalid.
+        schema_failures: For the invalid calls that were read whole and name a bound
+            tool but whose arguments fail its schema: their id and parsed arguments
+            (`accept_schema_failures` turns them into calls for the tool executor).
     """
 
     raw: str
     tool_calls: list[ToolCall]
     invalid_tool_calls: list[InvalidToolCall]
+    schema_failures: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+    def accept_schema_failures(self) -> tuple[ToolBlock, dict[str, str]]:
+        """This block with its schema-failing calls moved to ``tool_calls``, and their errors.
+
+        Once repairs have run out, a call that parsed and names a bound tool goes to the
+        tool executor (LangGraph's ``ToolNode`` answers the model with the validation error,
+        so it can correct itself); only unreadable blocks and unknown tools stay invalid.
+        The errors are keyed by call id.
+
+        Example:
+            >>> from langchain_k2.tool_schema import tool_index
+            >>> index = tool_index([{"name": "add", "parameters": {"type": "object",
+            ...     "properties": {"a": {"type": "integer"}}}}])
+            >>> raw = '<tool_call>{"name": "add", "arguments": {"a": "x"}}</tool_call>'
+            >>> block = read_block(raw, True, index, OPEN_TAG, CLOSE_TAG)
+            >>> accepted, errors = block.accept_schema_failures()
+            >>> [(c["name"], c["args"]) for c in accepted.tool_calls], accepted.invalid_tool_calls
+            ([('add', {'a': 'x'})], [])
+            >>> list(errors.values())
+            ["arguments for 'add' fail its schema: 'x' is not of type 'integer' (at a)"]
+        """
+        if not self.schema_failures:
+            return self, {}
+        calls = list(self.tool_calls)
+        invalid: list[InvalidToolCall] = []
+        errors: dict[str, str] = {}
+        for bad in self.invalid_tool_calls:
+            call_id = bad["id"]
+            args = self.schema_failures.get(call_id or "")
+            if call_id is None or args is None or bad["name"] is None:
+                invalid.append(bad)
+                continue
+            calls.append(create_tool_call(name=bad["name"], args=args, id=call_id))
+            errors[call_id] = bad["error"] or ""
+        return ToolBlock(raw=self.raw, tool_calls=calls, invalid_tool_calls=invalid), errors
 
 
 @dataclass(frozen=True)
@@ -286,6 +325,7 @@ def read_block(
         return ToolBlock(raw=raw, tool_calls=[], invalid_tool_calls=[bad])
     calls: list[ToolCall] = []
     invalid: list[InvalidToolCall] = []
+    failures: dict[str, dict[str, Any]] = {}
     many = len(elements) > 1
     for number, element in enumerate(elements, start=1):
         name, args = _read_call(element, f" #{number} in the list" if many else "")
@@ -297,10 +337,13 @@ def read_block(
         else:
             error = problem
         text = open_tag + json.dumps(element) + close_tag
-        invalid.append(
-            create_invalid_tool_call(name=name, args=text, id=new_call_id(), error=error)
-        )
-    return ToolBlock(raw=raw, tool_calls=calls, invalid_tool_calls=invalid)
+        call_id = new_call_id()
+        invalid.append(create_invalid_tool_call(name=name, args=text, id=call_id, error=error))
+        if index is not None and name in index and isinstance(args, dict):
+            failures[call_id] = args
+    return ToolBlock(
+        raw=raw, tool_calls=calls, invalid_tool_calls=invalid, schema_failures=failures
+    )
 
 
 def parse_block(

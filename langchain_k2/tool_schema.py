@@ -77,6 +77,10 @@ class ToolIndex:
             self._schemas[name] = parameters
             self._validators[name] = _make_validator(name, parameters)
 
+    def __contains__(self, name: object) -> bool:
+        """Whether a tool of this name is bound."""
+        return name in self._schemas
+
     def check(self, name: str, args: dict[str, Any]) -> str | None:
         """Return why ``args`` cannot go to tool ``name``, or ``None`` if they can."""
         if name not in self._schemas:

@@ -118,6 +118,10 @@ class TurnConfig:
         max_input_tokens: the longest prompt the backend takes (``None``: unknown).
         refusal: why no tool was offered (no tools bound, ``tool_choice="none"``), or
             ``None``; with it every call becomes an invalid call naming this reason.
+        indexed_text: stream text as content blocks carrying their index
+            (``output_version="v1"``), so no text block shares an index with a tool call.
+        one_call: keep at most one valid call (``parallel_tool_calls=False``); the others
+            are reported in ``response_metadata["dropped_tool_calls"]``.
     """
 
     prompt: str
@@ -135,6 +139,8 @@ class TurnConfig:
     window: int | None = None
     max_input_tokens: int | None = None
     refusal: str | None = None
+    indexed_text: bool = False
+    one_call: bool = False
 
 
 class Turn:
@@ -149,6 +155,9 @@ class Turn:
         repair_skipped: why a broken call was kept unrepaired (no room in the window, or
             the repair request failed), if so.
         emitted: the kept completion: text and validated blocks, in order.
+        schema_errors: the calls kept in ``tool_calls`` although their arguments fail
+            their tool's schema (repairs ran out): call id to error.
+        dropped_calls: valid calls beyond the first under ``one_call``.
     """
 
     def __init__(self, config: TurnConfig) -> None:
@@ -159,8 +168,12 @@ class Turn:
         self.aborted = False
         self.repair_skipped: str | None = None
         self.emitted: list[str | ToolBlock] = []
+        self.schema_errors: dict[str, str] = {}
+        self.dropped_calls: list[ToolCall] = []
+        self._calls_kept = 0
         self._broken: ToolBlock | None = None
-        self._call_index = 0
+        self._next_index = 0  # the next content-block index (text runs and calls share it)
+        self._text_index: int | None = None  # the index of the text run going on, if any
         self._tokens = 0
         self._usage_in = 0
         self._usage_out = 0
@@ -258,7 +271,7 @@ class Turn:
                 if item:
                     self.emitted.append(item)
                     if self.config.emit_chunks:
-                        chunks.append(ChatGenerationChunk(message=AIMessageChunk(content=item)))
+                        chunks.append(ChatGenerationChunk(message=self._text_chunk(item)))
                 continue
             block = item if self.config.refusal is None else self._refused(item)
             if block.invalid_tool_calls and self.repairs < self.config.max_repairs:
@@ -274,11 +287,49 @@ class Turn:
         return refuse_calls(block, cast("str", self.config.refusal), **tags)
 
     def _keep(self, block: ToolBlock) -> list[ChatGenerationChunk]:
-        """Add a block to the message as it is; its chunk when streaming."""
+        """Add a block to the message; its chunk when streaming.
+
+        A block is kept when no repair is left for it: calls of bound tools whose
+        arguments fail the schema then go to ``tool_calls`` (the tool executor answers
+        the model with the error), with the error in ``schema_errors``.
+        """
+        block, errors = block.accept_schema_failures()
+        self.schema_errors.update(errors)
+        if self.config.one_call:
+            block = self._first_call_only(block)
         self.emitted.append(block)
-        chunk = block_chunk(block, self._call_index) if self.config.emit_chunks else None
-        self._call_index += len(block.tool_calls) + len(block.invalid_tool_calls)
+        chunk = block_chunk(block, self._next_index) if self.config.emit_chunks else None
+        self._next_index += len(block.tool_calls) + len(block.invalid_tool_calls)
+        self._text_index = None
         return [] if chunk is None else [ChatGenerationChunk(message=chunk)]
+
+    def _first_call_only(self, block: ToolBlock) -> ToolBlock:
+        """``block`` with the valid calls past the turn's first moved to `dropped_calls`."""
+        room = max(0, 1 - self._calls_kept)
+        kept, dropped = block.tool_calls[:room], block.tool_calls[room:]
+        self._calls_kept += len(kept)
+        if not dropped:
+            return block
+        self.dropped_calls += dropped
+        for call in dropped:
+            self.schema_errors.pop(call["id"] or "", None)
+        return ToolBlock(
+            raw=block.raw, tool_calls=kept, invalid_tool_calls=block.invalid_tool_calls
+        )
+
+    def _text_chunk(self, text: str) -> AIMessageChunk:
+        """A text delta, as a content block carrying its index under ``indexed_text``.
+
+        Text runs and tool calls take indexes from one counter (as Anthropic's content
+        blocks do): LangChain merges chunks by index, and a text block
+        sharing index 0 with the first call would absorb the call (``output_version="v1"``).
+        """
+        if not self.config.indexed_text:  # text is a plain string: calls count from 0
+            return AIMessageChunk(content=text)
+        if self._text_index is None:
+            self._text_index = self._next_index
+            self._next_index += 1
+        return AIMessageChunk(content=[{"type": "text", "text": text, "index": self._text_index}])
 
     def fit_repair(
         self, request: GenerationRequest, prompt_tokens: int
@@ -366,7 +417,11 @@ class Turn:
         )
 
     def response_metadata(self) -> dict[str, Any]:
-        """``finish_reason``, ``model_name``, ``seed``, ``tool_call_retries`` and ``engine``."""
+        """``finish_reason``, ``model_name``, ``seed``, ``tool_call_retries``, ``engine``...
+
+        ``invalid_tool_call_errors`` maps each invalid call's id to its error;
+        ``tool_call_schema_errors`` each kept call whose arguments fail its tool's schema.
+        """
         final = self._final or FinalEvent()
         finish = final.finish_reason
         if self._stop.stopped and self._stop.stop_found in self.config.user_stops:
@@ -388,6 +443,12 @@ class Turn:
             metadata["engine"] = self.config.engine
         if errors:
             metadata["invalid_tool_call_errors"] = errors
+        if self.schema_errors:
+            metadata["tool_call_schema_errors"] = dict(self.schema_errors)
+        if self.dropped_calls:
+            metadata["dropped_tool_calls"] = [
+                {"name": c["name"], "args": c["args"], "id": c["id"]} for c in self.dropped_calls
+            ]
         if self.repair_skipped:
             metadata["tool_call_repair_skipped"] = self.repair_skipped
         if self.grammar_fallback:

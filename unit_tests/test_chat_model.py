@@ -241,15 +241,55 @@ def test_retries_run_out_into_invalid_tool_calls():
     assert message.response_metadata["tool_call_retries"] == 1
 
 
-def test_unknown_tool_and_schema_failure_are_invalid_not_dropped():
+def test_unknown_tool_is_invalid_and_schema_failure_goes_to_the_executor():
     llm, backend = make(max_tool_call_retries=0)
     backend.script([call_block("nope", {}) + call_block("add", {"a": "x"})])
     message = llm.bind_tools([add]).invoke("q")
+    # The unknown tool stays invalid; the parsed call of a bound tool is kept for the
+    # tool executor (ToolNode answers the model with the validation error).
+    assert [c["name"] for c in message.invalid_tool_calls] == ["nope"]
+    assert "unknown tool 'nope'" in message.invalid_tool_calls[0]["error"]
+    [call] = message.tool_calls
+    assert (call["name"], call["args"]) == ("add", {"a": "x"})
+    errors = message.response_metadata["tool_call_schema_errors"]
+    assert list(errors) == [call["id"]]
+    assert errors[call["id"]].startswith("arguments for 'add' fail its schema:")
+    assert list(message.response_metadata["invalid_tool_call_errors"]) == [
+        message.invalid_tool_calls[0]["id"]
+    ]
+
+
+def test_schema_failure_after_repairs_run_out_streams_like_invoke():
+    llm, backend = make(max_tool_call_retries=1)
+    bad = call_block("add", {"a": 1, "b": "two"})
+    backend.script([bad], [bad[len("<tool_call>") :]], [bad], [bad[len("<tool_call>") :]])
+    bound = llm.bind_tools([add])
+    invoked = bound.invoke("q")
+    merged = None
+    for chunk in bound.stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    for message in (invoked, merged):
+        assert message.invalid_tool_calls == []
+        assert [(c["name"], c["args"]) for c in message.tool_calls] == [
+            ("add", {"a": 1, "b": "two"})
+        ]
+        assert message.response_metadata["tool_call_retries"] == 1
+        [error] = message.response_metadata["tool_call_schema_errors"].values()
+        assert "'two' is not of type 'integer' (at b)" in error
+        assert [c["id"] for c in message.tool_calls] == list(
+            message.response_metadata["tool_call_schema_errors"]
+        )
+    assert len(backend.requests) == 4
+
+
+def test_an_unparseable_block_stays_invalid_when_repairs_run_out():
+    llm, backend = make(max_tool_call_retries=0)
+    backend.script(['<tool_call>{"name": "add", "arguments": {"a": </tool_call>'])
+    message = llm.bind_tools([add]).invoke("q")
     assert message.tool_calls == []
-    errors = [c["error"] for c in message.invalid_tool_calls]
-    assert len(errors) == 2
-    assert "nope" in errors[0]
-    assert "add" in errors[1]
+    assert "not valid JSON" in message.invalid_tool_calls[0]["error"]
+    assert "tool_call_schema_errors" not in message.response_metadata
 
 
 def test_tool_choice_any_forces_call_with_grammar():
@@ -473,7 +513,7 @@ def test_tools_edited_in_place_between_calls_are_not_served_from_a_stale_cache()
     call = call_block("f", {"a": "text"})
     backend.script([call], [call])
     first = bound.invoke("q")
-    assert first.invalid_tool_calls  # "text" is not an integer
+    assert first.response_metadata["tool_call_schema_errors"]  # "text" is not an integer
     # Edit the bound list's schema in place: the next call renders and validates anew.
     bound_tools = bound.kwargs["tools"]
     bound_tools[0]["function"]["description"] = "two"
@@ -568,3 +608,55 @@ async def test_a_failed_repair_request_keeps_the_first_generation_and_says_why(p
         "the repair request failed (K2ValidationError: TGI refused: grammar too complex): "
         "the malformed call is kept as an invalid tool call"
     )
+
+
+def test_v1_streaming_keeps_text_and_tool_calls_in_separate_blocks():
+    """Issue 15 item 7: with output_version="v1", a text block and the first tool-call
+    chunk must not share index 0 (LangChain would merge the call into the text block)."""
+    llm, backend = make(output_version="v1", max_tool_call_retries=0)
+    two = json.dumps([{"name": "add", "arguments": {"a": 1, "b": 2}}, {"name": "nope"}])
+    backend.script(
+        ["Let me ", "add.", f"<tool_call>{two}</tool_call>", "Then ", "more.", "<|endoftext|>"]
+    )
+    merged = None
+    for chunk in llm.bind_tools([add]).stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    blocks = merged.content_blocks
+    # langchain-core leaves a streamed invalid call as its "tool_call_chunk" block.
+    assert [b["type"] for b in blocks] == ["text", "tool_call", "tool_call_chunk", "text"]
+    assert [b.get("index") for b in merged.tool_call_chunks] == [1, 2]
+    assert blocks[0]["text"] == "Let me add."
+    assert "id" not in blocks[0]
+    assert "name" not in blocks[0]
+    [call] = merged.tool_calls
+    assert (blocks[1]["id"], blocks[1]["name"], blocks[1]["args"]) == (
+        call["id"],
+        "add",
+        {"a": 1, "b": 2},
+    )
+    assert blocks[2]["name"] == "nope"
+    assert blocks[3]["text"] == "Then more."
+    assert merged.text == "Let me add.Then more."
+    # The same turn invoked: the same blocks (ids aside).
+    backend.script(
+        ["Let me ", "add.", f"<tool_call>{two}</tool_call>", "Then ", "more.", "<|endoftext|>"]
+    )
+    invoked = llm.bind_tools([add]).invoke("q")
+    # invoke holds the text as one block (it is one string), then the calls.
+    assert [b["type"] for b in invoked.content_blocks] == ["text", "tool_call"]
+    assert [c["name"] for c in invoked.invalid_tool_calls] == ["nope"]
+    assert invoked.text == merged.text
+    assert [(c["name"], c["args"]) for c in invoked.tool_calls] == [("add", {"a": 1, "b": 2})]
+
+
+def test_v0_streaming_is_unchanged_by_the_shared_index_counter():
+    llm, backend = make()
+    backend.script(["Adding.", call_block("add", {"a": 1, "b": 2}), "<|endoftext|>"])
+    merged = None
+    for chunk in llm.bind_tools([add]).stream("q"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged is not None
+    assert merged.content == "Adding."
+    assert [(c["name"], c["args"]) for c in merged.tool_calls] == [("add", {"a": 1, "b": 2})]
+    assert [c["index"] for c in merged.tool_call_chunks] == [0]

@@ -8,7 +8,7 @@ from typing import TypedDict
 import pytest
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from langchain_k2 import ChatK2, K2ConfigError, K2GrammarUnsupportedError
 from langchain_k2.backends.base import BackendInfo
@@ -228,3 +228,89 @@ def test_fenced_json_is_read_without_asking_again(reply):
     result = llm.with_structured_output(Person, strict=False).invoke("Alice is 30.")
     assert result == Person(name="Alice", age=30)
     assert len(backend.requests) == 1
+
+
+K2_CALL = '<tool_call>{"name": "Person", "arguments": {"name": "Alice", "age": 30}}</tool_call>'
+
+
+@pytest.mark.parametrize("method", ["json_schema", "json_mode"])
+def test_an_answer_in_k2s_own_call_form_is_accepted(method):
+    """Issue 15 item 11: with grammars off, K2 answers as a call of the schema."""
+    llm, backend = make()
+    backend.info_value = BackendInfo(max_stop_sequences=4, supports_grammar=False)
+    backend.script([K2_CALL])
+    result = llm.with_structured_output(Person, method=method).invoke("Alice is 30.")
+    assert result == Person(name="Alice", age=30)
+    assert len(backend.requests) == 1
+
+
+def test_the_call_form_is_accepted_when_it_comes_back_as_an_invalid_call():
+    """A block of a tool never offered may come back invalid (the raw block as args)."""
+    from langchain_core.messages import AIMessage
+    from langchain_core.messages.tool import invalid_tool_call
+
+    from langchain_k2.structured import build_spec
+
+    spec = build_spec(Person, "json_schema")
+    raw = AIMessage(
+        content="", invalid_tool_calls=[invalid_tool_call(name="Person", args=K2_CALL, id="c")]
+    )
+    assert spec.parse(raw) == Person(name="Alice", age=30)
+
+
+def test_json_after_a_sentence_is_recovered_with_strict_false():
+    llm, backend = make()
+    backend.script([f"Here is the person you asked for: {ALICE}."])
+    result = llm.with_structured_output(Person, strict=False).invoke("Alice is 30.")
+    assert result == Person(name="Alice", age=30)
+    assert len(backend.requests) == 1
+
+
+def test_json_after_a_sentence_is_not_taken_under_a_grammar():
+    llm, backend = make(max_tool_call_retries=1)
+    backend.script([f"Here: {ALICE}"], [ALICE])
+    result = llm.with_structured_output(Person, include_raw=True).invoke("Alice is 30.")
+    assert result["parsed"] == Person(name="Alice", age=30)
+    assert len(backend.requests) == 2
+
+
+def test_a_re_ask_tells_the_model_why_and_is_never_byte_identical():
+    llm, backend = make()
+    backend.script(['{"name": "Alice", "age": -3}'], [ALICE])
+    assert llm.with_structured_output(Person).invoke("Alice is 30.") == Person(name="Alice", age=30)
+    first, second = (prompt for prompt, _ in backend.requests)
+    assert second != first
+    assert second.startswith(first)  # the first answer and the reason follow it
+    added = second[len(first) :]
+    assert '{"name": "Alice", "age": -3}' in added
+    assert "That answer cannot be used: Output does not satisfy the schema 'Person'" in added
+    assert "greater than or equal to 0" in added
+
+
+class Even(BaseModel):
+    """An even number (a rule the JSON schema cannot carry, so only pydantic sees it)."""
+
+    n: int
+
+    @field_validator("n")
+    @classmethod
+    def even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("n must be even")
+        return value
+
+
+def test_a_function_calling_re_ask_answers_the_call_with_the_error():
+    llm, backend = make(max_tool_call_retries=1)
+    backend.script(
+        ['{"name": "Even", "arguments": {"n": 3}}'], ['{"name": "Even", "arguments": {"n": 4}}']
+    )
+    structured = llm.with_structured_output(Even, method="function_calling")
+    assert structured.invoke("An even number?") == Even(n=4)
+    first, second = (prompt for prompt, _ in backend.requests)
+    assert second != first
+    assert '<tool_call>[{"name": "Even", "arguments": {"n": 3}}]</tool_call>' in second
+    assert "<tool_response>Error: Output does not satisfy the schema 'Even'" in second
+    assert "n must be even" in second
+    assert "Call Even again with corrected arguments.</tool_response>" in second
+    assert second.endswith("<tool_call>")
