@@ -22,11 +22,12 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
+from langchain_k2.backends.base import GenerationParams
 from langchain_k2.errors import K2ConfigError
 
 ALIASES: Mapping[str, str] = {
@@ -96,3 +97,71 @@ def call_arguments(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["ALIASES", "call_arguments", "constructor_arguments", "field_names", "unknown_argument"]
+
+
+CALL_OPTIONS = (
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+)
+PASSED_THROUGH = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "grammar",
+        "tool_grammar",
+        "max_tool_call_retries",
+        "stream",
+        "parallel_tool_calls",
+        "response_format",
+    }
+)
+"""Options read by turn setup. Two are set by ``with_structured_output``:
+``tool_grammar=False`` sends no grammar for forced or repaired tool calls
+(``method="function_calling", strict=False``), and ``max_tool_call_retries`` replaces the
+field for one call (what is left of the budget its re-asks share with repairs)."""
+
+
+def max_repairs(kwargs: dict[str, Any], field: int) -> int:
+    """Tool-call repairs allowed in this call: the call option, else the field."""
+    given = kwargs.get("max_tool_call_retries", field)
+    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+        raise K2ConfigError(f"max_tool_call_retries must be an int >= 0, got {given!r}.")
+    return given
+
+
+def call_params(
+    model: BaseModel, stop: Sequence[str] | None, kwargs: Mapping[str, Any]
+) -> GenerationParams:
+    """The generation parameters of one call: ``model``'s fields, overridden per call.
+
+    Per-call values are validated against the fields' own constraints (on a copy); an
+    option that is neither a sampling field nor read by turn setup raises.
+    """
+    kwargs = call_arguments(kwargs)  # max_tokens= is max_new_tokens=
+    unknown = set(kwargs) - set(CALL_OPTIONS) - PASSED_THROUGH
+    if unknown:
+        raise K2ConfigError(
+            f"Unknown call option(s) {sorted(unknown)}; ChatK2 accepts "
+            f"{sorted(CALL_OPTIONS)} per call (or set them as fields)."
+        )
+    options: Any = model
+    overrides = [name for name in CALL_OPTIONS if name in kwargs]
+    if overrides:
+        options = model.model_copy()
+        for name in overrides:
+            model.__pydantic_validator__.validate_assignment(options, name, kwargs[name])
+    stops = tuple(dict.fromkeys([*(getattr(model, "stop", None) or []), *(stop or [])]))
+    return GenerationParams(
+        max_new_tokens=options.max_new_tokens,
+        temperature=options.temperature,
+        top_p=options.top_p,
+        top_k=options.top_k,
+        repetition_penalty=options.repetition_penalty,
+        seed=options.seed,
+        stop=stops,
+        grammar=kwargs.get("grammar"),
+    )

@@ -16,7 +16,10 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 from langchain_k2._urls import redact_url
+from langchain_k2.backends.base import Backend, BackendInfo
 
 
 def _base(name: str) -> str:
@@ -48,3 +51,17 @@ def mismatch_message(served: str, expected: str, engine: str, url: str | None) -
 
 
 __all__ = ["mismatch_message", "same_model"]
+
+
+_ENGINES = {"tgi": "TGI", "llamacpp": "llama.cpp"}
+"""Engine names as messages write them."""
+
+
+def warn_if_other_model(info: BackendInfo, expected: str, backend: Backend) -> None:
+    """Warn (``UserWarning``) when ``backend`` serves a model other than ``expected``."""
+    served = info.model_id
+    if not served or same_model(served, expected):
+        return
+    engine = _ENGINES.get(backend.name, backend.name)
+    message = mismatch_message(served, expected, engine, getattr(backend, "url", None))
+    warnings.warn(message, UserWarning, stacklevel=5)

@@ -12,7 +12,6 @@ and the LangChain plumbing.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from functools import partial
@@ -35,10 +34,17 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_serializer
 
-from langchain_k2._arguments import call_arguments, constructor_arguments
-from langchain_k2._served import mismatch_message, same_model
+from langchain_k2._arguments import (
+    CALL_OPTIONS,
+    call_arguments,
+    call_params,
+    constructor_arguments,
+    max_repairs,
+)
+from langchain_k2._served import warn_if_other_model
 from langchain_k2._urls import has_credentials, redact
-from langchain_k2.backends.base import Backend, BackendInfo, GenerationParams
+from langchain_k2.backends.base import Backend, BackendInfo
+from langchain_k2.backends.factory import backend_for
 from langchain_k2.bind_options import apply_bound_options, bind_options
 from langchain_k2.context import window_from_info
 from langchain_k2.counting import PieceCounter, anchor_of, render_parts
@@ -46,7 +52,7 @@ from langchain_k2.driver import Count, Driver, fitted_prompt, server_stops
 from langchain_k2.errors import K2ConfigError
 from langchain_k2.profile import k2_profile
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
-from langchain_k2.structured import build_spec, structured_runnable
+from langchain_k2.structured import structured_output
 from langchain_k2.tokenizer import load_tokenizer
 from langchain_k2.tool_binding import (
     ToolChoice,
@@ -55,43 +61,6 @@ from langchain_k2.tool_binding import (
     unoffered_reason,
 )
 from langchain_k2.turn import Turn, TurnConfig
-
-_CALL_OPTIONS = (
-    "max_new_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "seed",
-)
-_PASSED_THROUGH = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "grammar",
-        "tool_grammar",
-        "max_tool_call_retries",
-        "stream",
-        "parallel_tool_calls",
-        "response_format",
-    }
-)
-"""Options read by turn setup. Two are set by ``with_structured_output``:
-``tool_grammar=False`` sends no grammar for forced or repaired tool calls
-(``method="function_calling", strict=False``), and ``max_tool_call_retries`` replaces the
-field for one call (what is left of the budget its re-asks share with repairs)."""
-
-
-def _max_repairs(kwargs: dict[str, Any], field: int) -> int:
-    """Tool-call repairs allowed in this call: the call option, else the field."""
-    given = kwargs.get("max_tool_call_retries", field)
-    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
-        raise K2ConfigError(f"max_tool_call_retries must be an int >= 0, got {given!r}.")
-    return given
-
-
-_ENGINES = {"tgi": "TGI", "llamacpp": "llama.cpp"}
-"""Engine names as messages write them."""
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +244,7 @@ class ChatK2(BaseChatModel):
             "model_name": self.model_name,
             "endpoint_url": redact(self.endpoint_url),
             "model_path": self.model_path,
-            **{name: getattr(self, name) for name in _CALL_OPTIONS},
+            **{name: getattr(self, name) for name in CALL_OPTIONS},
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -373,25 +342,8 @@ class ChatK2(BaseChatModel):
         in the raw message's ``response_metadata["structured_output_retries"]``, the
         repairs in ``["tool_call_retries"]``.
         """
-        if kwargs:
-            raise K2ConfigError(f"Unknown with_structured_output option(s): {sorted(kwargs)}.")
-        spec = build_spec(schema, method, constrain=strict is not False)
-        ls_format = {"kwargs": {"method": method}, "schema": schema}
-        if method == "function_calling":
-            bound = self.bind_tools(
-                [cast("Any", schema)],
-                tool_choice=spec.name,
-                ls_structured_output_format=ls_format,
-                **({"tool_grammar": False} if strict is False else {}),
-            )
-        else:
-            bound = self.bind(grammar=spec.grammar, ls_structured_output_format=ls_format)
-        return structured_runnable(
-            bound,
-            lambda value: self._convert_input(value).to_messages(),
-            spec,
-            include_raw=include_raw,
-            retries=self.max_tool_call_retries,
+        return structured_output(
+            self, schema, method=method, include_raw=include_raw, strict=strict, **kwargs
         )
 
     # ------------------------------------------------------------------ backend
@@ -400,28 +352,20 @@ class ChatK2(BaseChatModel):
         if self.backend is not None:
             return self.backend
         if self._backend is None:
-            if self.endpoint_url:
-                from langchain_k2.backends.factory import make_backend
-
-                secret = self.hf_token
-                token = secret if secret is not None and secret.get_secret_value() else None
-                if "hf_token" not in self.model_fields_set and has_credentials(self.endpoint_url):
-                    token = None  # HF_TOKEN from the environment: the URL's own credentials win
-                self._backend = make_backend(
-                    self.engine,
-                    self.endpoint_url,
-                    token=token,
-                    timeout=self.timeout,
-                    cooldown=self.replica_cooldown,
-                )
-            else:
-                from langchain_k2.backends.llamacpp import DEFAULT_N_CTX, LlamaCppBackend
-
-                self._backend = LlamaCppBackend(
-                    cast("str", self.model_path),
-                    special_markers=self.format.special_markers,
-                    n_ctx=self.context_window or DEFAULT_N_CTX,
-                )
+            secret = self.hf_token
+            token = secret if secret is not None and secret.get_secret_value() else None
+            if "hf_token" not in self.model_fields_set and has_credentials(self.endpoint_url):
+                token = None  # HF_TOKEN from the environment: the URL's own credentials win
+            self._backend = backend_for(
+                endpoint_url=self.endpoint_url,
+                engine=self.engine,
+                token=token,
+                timeout=self.timeout,
+                cooldown=self.replica_cooldown,
+                model_path=self.model_path,
+                special_markers=self.format.special_markers,
+                context_window=self.context_window,
+            )
         return self._backend
 
     def _note_info(self, info: BackendInfo) -> None:
@@ -433,13 +377,8 @@ class ChatK2(BaseChatModel):
         if info is self._seen_info:
             return
         self._seen_info = info
-        served = info.model_id
-        if served and self.prompt_format is None and not same_model(served, self.model_name):
-            backend = self._get_backend()
-            engine = _ENGINES.get(backend.name, backend.name)
-            url = getattr(backend, "url", None)
-            message = mismatch_message(served, self.model_name, engine, url)
-            warnings.warn(message, UserWarning, stacklevel=4)
+        if self.prompt_format is None:  # K2's own format: is K2 what the engine serves?
+            warn_if_other_model(info, self.model_name, self._get_backend())
         if not self._own_profile:
             limits = window_from_info(
                 info.max_input_tokens, info.max_total_tokens, self.context_window
@@ -454,32 +393,6 @@ class ChatK2(BaseChatModel):
 
     # ------------------------------------------------------------------ turn setup
 
-    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationParams:
-        kwargs = call_arguments(kwargs)  # max_tokens= is max_new_tokens=
-        unknown = set(kwargs) - set(_CALL_OPTIONS) - _PASSED_THROUGH
-        if unknown:
-            raise K2ConfigError(
-                f"Unknown call option(s) {sorted(unknown)}; ChatK2 accepts "
-                f"{sorted(_CALL_OPTIONS)} per call (or set them as fields)."
-            )
-        options = self
-        overrides = [name for name in _CALL_OPTIONS if name in kwargs]
-        if overrides:  # validated against the fields' own constraints, on a copy
-            options = self.model_copy()
-            for name in overrides:
-                self.__pydantic_validator__.validate_assignment(options, name, kwargs[name])
-        stops = tuple(dict.fromkeys([*(self.stop or []), *(stop or [])]))
-        return GenerationParams(
-            max_new_tokens=options.max_new_tokens,
-            temperature=options.temperature,
-            top_p=options.top_p,
-            top_k=options.top_k,
-            repetition_penalty=options.repetition_penalty,
-            seed=options.seed,
-            stop=stops,
-            grammar=kwargs.get("grammar"),
-        )
-
     def _prepare_turn(
         self,
         messages: list[BaseMessage],
@@ -492,7 +405,7 @@ class ChatK2(BaseChatModel):
     ) -> Turn:
         """The turn for these messages (``count=None``: raise `MustCount` rather than count)."""
         self._note_info(info)
-        params = self._params(stop, kwargs)
+        params = call_params(self, stop, kwargs)
         tools: list[dict[str, Any]] = kwargs.get("tools") or []
         mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
         refusal = unoffered_reason(kwargs.get("tool_choice"), tools)
@@ -532,7 +445,7 @@ class ChatK2(BaseChatModel):
                 and params.grammar is None
                 and kwargs.get("tool_grammar") is not False,
                 grammar_fallback=fallback,
-                max_repairs=_max_repairs(kwargs, self.max_tool_call_retries)
+                max_repairs=max_repairs(kwargs, self.max_tool_call_retries)
                 if refusal is None
                 else 0,
                 refusal=refusal,

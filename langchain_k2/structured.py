@@ -328,3 +328,35 @@ def structured_runnable(
             left, attempt = left - 1, attempt + 1
 
     return RunnableLambda(run, afunc=arun, name="ChatK2StructuredOutput")
+
+
+def structured_output(
+    model: Any,
+    schema: dict[str, Any] | type | None,
+    *,
+    method: str,
+    include_raw: bool,
+    strict: bool | None,
+    **kwargs: Any,
+) -> Runnable[Any, Any]:
+    """``ChatK2.with_structured_output``: ``model`` bound for ``schema``, then validated."""
+    if kwargs:
+        raise K2ConfigError(f"Unknown with_structured_output option(s): {sorted(kwargs)}.")
+    spec = build_spec(schema, method, constrain=strict is not False)
+    ls_format = {"kwargs": {"method": method}, "schema": schema}
+    if method == "function_calling":
+        bound = model.bind_tools(
+            [cast("Any", schema)],
+            tool_choice=spec.name,
+            ls_structured_output_format=ls_format,
+            **({"tool_grammar": False} if strict is False else {}),
+        )
+    else:
+        bound = model.bind(grammar=spec.grammar, ls_structured_output_format=ls_format)
+    return structured_runnable(
+        bound,
+        lambda value: model._convert_input(value).to_messages(),
+        spec,
+        include_raw=include_raw,
+        retries=model.max_tool_call_retries,
+    )

@@ -282,3 +282,29 @@ class AutoBackend(HTTPBackend):
         inner = await self.adetect()
         async for event in inner.astream(prompt, params, live=live):
             yield event
+
+
+def backend_for(
+    *,
+    endpoint_url: str | Sequence[str] | None,
+    engine: str,
+    token: SecretStr | None,
+    timeout: float | None,
+    cooldown: float,
+    model_path: str | None,
+    special_markers: Sequence[str],
+    context_window: int | None,
+) -> Backend:
+    """ChatK2's backend: the engine at ``endpoint_url``, else llama.cpp on ``model_path``.
+
+    With ``model_path``, ``context_window`` is the ``n_ctx`` llama.cpp loads with.
+    """
+    if endpoint_url:
+        return make_backend(engine, endpoint_url, token=token, timeout=timeout, cooldown=cooldown)
+    from langchain_k2.backends.llamacpp import DEFAULT_N_CTX, LlamaCppBackend
+
+    return LlamaCppBackend(
+        str(model_path),
+        special_markers=special_markers,
+        n_ctx=context_window or DEFAULT_N_CTX,
+    )
