@@ -13,7 +13,6 @@ and the LangChain plumbing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import replace
 from functools import partial
 from typing import Any, Literal, cast
 
@@ -37,20 +36,17 @@ from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_serializer
 from langchain_k2._arguments import (
     CALL_OPTIONS,
     call_arguments,
-    call_params,
     constructor_arguments,
-    max_repairs,
 )
 from langchain_k2._served import warn_if_other_model
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo
 from langchain_k2.backends.factory import backend_for
-from langchain_k2.bind_options import apply_bound_options, bind_options
-from langchain_k2.context import window_from_info
+from langchain_k2.bind_options import bind_options
 from langchain_k2.counting import PieceCounter, anchor_of, render_parts
-from langchain_k2.driver import Count, Driver, fitted_prompt, server_stops
+from langchain_k2.driver import Count, Driver
 from langchain_k2.errors import K2ConfigError
-from langchain_k2.profile import k2_profile
+from langchain_k2.profile import k2_profile, profile_from_info
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
 from langchain_k2.structured import structured_output
 from langchain_k2.tokenizer import load_tokenizer
@@ -58,9 +54,9 @@ from langchain_k2.tool_binding import (
     ToolChoice,
     normalize_tools,
     resolve_tool_choice,
-    unoffered_reason,
 )
-from langchain_k2.turn import Turn, TurnConfig
+from langchain_k2.turn import Turn
+from langchain_k2.turn_setup import prepare_turn
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -128,10 +124,9 @@ class ChatK2(BaseChatModel):
     engine: Literal["auto", "tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python"] = Field(
         default_factory=cast("Callable[[], Any]", from_env("K2_ENGINE", default="auto"))
     )
-    """The engine serving ``endpoint_url`` (default: env ``K2_ENGINE``, else ``"auto"``):
-    ``"tgi"``, ``"vllm"``, ``"sglang"``, ``"llama.cpp"`` (llama-server) or
-    ``"llama-cpp-python"`` (its server). ``"auto"`` asks the server once, on first use,
-    and raises ``K2ConfigError`` naming what it tried when it cannot tell."""
+    """The engine at ``endpoint_url`` (default: env ``K2_ENGINE``, else ``"auto"``: ask the
+    server once, on first use; ``K2ConfigError`` naming what was tried if it cannot tell).
+    ``"llama.cpp"`` is llama-server, ``"llama-cpp-python"`` that package's server."""
     model_path: str | None = None
     """Path to a GGUF file (default: env ``K2_MODEL_PATH``). Selects the llama.cpp backend."""
     hf_token: SecretStr | None = Field(
@@ -206,8 +201,6 @@ class ChatK2(BaseChatModel):
         """The prompt format in use (``prompt_format`` or K2-Chat's default)."""
         return self.prompt_format or DEFAULT_FORMAT
 
-    # ------------------------------------------------------------------ LangChain
-
     @property
     def _llm_type(self) -> str:
         return "k2-chat"
@@ -265,8 +258,6 @@ class ChatK2(BaseChatModel):
             cast("dict[str, Any]", params)["ls_engine"] = backend.name if backend else self.engine
         return params
 
-    # ------------------------------------------------------------------ tools
-
     def bind_tools(
         self,
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
@@ -285,12 +276,10 @@ class ChatK2(BaseChatModel):
             tool_choice: ``"auto"`` (default), ``"none"``, ``"any"``/``"required"``/
                 ``True`` (a call is forced by ending the prompt with ``<tool_call>``),
                 or a tool name / ``{"type": "function", "function": {"name": ...}}``.
-            parallel_tool_calls: ``False``: at most one call per turn (asked for in the
-                system prompt; extra calls are dropped and reported in
-                ``response_metadata["dropped_tool_calls"]``).
-            strict: ``True`` (or ``None``) is what ChatK2 does anyway: forced calls and
-                repairs are decoded under a grammar of the tools' schemas, and every call is
-                validated; ``False`` sends no grammar for them.
+            parallel_tool_calls: ``False``: at most one call per turn (asked for in the system
+                prompt; extra calls go to ``response_metadata["dropped_tool_calls"]``).
+            strict: ``True``/``None``: forced calls and repairs are decoded under a grammar
+                of the tools' schemas (every call is validated); ``False``: no grammar.
             response_format: a pydantic class, TypedDict, JSON schema or OpenAI
                 ``{"type": "json_schema", ...}`` dict (what ``create_agent``'s
                 ``ProviderStrategy`` passes): the answer is a JSON object satisfying it,
@@ -346,8 +335,6 @@ class ChatK2(BaseChatModel):
             self, schema, method=method, include_raw=include_raw, strict=strict, **kwargs
         )
 
-    # ------------------------------------------------------------------ backend
-
     def _get_backend(self) -> Backend:
         if self.backend is not None:
             return self.backend
@@ -380,18 +367,11 @@ class ChatK2(BaseChatModel):
         if self.prompt_format is None:  # K2's own format: is K2 what the engine serves?
             warn_if_other_model(info, self.model_name, self._get_backend())
         if not self._own_profile:
-            limits = window_from_info(
-                info.max_input_tokens, info.max_total_tokens, self.context_window
-            )
-            self.profile = k2_profile(
-                window=limits.window, max_input_tokens=limits.max_input_tokens
-            )
+            self.profile = profile_from_info(info, self.context_window)
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         """K2-Chat's capabilities; the window from ``context_window`` until the engine's."""
         return k2_profile(window=self.context_window)
-
-    # ------------------------------------------------------------------ turn setup
 
     def _prepare_turn(
         self,
@@ -405,59 +385,8 @@ class ChatK2(BaseChatModel):
     ) -> Turn:
         """The turn for these messages (``count=None``: raise `MustCount` rather than count)."""
         self._note_info(info)
-        params = call_params(self, stop, kwargs)
-        tools: list[dict[str, Any]] = kwargs.get("tools") or []
-        mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
-        refusal = unoffered_reason(kwargs.get("tool_choice"), tools)
-        fmt = self.format
-        messages, params, one_call = apply_bound_options(
-            kwargs, messages, params, tools_offered=bool(tools) and mode != "none"
-        )
-
-        def render(conversation: Sequence[BaseMessage]) -> str:
-            return fmt.render_prompt(
-                conversation,
-                tools=tools if mode != "none" else None,
-                default_system=self.system_prompt,
-                force_tool_call=mode in {"any", "tool"},
-                neutralize_markers=self.neutralize_markers,
-            )
-
-        limits = window_from_info(info.max_input_tokens, info.max_total_tokens, self.context_window)
-        prompt = fitted_prompt(
-            messages, render, limits, params.max_new_tokens, trim=self.trim_history, count=count
-        )
-        user_stops = params.stop
-        stops = server_stops(user_stops, fmt.stop_markers, info.max_stop_sequences)
-        params = replace(params, stop=stops)
-        use_grammar = info.supports_grammar is not False
-        fallback = params.grammar is not None and not use_grammar
-        if fallback:
-            params = params.without_grammar()
-        return Turn(
-            TurnConfig(
-                prompt=prompt,
-                params=params,
-                fmt=fmt,
-                tools=allowed,  # empty for tool_choice="none"
-                forced=mode in {"any", "tool"},
-                use_grammar=use_grammar
-                and params.grammar is None
-                and kwargs.get("tool_grammar") is not False,
-                grammar_fallback=fallback,
-                max_repairs=max_repairs(kwargs, self.max_tool_call_retries)
-                if refusal is None
-                else 0,
-                refusal=refusal,
-                user_stops=user_stops,
-                model_name=info.model_id or self.model_name,  # the served model, when known
-                engine=self._get_backend().name,
-                emit_chunks=streaming,
-                window=limits.window,
-                max_input_tokens=limits.max_input_tokens,
-                indexed_text=self.output_version == "v1",
-                one_call=one_call,
-            )
+        return prepare_turn(
+            self, messages, stop, kwargs, info=info, count=count, streaming=streaming
         )
 
     def _driver(self) -> Driver:
@@ -467,8 +396,6 @@ class ChatK2(BaseChatModel):
             attempts=self.max_retries + 1,
             backoff=self.retry_backoff,
         )
-
-    # ------------------------------------------------------------------ BaseChatModel
 
     def _generate(
         self,
@@ -514,8 +441,6 @@ class ChatK2(BaseChatModel):
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    # ------------------------------------------------------------------ tokens
-
     def _local_tokenizer(self) -> Any:
         """The ``tokenizer`` field, loaded once (on the first count)."""
         if self._tokenizer is None:
@@ -533,13 +458,10 @@ class ChatK2(BaseChatModel):
     ) -> int:
         """Tokens of the K2 prompt these messages (and tools) render into.
 
-        Counts any list of messages, as a token counter for ``trim_messages`` must: slices
-        that are no conversation (a leading ``ToolMessage``, a ``SystemMessage`` that is
-        not first) are written with each message's role markers (`render_parts`). Without
-        a local ``tokenizer``, each distinct message is counted once per model (the new
-        ones of a call together, in one TGI ``/tokenize`` request) and the counts are
-        summed, which equals the whole prompt's count since pieces split at special-token
-        markers. An empty list counts 0.
+        Counts any list, as ``trim_messages`` needs (slices that are no conversation are
+        written with each message's role markers: `render_parts`). Without a local
+        ``tokenizer`` each distinct message is counted once per model, new ones together
+        (one TGI ``/tokenize``), and the counts summed. An empty list counts 0.
         """
         if not messages:
             return 0

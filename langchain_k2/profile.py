@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from langchain_core.language_models import ModelProfile
 
+from langchain_k2.backends.base import BackendInfo
+from langchain_k2.context import window_from_info
+
 CAPABILITIES: ModelProfile = {
     "name": "K2-Chat",
     "open_weights": True,
@@ -70,3 +73,9 @@ def k2_profile(*, window: int | None = None, max_input_tokens: int | None = None
 
 
 __all__ = ["CAPABILITIES", "k2_profile"]
+
+
+def profile_from_info(info: BackendInfo, context_window: int | None) -> ModelProfile:
+    """K2-Chat's profile with the engine's limits, narrowed by ``context_window``."""
+    limits = window_from_info(info.max_input_tokens, info.max_total_tokens, context_window)
+    return k2_profile(window=limits.window, max_input_tokens=limits.max_input_tokens)
