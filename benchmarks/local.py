@@ -105,7 +105,10 @@ def run(settings: Settings) -> list[Row]:
                 f"same Llama object ({threads} threads); tokens per call ChatK2 "
                 f"{counts['k2']}, direct {counts['peer']}; same text: "
                 f"{'yes' if same else 'no'}; wrapper cost {cost:+.2f} ms/token; "
-                f"median of {len(rates['k2'])} calls each, prompt prefix cached on both sides."
+                f"median of {len(rates['k2'])} calls each. ChatK2 evaluates the prompt's last "
+                "partial n_batch chunk again on every call (here the whole short prompt), so "
+                "that greedy text depends on the prompt alone; direct reuses all but its last "
+                "token."
             ),
         )
     ]

@@ -516,7 +516,10 @@ class LlamaCppBackend:
         chunk = int(llama.n_batch)
         # Keep only the state of whole prompt chunks shared with the previous prompt; the
         # generate() call below then evaluates the rest in chunks aligned to position 0.
-        llama.n_tokens = reusable_prefix(self._evaluated, tokens, chunk)
+        reuse = reusable_prefix(self._evaluated, tokens, chunk)
+        if reuse and list(llama.input_ids[:reuse]) != tokens[:reuse]:
+            reuse = 0  # the context was used for something else meanwhile
+        llama.n_tokens = reuse
         self._evaluated = ()
         try:
             generator = llama.generate(tokens, grammar=grammar, reset=True, **sampling)
