@@ -20,10 +20,12 @@ from huggingface_hub.utils._http import default_client_factory
 
 from langchain_k2 import (
     ChatK2,
+    K2AuthenticationError,
     K2BackendError,
     K2ConfigError,
     K2GenerationError,
     K2GrammarUnsupportedError,
+    K2NotFoundError,
     K2OverloadedError,
     K2UnavailableError,
     K2ValidationError,
@@ -318,8 +320,19 @@ def test_error_mapping(status: int, message: str, raised: type[Exception]) -> No
 
 def test_a_404_names_engine_and_endpoint() -> None:
     err = error_from("sglang", 404, "Not Found", None, URL)
+    assert type(err) is K2NotFoundError
     assert "No SGLang route at http://engine.test (404" in str(err)
     assert "engine= must name the engine" in str(err)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_are_an_authentication_error(engine: str, status: int) -> None:
+    err = error_from(engine, status, '{"error": "Unauthorized"}', None, URL)
+    assert type(err) is K2AuthenticationError
+    assert err.status == status
+    assert not err.retryable
+    assert "refused the credentials" in str(err)
 
 
 # ------------------------------------------------------------------ detection

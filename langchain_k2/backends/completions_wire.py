@@ -33,10 +33,12 @@ from typing import Any
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, TokenEvent
 from langchain_k2.backends.tgi_wire import MAX_ERROR_BODY, SSEDecoder
 from langchain_k2.errors import (
+    K2AuthenticationError,
     K2BackendError,
     K2ConfigError,
     K2GenerationError,
     K2GrammarUnsupportedError,
+    K2NotFoundError,
     K2OverloadedError,
     K2UnavailableError,
     K2ValidationError,
@@ -557,13 +559,13 @@ def error_from(
             retry_after=retry_after_s,
         )
     if status in {401, 403}:
-        return K2BackendError(
+        return K2AuthenticationError(
             f"{where} refused the credentials ({status}): set hf_token (the bearer token, "
             "e.g. vLLM's --api-key) to a token that may use this endpoint.",
             status=status,
         )
     if status == 404:
-        return K2BackendError(
+        return K2NotFoundError(
             f"No {label} route at {url} (404: {detail}): endpoint_url must be the "
             f"server's base URL and engine= must name the engine it runs (now {engine!r}).",
             status=404,
