@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-import httpx
 from huggingface_hub import get_session
 from pydantic import SecretStr
 
@@ -46,6 +45,7 @@ from langchain_k2.backends.completions_wire import (
 )
 from langchain_k2.backends.http import (
     HTTPBackend,
+    HTTPResponse,
     _aread_capped,
     _async_session,
     _read_capped,
@@ -125,7 +125,7 @@ class CompletionsBackend(HTTPBackend):
 
     # -------------------------------------------------------------- answers
 
-    def _failure(self, response: httpx.Response, body: bytes, url: str) -> K2BackendError:
+    def _failure(self, response: HTTPResponse, body: bytes, url: str) -> K2BackendError:
         message, error_type = error_body(body)
         return error_from(
             self.name,
@@ -136,7 +136,7 @@ class CompletionsBackend(HTTPBackend):
             retry_after_s=retry_after(response.headers.get("retry-after")),
         )
 
-    def _json(self, response: httpx.Response, url: str) -> Any:
+    def _json(self, response: HTTPResponse, url: str) -> Any:
         if response.status_code >= 400:
             raise self._failure(response, response.content, url)
         return parse_json(response.content, url, self.server, f"a {self.server} server")
@@ -147,7 +147,7 @@ class CompletionsBackend(HTTPBackend):
         route = _INFO_ROUTES.get(self.name)
         return None if route is None else self._request(route[0], f"{url}{route[1]}")
 
-    def _parse_info(self, response: httpx.Response, url: str) -> BackendInfo:
+    def _parse_info(self, response: HTTPResponse, url: str) -> BackendInfo:
         if response.status_code == 404:  # a gateway or proxy in front: limits unknown
             return BackendInfo(supports_grammar=True)
         window, model = _window(self.name, self._json(response, url))
@@ -196,7 +196,7 @@ class CompletionsBackend(HTTPBackend):
             return self._request("POST", f"{url}/tokenize", json=body)
         return self._request("POST", f"{url}/extras/tokenize", json={"input": text})
 
-    def _token_count(self, response: httpx.Response, url: str) -> int:
+    def _token_count(self, response: HTTPResponse, url: str) -> int:
         data = self._json(response, url)
         if self.name == "sglang":
             meta = data.get("meta_info") if isinstance(data, dict) else None
@@ -233,7 +233,7 @@ class CompletionsBackend(HTTPBackend):
         body = request_body(self.name, prompt, params, stream=stream, gbnf=self._gbnf)
         return self._request("POST", f"{url}{self.route}", json=body)
 
-    def _opened(self, response: httpx.Response, body: bytes | None, url: str) -> StreamDecoder:
+    def _opened(self, response: HTTPResponse, body: bytes | None, url: str) -> StreamDecoder:
         if response.status_code >= 400:
             raise self._failure(response, body or b"", url)
         if not _is_stream(response):
@@ -286,7 +286,7 @@ class CompletionsBackend(HTTPBackend):
                     yield event
 
 
-def _is_stream(response: httpx.Response) -> bool:
+def _is_stream(response: HTTPResponse) -> bool:
     return response.status_code < 400 and "text/event-stream" in response.headers.get(
         "content-type", ""
     )

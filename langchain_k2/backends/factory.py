@@ -31,13 +31,12 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-import httpx
 from huggingface_hub import get_session
 from pydantic import SecretStr
 
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.backends.completions import CompletionsBackend
-from langchain_k2.backends.http import HTTPBackend
+from langchain_k2.backends.http import HTTPBackend, HTTPResponse
 from langchain_k2.backends.tgi import TGIBackend
 from langchain_k2.errors import K2ConfigError, K2UnavailableError
 
@@ -163,7 +162,7 @@ class AutoBackend(HTTPBackend):
 
     # ------------------------------------------------------------------ probing
 
-    def _found(self, engine: str, route: str, response: httpx.Response, url: str) -> Backend:
+    def _found(self, engine: str, route: str, response: HTTPResponse, url: str) -> Backend:
         inner = make_backend(engine, self._endpoint, **self._settings)
         if isinstance(inner, HTTPBackend):
             inner.replicas = self.replicas  # one cool-down state for every request
@@ -174,7 +173,7 @@ class AutoBackend(HTTPBackend):
         self.name = inner.name
         return inner
 
-    def _verdict(self, route: str, response: httpx.Response, tried: list[str]) -> str | None:
+    def _verdict(self, route: str, response: HTTPResponse, tried: list[str]) -> str | None:
         if response.status_code in {502, 503, 504}:
             raise K2UnavailableError(
                 f"The server at {self.url} answered {response.status_code} to {route} while "

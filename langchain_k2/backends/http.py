@@ -108,6 +108,11 @@ def map_error(exc: BaseException, url: str, server: str = "TGI") -> BaseExceptio
     return exc
 
 
+HTTPResponse = Any
+"""A response of huggingface_hub's session: ``httpx.Response``, or ``httpx2.Response`` under
+huggingface_hub 2 (its own fork of httpx, with the same interface)."""
+
+
 class _LoopSession:
     """One event loop's ``httpx.AsyncClient`` and the slots that keep its pool's queue empty.
 
@@ -118,7 +123,7 @@ class _LoopSession:
     client whose pool limit cannot be read (a custom transport) is not gated.
     """
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: Any) -> None:  # httpx.AsyncClient, or httpx2's under hub 2
         self.client = client
         pool = getattr(getattr(client, "_transport", None), "_pool", None)
         limit = getattr(pool, "_max_connections", None)
@@ -305,7 +310,7 @@ class HTTPBackend:
                 headers["authorization"] = self._auth[base].get_secret_value()
         return {"method": method, "url": url, "headers": headers, "timeout": self.timeout, **fields}
 
-    async def _asend(self, request: dict[str, Any]) -> httpx.Response:
+    async def _asend(self, request: dict[str, Any]) -> HTTPResponse:
         """One async request on this loop's shared client, sent once a slot is free."""
         session = _async_session()
         async with session.slot(self.timeout):

@@ -31,7 +31,6 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 from huggingface_hub import get_session
 
 from langchain_k2.backends.base import BackendInfo, FinalEvent, GenerationEvent, GenerationParams
@@ -39,6 +38,7 @@ from langchain_k2.backends.http import (
     _ASYNC_SESSIONS,  # noqa: F401 -- importable from here, as before
     _USER_AGENT,  # noqa: F401 -- importable from here, as before
     HTTPBackend,
+    HTTPResponse,
     _aread_capped,
     _async_session,
     _is_loopback,  # noqa: F401 -- importable from here, as before
@@ -60,7 +60,7 @@ from langchain_k2.errors import K2BackendError
 __all__ = ["TGIBackend", "map_error", "request_kwargs"]
 
 
-def _failure(response: httpx.Response, body: bytes, url: str) -> K2BackendError:
+def _failure(response: HTTPResponse, body: bytes, url: str) -> K2BackendError:
     """The K2 error for an HTTP error answer."""
     message, error_type = error_body(body)
     return error_from(
@@ -72,7 +72,7 @@ def _failure(response: httpx.Response, body: bytes, url: str) -> K2BackendError:
     )
 
 
-def _not_a_stream(response: httpx.Response, body: bytes, url: str) -> K2BackendError:
+def _not_a_stream(response: HTTPResponse, body: bytes, url: str) -> K2BackendError:
     kind = response.headers.get("content-type", "no content type")
     return K2BackendError(
         f"TGI at {url} answered a streamed request with {kind} instead of an event stream "
@@ -125,7 +125,7 @@ class TGIBackend(HTTPBackend):
     # -------------------------------------------------------------- info and tokens
 
     @staticmethod
-    def _parse_info(response: httpx.Response, url: str) -> BackendInfo:
+    def _parse_info(response: HTTPResponse, url: str) -> BackendInfo:
         if response.status_code == 404:  # not TGI's router (some proxies): limits unknown
             return BackendInfo()
         if response.status_code >= 400:  # a 503 while loading is retried, not cached
@@ -161,7 +161,7 @@ class TGIBackend(HTTPBackend):
         return self._request("POST", f"{url}/tokenize", json={"inputs": text})
 
     @staticmethod
-    def _token_count(response: httpx.Response, url: str) -> int:
+    def _token_count(response: HTTPResponse, url: str) -> int:
         if response.status_code >= 400:
             raise _failure(response, response.content, f"{url}/tokenize")
         return len(_json(response.content, f"{url}/tokenize"))
@@ -198,7 +198,7 @@ class TGIBackend(HTTPBackend):
     def _generate(self, url: str, prompt: str, params: GenerationParams, *, stream: bool) -> Any:
         return self._request("POST", url, json=request_body(prompt, params, stream=stream))
 
-    def _whole(self, response: httpx.Response, url: str) -> list[GenerationEvent]:
+    def _whole(self, response: HTTPResponse, url: str) -> list[GenerationEvent]:
         """The events of a non-streamed answer (raises for an error answer)."""
         if response.status_code >= 400:
             raise _failure(response, response.content, url)
@@ -206,7 +206,7 @@ class TGIBackend(HTTPBackend):
             self.prompt_header = False
         return answer_events(_json(response.content, url), response.headers, url)
 
-    def _opened(self, response: httpx.Response, body: bytes | None, url: str) -> StreamDecoder:
+    def _opened(self, response: HTTPResponse, body: bytes | None, url: str) -> StreamDecoder:
         """The decoder for a streamed answer, once its headers (and an error's body) are in."""
         if response.status_code >= 400:
             raise _failure(response, body or b"", url)
@@ -215,7 +215,7 @@ class TGIBackend(HTTPBackend):
         return StreamDecoder(url)
 
     @staticmethod
-    def _streamed(response: httpx.Response) -> bool:
+    def _streamed(response: HTTPResponse) -> bool:
         return response.status_code < 400 and "text/event-stream" in response.headers.get(
             "content-type", ""
         )
