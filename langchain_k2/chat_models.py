@@ -67,6 +67,12 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
             "Both endpoint_url and model_path are set: pass endpoint_url for a TGI server "
             "or model_path for a local GGUF model, not both."
         )
+    if values.get("model_path") is not None and values.get("engine") not in {None, "auto"}:
+        raise K2ConfigError(
+            f"engine={values['engine']!r} names the server at endpoint_url, but model_path "
+            "runs the model in this process (llama.cpp): drop engine= or pass endpoint_url= "
+            "instead of model_path."
+        )
     if given:
         return values
     url = from_env("K2_ENDPOINT_URL", default=None)()
@@ -78,8 +84,9 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
         )
     if not url and not path:
         raise K2ConfigError(
-            "No model to talk to: pass endpoint_url='http://host:8080' (a TGI server serving "
-            "LLM360/K2-Chat) or model_path='/path/model.gguf', or set K2_ENDPOINT_URL / "
+            "No model to talk to: pass endpoint_url='http://host:8080' (a TGI, vLLM, SGLang or "
+            "llama.cpp server serving LLM360/K2-Chat) or model_path='/path/model.gguf', or set "
+            "K2_ENDPOINT_URL / "
             "K2_MODEL_PATH."
         )
     urls = [u.strip() for u in url.split(",") if u.strip()] if url else []
@@ -90,14 +97,14 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
 class ChatK2(BaseChatModel):
     """LLM360's K2-Chat (65B, open weights) as a LangChain chat model.
 
-    Talks to a text-generation-inference (TGI) server (``endpoint_url``) or runs a GGUF
-    model in process with llama.cpp (``model_path``). Messages are rendered into K2's
-    prompt format, bound tools into its function-calling system prompt, and the
-    model's ``<tool_call>`` blocks are parsed back into ``tool_calls``; malformed calls
-    are repaired (``max_tool_call_retries``) or reported as ``invalid_tool_calls``.
+    Talks to a serving engine at ``endpoint_url`` (TGI, vLLM, SGLang or a llama.cpp server;
+    ``engine``) or runs a GGUF model in process with llama.cpp (``model_path``). Messages
+    are rendered into K2's prompt format, bound tools into its function-calling system
+    prompt, and the model's ``<tool_call>`` blocks are parsed back into ``tool_calls``;
+    malformed calls are repaired (``max_tool_call_retries``) or reported as ``invalid_tool_calls``.
 
     Setup: ``pip install langchain-k2`` and point ``endpoint_url`` (or the environment
-    variable ``K2_ENDPOINT_URL``) at a TGI server serving ``LLM360/K2-Chat``; or pass
+    variable ``K2_ENDPOINT_URL``) at a server serving ``LLM360/K2-Chat``; or pass
     ``model_path`` to a GGUF file (``pip install "langchain-k2[local]"``). The
     documentation's pages show every feature with examples that the test suite runs.
 
@@ -118,8 +125,8 @@ class ChatK2(BaseChatModel):
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
     endpoint_url: str | list[str] | None = None
-    """TGI base URL, or a list of replicas' URLs (default: env ``K2_ENDPOINT_URL``, which
-    may hold several, comma-separated). Selects the TGI backend. Credentials in it
+    """The serving engine's base URL, or a list of replicas' URLs (default: env
+    ``K2_ENDPOINT_URL``, which may hold several, comma-separated). Credentials in it
     (``https://user:password@host``) are sent as Basic auth and shown nowhere else."""
     engine: Literal["auto", "tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python"] = Field(
         default_factory=cast("Callable[[], Any]", from_env("K2_ENGINE", default="auto"))

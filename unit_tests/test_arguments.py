@@ -130,3 +130,11 @@ def test_an_alias_survives_dump_and_load() -> None:
     assert (kwargs["endpoint_url"], kwargs["max_new_tokens"]) == ("http://127.0.0.1:8080", 5)
     loaded = loads(dumps(llm), valid_namespaces=["langchain_k2"], allowed_objects=[ChatK2])
     assert (loaded.endpoint_url, loaded.max_new_tokens) == ("http://127.0.0.1:8080", 5)
+
+
+def test_engine_with_model_path_is_refused(tmp_path) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"")
+    with pytest.raises(K2ConfigError, match=r"engine='vllm' names the server at endpoint_url"):
+        ChatK2(model_path=str(gguf), engine="vllm")
+    assert ChatK2(model_path=str(gguf), engine="auto").engine == "auto"
