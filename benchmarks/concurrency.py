@@ -60,7 +60,7 @@ def peer_pool_limit(peer: Any) -> int | None:
 
 def k2_pool_limit(loop: asyncio.AbstractEventLoop) -> int | None:
     """ChatK2's pool limit: its TGI backend's shared session on ``loop`` (after a call)."""
-    from langchain_k2.backends.tgi import _ASYNC_SESSIONS
+    from langchain_k2.backends.http import _ASYNC_SESSIONS
 
     session = _ASYNC_SESSIONS.get(loop)
     return None if session is None else pool_limit(session.client)

@@ -21,7 +21,7 @@ from huggingface_hub.utils._http import default_async_client_factory
 from integration_tests.fake_tgi import FakeTGI
 from integration_tests.fake_tgi.client import reply
 from langchain_k2 import ChatK2, K2TimeoutError
-from langchain_k2.backends.tgi import _async_session, _LoopSession
+from langchain_k2.backends.http import _async_session, _LoopSession
 
 POOL = 3
 

@@ -46,9 +46,7 @@ from langchain_k2.backends.completions_wire import (
 from langchain_k2.backends.http import (
     HTTPBackend,
     HTTPResponse,
-    _aread_capped,
-    _async_session,
-    _read_capped,
+    is_event_stream,
     parse_json,
 )
 from langchain_k2.backends.tgi_wire import retry_after
@@ -236,7 +234,7 @@ class CompletionsBackend(HTTPBackend):
     def _opened(self, response: HTTPResponse, body: bytes | None, url: str) -> StreamDecoder:
         if response.status_code >= 400:
             raise self._failure(response, body or b"", url)
-        if not _is_stream(response):
+        if not is_event_stream(response):
             raise K2BackendError(
                 f"{self.server} at {url} answered a streamed request with "
                 f"{response.headers.get('content-type', 'no content type')} instead of an "
@@ -256,12 +254,7 @@ class CompletionsBackend(HTTPBackend):
                 response = get_session().request(**request)
                 yield from answer_events(self.name, self._json(response, url), url)
                 return
-            with get_session().stream(**request) as r:
-                body = None if _is_stream(r) else _read_capped(r.iter_bytes())
-                decoder = self._opened(r, body, url)
-                for line in r.iter_lines():
-                    yield from decoder.line(line)
-                yield from decoder.end()
+            yield from self._events(request, url)
 
     async def astream(
         self, prompt: str, params: GenerationParams, *, live: bool = True
@@ -275,18 +268,5 @@ class CompletionsBackend(HTTPBackend):
                 for event in answer_events(self.name, self._json(response, url), url):
                     yield event
                 return
-            session = _async_session()
-            async with session.slot(self.timeout), session.client.stream(**request) as r:
-                body = None if _is_stream(r) else await _aread_capped(r.aiter_bytes())
-                decoder = self._opened(r, body, url)
-                async for line in r.aiter_lines():
-                    for event in decoder.line(line):
-                        yield event
-                for event in decoder.end():
-                    yield event
-
-
-def _is_stream(response: HTTPResponse) -> bool:
-    return response.status_code < 400 and "text/event-stream" in response.headers.get(
-        "content-type", ""
-    )
+            async for event in self._aevents(request, url):
+                yield event

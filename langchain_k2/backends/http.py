@@ -23,17 +23,17 @@ import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import httpx
 from huggingface_hub import __version__ as hub_version
-from huggingface_hub import get_async_session
+from huggingface_hub import get_async_session, get_session
 from pydantic import SecretStr
 
 from langchain_k2._urls import redact_url, split_credentials
 from langchain_k2._version import __version__
-from langchain_k2.backends.base import BackendInfo
+from langchain_k2.backends.base import BackendInfo, GenerationEvent
 from langchain_k2.backends.replicas import ReplicaSet
 from langchain_k2.backends.tgi_wire import MAX_ERROR_BODY
 from langchain_k2.errors import (
@@ -315,6 +315,52 @@ class HTTPBackend:
         session = _async_session()
         async with session.slot(self.timeout):
             return await session.client.request(**request)
+
+    def _opened(self, response: HTTPResponse, body: bytes | None, url: str) -> LineDecoder:
+        """The decoder for a streamed answer, once its headers (and an error's body) are in.
+
+        Each engine's backend raises its own error for an error answer or a body that is
+        no event stream.
+        """
+        raise NotImplementedError
+
+    def _events(self, request: dict[str, Any], url: str) -> Iterator[GenerationEvent]:
+        """The events of one streamed request, as its lines arrive."""
+        with get_session().stream(**request) as r:
+            body = None if is_event_stream(r) else _read_capped(r.iter_bytes())
+            decoder = self._opened(r, body, url)
+            for line in r.iter_lines():
+                yield from decoder.line(line)
+            yield from decoder.end()
+
+    async def _aevents(self, request: dict[str, Any], url: str) -> AsyncIterator[GenerationEvent]:
+        """Async twin of `_events` (on this loop's shared client, once a slot is free)."""
+        session = _async_session()
+        async with session.slot(self.timeout), session.client.stream(**request) as r:
+            body = None if is_event_stream(r) else await _aread_capped(r.aiter_bytes())
+            decoder = self._opened(r, body, url)
+            async for line in r.aiter_lines():
+                for event in decoder.line(line):
+                    yield event
+            for event in decoder.end():
+                yield event
+
+
+class LineDecoder(Protocol):
+    """An engine's SSE decoder: one line of the stream in, the events it completes out."""
+
+    def line(self, line: str) -> list[GenerationEvent]:
+        """The events this line completes."""
+
+    def end(self) -> list[GenerationEvent]:
+        """The events the end of the stream completes (or raise: it ended too early)."""
+
+
+def is_event_stream(response: HTTPResponse) -> bool:
+    """Whether ``response`` is a successful server-sent-event stream."""
+    return response.status_code < 400 and "text/event-stream" in response.headers.get(
+        "content-type", ""
+    )
 
 
 def _read_capped(chunks: Iterator[bytes]) -> bytes:

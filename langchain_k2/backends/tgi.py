@@ -35,15 +35,8 @@ from huggingface_hub import get_session
 
 from langchain_k2.backends.base import BackendInfo, FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.backends.http import (
-    _ASYNC_SESSIONS,  # noqa: F401 -- importable from here, as before
-    _USER_AGENT,  # noqa: F401 -- importable from here, as before
     HTTPBackend,
     HTTPResponse,
-    _aread_capped,
-    _async_session,
-    _is_loopback,  # noqa: F401 -- importable from here, as before
-    _LoopSession,  # noqa: F401 -- importable from here, as before
-    _read_capped,
     map_error,
 )
 from langchain_k2.backends.tgi_wire import (
@@ -214,12 +207,6 @@ class TGIBackend(HTTPBackend):
             raise _not_a_stream(response, body or b"", url)
         return StreamDecoder(url)
 
-    @staticmethod
-    def _streamed(response: HTTPResponse) -> bool:
-        return response.status_code < 400 and "text/event-stream" in response.headers.get(
-            "content-type", ""
-        )
-
     def stream(
         self, prompt: str, params: GenerationParams, *, live: bool = True
     ) -> Iterator[GenerationEvent]:
@@ -236,12 +223,7 @@ class TGIBackend(HTTPBackend):
                     events = _with_count(events, self._count_or_none(prompt))
                 yield from events
                 return
-            with get_session().stream(**self._generate(url, prompt, params, stream=True)) as r:
-                body = None if self._streamed(r) else _read_capped(r.iter_bytes())
-                decoder = self._opened(r, body, url)
-                for line in r.iter_lines():
-                    yield from decoder.line(line)
-                yield from decoder.end()
+            yield from self._events(self._generate(url, prompt, params, stream=True), url)
 
     async def astream(
         self, prompt: str, params: GenerationParams, *, live: bool = True
@@ -257,18 +239,8 @@ class TGIBackend(HTTPBackend):
                 for event in events:
                     yield event
                 return
-            session = _async_session()
-            async with (
-                session.slot(self.timeout),
-                session.client.stream(**self._generate(url, prompt, params, stream=True)) as r,
-            ):
-                body = None if self._streamed(r) else await _aread_capped(r.aiter_bytes())
-                decoder = self._opened(r, body, url)
-                async for line in r.aiter_lines():
-                    for event in decoder.line(line):
-                        yield event
-                for event in decoder.end():
-                    yield event
+            async for event in self._aevents(self._generate(url, prompt, params, stream=True), url):
+                yield event
 
     def _count_or_none(self, prompt: str) -> int | None:
         try:
