@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from langchain_k2.backends.base import GenerationParams
 from langchain_k2.errors import K2ConfigError
+from langchain_k2.stops import sent_stops
 
 ALIASES: Mapping[str, str] = {
     "max_tokens": "max_new_tokens",
@@ -133,8 +134,26 @@ def max_repairs(kwargs: dict[str, Any], field: int) -> int:
     return given
 
 
+def checked_options(model: BaseModel, kwargs: Mapping[str, Any]) -> Any:
+    """``model``, or a copy with ``kwargs``' sampling options set, each checked like its field.
+
+    ``bind(temperature=float("inf"))`` fails here, when it is bound, naming the field.
+
+    Raises:
+        pydantic.ValidationError: a value its field refuses (the message names the field).
+    """
+    kwargs = call_arguments(kwargs)
+    overrides = [name for name in CALL_OPTIONS if name in kwargs]
+    if not overrides:
+        return model
+    options = model.model_copy()
+    for name in overrides:
+        model.__pydantic_validator__.validate_assignment(options, name, kwargs[name])
+    return options
+
+
 def call_params(
-    model: BaseModel, stop: Sequence[str] | None, kwargs: Mapping[str, Any]
+    model: BaseModel, stop: str | Sequence[str] | None, kwargs: Mapping[str, Any]
 ) -> GenerationParams:
     """The generation parameters of one call: ``model``'s fields, overridden per call.
 
@@ -148,13 +167,8 @@ def call_params(
             f"Unknown call option(s) {sorted(unknown)}; ChatK2 accepts "
             f"{sorted(CALL_OPTIONS)} per call (or set them as fields)."
         )
-    options: Any = model
-    overrides = [name for name in CALL_OPTIONS if name in kwargs]
-    if overrides:
-        options = model.model_copy()
-        for name in overrides:
-            model.__pydantic_validator__.validate_assignment(options, name, kwargs[name])
-    stops = tuple(dict.fromkeys([*(getattr(model, "stop", None) or []), *(stop or [])]))
+    options = checked_options(model, kwargs)
+    stops = sent_stops(getattr(model, "stop", None), stop)
     return GenerationParams(
         max_new_tokens=options.max_new_tokens,
         temperature=options.temperature,

@@ -30,14 +30,15 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langchain_core.utils import from_env, secret_from_env
+from langchain_core.utils import from_env
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_serializer
 
 from langchain_k2._arguments import (
     CALL_OPTIONS,
     call_arguments,
-    constructor_arguments,
+    checked_options,
 )
+from langchain_k2._fields import checked_arguments, token_from_env
 from langchain_k2._served import warn_if_other_model
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo
@@ -46,12 +47,14 @@ from langchain_k2.bind_options import bind_options
 from langchain_k2.counting import PieceCounter, anchor_of, render_parts
 from langchain_k2.driver import Count, Driver
 from langchain_k2.errors import K2ConfigError
-from langchain_k2.profile import k2_profile, profile_from_info
+from langchain_k2.profile import lazy_profile, profile_from_info
 from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
+from langchain_k2.stops import sent_stops
 from langchain_k2.structured import structured_output
 from langchain_k2.tokenizer import load_tokenizer
 from langchain_k2.tool_binding import (
     ToolChoice,
+    bound_tools,
     normalize_tools,
     resolve_tool_choice,
 )
@@ -136,33 +139,31 @@ class ChatK2(BaseChatModel):
     ``"llama.cpp"`` is llama-server, ``"llama-cpp-python"`` that package's server."""
     model_path: str | None = None
     """Path to a GGUF file (default: env ``K2_MODEL_PATH``). Selects the llama.cpp backend."""
-    hf_token: SecretStr | None = Field(
-        default_factory=secret_from_env("HF_TOKEN", default=None), alias="api_key"
-    )
+    hf_token: SecretStr | None = Field(default_factory=token_from_env, alias="api_key")
     """Bearer token for the endpoint (default: env ``HF_TOKEN``). Only this token is sent."""
     model_name: str = Field(default="LLM360/K2-Chat", alias="model")
     """Model name reported in metadata and LangSmith."""
     max_new_tokens: int = Field(default=1024, ge=1)
     """Most tokens to generate per request."""
-    temperature: float | None = Field(default=None, ge=0.0)
+    temperature: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
     """Sampling temperature; ``0`` means greedy decoding; ``None``: the server's default."""
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, allow_inf_nan=False)
     """Nucleus sampling in (0, 1]; ``1.0`` (or ``None``) disables it."""
     top_k: int | None = Field(default=None, ge=1)
     """Sample from the ``top_k`` most likely tokens."""
-    repetition_penalty: float | None = Field(default=None, gt=0.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     """Penalty for repeated tokens; ``1.0`` means none."""
     seed: int | None = Field(default=None, ge=0)
     """Random seed for sampling."""
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     """Stop strings; generation ends before them and they never appear in content."""
-    timeout: float | None = Field(default=120.0, gt=0.0)
+    timeout: float | None = Field(default=120.0, gt=0.0, allow_inf_nan=False)
     """Seconds before a request is abandoned (and retried, see ``max_retries``)."""
     max_retries: int = Field(default=2, ge=0)
     """Retries of a request after 429, 503, timeouts or refused connections."""
-    retry_backoff: float = Field(default=0.5, ge=0.0)
+    retry_backoff: float = Field(default=0.5, ge=0.0, allow_inf_nan=False)
     """First retry delay in seconds; doubles with jitter each retry, up to 30 s."""
-    replica_cooldown: float = Field(default=10.0, ge=0.0)
+    replica_cooldown: float = Field(default=10.0, ge=0.0, allow_inf_nan=False)
     """Seconds a replica that failed (429, 503, timeout, refused) is skipped, when
     ``endpoint_url`` lists several."""
     streaming: bool = False
@@ -200,7 +201,7 @@ class ChatK2(BaseChatModel):
     _seen_info: BackendInfo | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**_resolve_target(constructor_arguments(type(self), kwargs)))
+        super().__init__(**_resolve_target(checked_arguments(type(self), kwargs)))
         self._own_profile = kwargs.get("profile") is not None
 
     @property
@@ -257,13 +258,19 @@ class ChatK2(BaseChatModel):
         temperature = kwargs.get("temperature", self.temperature)
         if temperature is not None:
             params["ls_temperature"] = temperature
-        stops = stop or kwargs.get("stop") or self.stop
-        if stops:
+        if stops := sent_stops(self.stop, stop or kwargs.get("stop")):
             params["ls_stop"] = list(stops)
         if self.endpoint_url or self.backend is not None:  # the engine found, once probed
             backend = self.backend or self._backend
             cast("dict[str, Any]", params)["ls_engine"] = backend.name if backend else self.engine
         return params
+
+    def bind(self, **kwargs: Any) -> Any:  # langchain-core's own binding type is private
+        """``Runnable.bind``, with sampling options and tools checked now."""
+        checked_options(self, kwargs)
+        if "tools" in kwargs:  # bind(tools=[a @tool]) binds them as bind_tools would
+            kwargs["tools"] = bound_tools(kwargs["tools"])
+        return super().bind(**kwargs)
 
     def bind_tools(
         self,
@@ -378,7 +385,7 @@ class ChatK2(BaseChatModel):
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         """K2-Chat's capabilities; the window from ``context_window`` until the engine's."""
-        return k2_profile(window=self.context_window)
+        return lazy_profile(self)  # asks the engine when a limit is read before any call
 
     def _prepare_turn(
         self,

@@ -8,6 +8,12 @@ LangChain reads it: ``SummarizationMiddleware(trigger=("fraction", ...))`` needs
 ``max_input_tokens``; ``create_agent`` reads ``structured_output`` to choose between
 provider-native structured output and tool calling.
 
+Until a first call has told the window, ``profile`` is a `LazyProfile`: the first time
+someone asks it for ``max_input_tokens`` or ``max_output_tokens`` (as
+``SummarizationMiddleware(trigger=("fraction", 0.8))`` does when it is built), it asks the
+engine once (its ``/info``) and fills itself in; if the engine cannot be reached, the limits
+stay absent and are asked for again next time.
+
 Example:
     >>> profile = k2_profile(window=4096, max_input_tokens=4000)
     >>> profile["tool_calling"], profile["image_inputs"], profile["max_input_tokens"]
@@ -18,10 +24,15 @@ Example:
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+from typing import Any, cast
+
 from langchain_core.language_models import ModelProfile
 
 from langchain_k2.backends.base import BackendInfo
 from langchain_k2.context import window_from_info
+from langchain_k2.errors import K2Error
 
 CAPABILITIES: ModelProfile = {
     "name": "K2-Chat",
@@ -72,10 +83,82 @@ def k2_profile(*, window: int | None = None, max_input_tokens: int | None = None
     return profile
 
 
-__all__ = ["CAPABILITIES", "k2_profile"]
+__all__ = ["CAPABILITIES", "LazyProfile", "k2_profile", "lazy_profile", "profile_from_info"]
+
+_LIMITS = frozenset({"max_input_tokens", "max_output_tokens"})
+
+
+class LazyProfile(dict[str, Any]):
+    """A profile dict that asks ``fill`` for the limits when one is first read.
+
+    ``fill`` returns the complete profile (``None`` when the engine could not tell); it is
+    called at most until it succeeds, and only for a read of a limit.
+
+    Example:
+        >>> asked = []
+        >>> profile = LazyProfile(k2_profile(), lambda: asked.append(1) or k2_profile(window=8))
+        >>> profile["tool_calling"], asked
+        (True, [])
+        >>> profile.get("max_input_tokens"), profile["max_output_tokens"], asked
+        (8, 8, [1])
+    """
+
+    def __init__(self, profile: ModelProfile, fill: Callable[[], ModelProfile | None]) -> None:
+        super().__init__(profile)
+        self._fill: Callable[[], ModelProfile | None] | None = fill
+
+    def _filled(self, key: object) -> None:
+        fill = self._fill
+        if fill is None or key not in _LIMITS or dict.__contains__(self, key):
+            return
+        profile = fill()
+        if profile is not None:
+            self._fill = None
+            self.update(profile)
+
+    def __getitem__(self, key: str) -> Any:
+        self._filled(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``dict.get``, filling the limits first when one is asked for."""
+        self._filled(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self._filled(key)
+        return super().__contains__(key)
+
+    def __reduce__(self) -> Any:  # copies and pickles are plain dicts
+        return (dict, (dict(self),))
 
 
 def profile_from_info(info: BackendInfo, context_window: int | None) -> ModelProfile:
     """K2-Chat's profile with the engine's limits, narrowed by ``context_window``."""
     limits = window_from_info(info.max_input_tokens, info.max_total_tokens, context_window)
     return k2_profile(window=limits.window, max_input_tokens=limits.max_input_tokens)
+
+
+def lazy_profile(model: Any) -> ModelProfile:
+    """The profile ``model`` (a ``ChatK2``) starts with: its window, or one asked for lazily.
+
+    With ``context_window`` set the limits are known; otherwise a `LazyProfile` asks the
+    engine (``model``'s backend ``info()``, which the first call would ask anyway) when a
+    limit is first read. The model is held weakly, so the profile keeps nothing alive.
+    """
+    if model.context_window is not None:
+        return k2_profile(window=model.context_window)
+    owner = weakref.ref(model)
+
+    def fill() -> ModelProfile | None:
+        found = owner()
+        if found is None:
+            return None
+        try:
+            info = found._get_backend().info()
+        except K2Error:  # unreachable or not K2: the limits stay unknown, asked again later
+            return None
+        found._note_info(info)
+        return profile_from_info(info, found.context_window)
+
+    return cast("ModelProfile", LazyProfile(k2_profile(), fill))

@@ -5,15 +5,49 @@ flag carried along for each token). Out: the text that can be released now, hold
 only a tail that could still become a stop string; once a stop string is complete, the
 text before it, and nothing after. Used by the turn (`langchain_k2.turn`, on any backend's
 text) and by the llama.cpp backend (which stops generating there, token by token).
+
+`stop_strings` reads ``stop`` as LangChain users pass it (a string is ONE stop string, as
+in OpenAI's API, not one per character), and `sent_stops` merges the ``stop`` field with a
+call's: what is sent, and what ``ls_stop`` reports.
+
+Example:
+    >>> stop_strings("STOP"), sent_stops(["END"], "STOP")
+    (('STOP',), ('END', 'STOP'))
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["StopFilter", "TokenStopFilter"]
+from langchain_k2.errors import K2ConfigError
+
+__all__ = ["StopFilter", "TokenStopFilter", "sent_stops", "stop_strings"]
+
+
+def stop_strings(value: Any) -> tuple[str, ...]:
+    """``stop`` as a tuple of stop strings: ``None`` is none, a string is one.
+
+    Raises:
+        K2ConfigError: neither a string nor a sequence of strings.
+    """
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise K2ConfigError(
+        f"stop must be a string or a list of strings, got {type(value).__name__}: "
+        "pass stop='END' or stop=['END', 'STOP']."
+    )
+
+
+def sent_stops(field: Any, call: Any) -> tuple[str, ...]:
+    """The stop strings of a call: the ``stop`` field's, then the call's, without repeats."""
+    return tuple(dict.fromkeys([*stop_strings(field), *stop_strings(call)]))
+
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from langchain_k2.errors import K2ConfigError, ToolDefinitionError
 from langchain_k2.tool_block import ToolBlock
-from langchain_k2.tool_schema import function_of
+from langchain_k2.tool_schema import check_depth, function_of
 
 ToolChoice = str | bool | dict[str, Any] | None
 """``"auto"``, ``"none"``, ``"any"``/``"required"``/``True``, a tool name, or an OpenAI dict."""
@@ -42,6 +42,8 @@ def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = []
     seen: set[str] = set()
     for position, tool in enumerate(tools):
+        if isinstance(tool, Mapping):  # a dict too deep would overflow the converter
+            check_depth(str(function_of(tool).get("name") or f"#{position}")[:80], tool)
         try:
             converted = convert_to_openai_tool(tool)
         except Exception as exc:
@@ -63,6 +65,7 @@ def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
             )
         seen.add(name)
         parameters = function.get("parameters")
+        check_depth(name, parameters)
         if parameters is None:
             parameters = {"type": "object", "properties": {}}
         if not isinstance(parameters, dict) or parameters.get("type", "object") != "object":
@@ -81,6 +84,49 @@ def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+def _is_normalized(tool: Any) -> bool:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    return (
+        isinstance(function, dict)
+        and tool.get("type") == "function"
+        and isinstance(function.get("name"), str)
+        and isinstance(function.get("parameters"), dict)
+    )
+
+
+def bound_tools(tools: Any) -> list[dict[str, Any]]:
+    """The ``tools`` call option as `normalize_tools` gives it, whatever form it was bound in.
+
+    ``bind_tools`` binds normalized dicts (returned as the same list, so what is derived
+    from them stays cached); ``bind(tools=[...])`` may bind ``@tool`` functions, pydantic
+    classes... which are converted here, as ``bind_tools`` would.
+
+    Example:
+        >>> def add(a: int, b: int) -> int:
+        ...     "Add."
+        ...     return a + b
+        >>> [tool["function"]["name"] for tool in bound_tools([add])]
+        ['add']
+        >>> bound_tools("add")
+        Traceback (most recent call last):
+        ...
+        langchain_k2.errors.K2ConfigError: tools='add' is not a list of tools: pass a list \
+of @tool functions, BaseTool, pydantic classes, TypedDicts, functions or OpenAI tool dicts.
+    """
+    if tools is None:
+        return []
+    if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
+        raise K2ConfigError(
+            f"tools={tools!r:.80} is not a list of tools: pass a list of @tool functions, "
+            "BaseTool, pydantic classes, TypedDicts, functions or OpenAI tool dicts."
+        )
+    if all(_is_normalized(tool) for tool in tools):
+        for tool in tools:
+            check_depth(tool["function"]["name"], tool["function"]["parameters"])
+        return tools if isinstance(tools, list) else list(tools)
+    return normalize_tools(tools)
 
 
 def resolve_tool_choice(

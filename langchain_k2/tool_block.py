@@ -12,6 +12,13 @@ newlines or an apostrophe inside), ``parameters`` instead of ``arguments``, no a
 all or an empty arguments string (``{}``), Python-literal dicts with single quotes, and a
 final block left unclosed whose JSON is complete. What cannot be read becomes an
 ``InvalidToolCall`` whose ``args`` start with the open tag (spec section 5).
+
+Not accepted: ``NaN``, ``Infinity`` and numbers too large for a float (``1e999``), which
+are no JSON (Python's ``json`` reads them, and the next turn's prompt could not write them
+back); values nested deeper than `MAX_DEPTH`; more than `MAX_CALLS` calls in one block. Such
+a block is one invalid call (repairable) holding the raw text, so nothing is lost, and
+reading a block costs work linear in its size: the Python-literal fallback is only tried on
+bodies up to `MAX_LITERAL_SIZE` characters.
 """
 
 from __future__ import annotations
@@ -30,11 +37,16 @@ from langchain_core.messages.tool import invalid_tool_call as create_invalid_too
 from langchain_core.messages.tool import tool_call as create_tool_call
 
 from langchain_k2._block_scan import check_tags
+from langchain_k2._unicode import clean_values
 from langchain_k2.tool_schema import ToolIndex as _ToolIndex
+from langchain_k2.tool_schema import nesting_depth
 from langchain_k2.tool_schema import tool_index as _tool_index
 
 __all__ = [
     "CLOSE_TAG",
+    "MAX_CALLS",
+    "MAX_DEPTH",
+    "MAX_LITERAL_SIZE",
     "OPEN_TAG",
     "ParsedToolCalls",
     "ToolBlock",
@@ -48,6 +60,17 @@ OPEN_TAG = "<tool_call>"
 
 CLOSE_TAG = "</tool_call>"
 """The tag that closes a tool-call block."""
+
+MAX_CALLS = 64
+"""Most calls read from one block; a block listing more is one invalid call."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of a block's JSON (lists and objects) that is read."""
+
+MAX_LITERAL_SIZE = 16_384
+"""Longest body (in characters) for which the Python-literal fallback is tried."""
+
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 _FENCE_OPEN = re.compile(r"```[\w+.-]*[ \t]*(?:\r?\n)?")
 
@@ -154,28 +177,51 @@ def _is_json_value(value: Any) -> bool:
     return False
 
 
+def _no_constant(name: str) -> Any:
+    msg = f"{name} is not a JSON value (JSON numbers are finite)"
+    raise ValueError(msg)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        msg = f"the number {text[:40]} is too large for a float"
+        raise ValueError(msg)
+    return value
+
+
 def _decode(text: str, *, strict: bool = True) -> Any:
     """Decode JSON, falling back to a Python literal (single quotes, True/False/None).
 
     ``strict=False`` lets JSON strings hold raw control characters (newlines, tabs).
+    ``NaN``, ``Infinity`` and non-finite numbers are refused; so is nesting deeper than
+    `MAX_DEPTH`. The fallback is only tried up to `MAX_LITERAL_SIZE` characters.
 
     Raises:
         ValueError: neither form decodes; the message is the JSON error.
     """
+    value: Any = None
+    error: str | None = None
     try:
-        return json.loads(text, strict=strict)
+        value = json.loads(text, strict=strict, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
-        msg = "JSON nested too deeply"
-        raise ValueError(msg) from None
+        value, error = None, f"JSON nested deeper than {MAX_DEPTH} levels"
     except ValueError as json_error:  # JSONDecodeError, or an integer with too many digits
+        value, error = None, str(json_error)
+    if error is not None and len(text) <= MAX_LITERAL_SIZE:
         try:
             value = ast.literal_eval(text)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            raise ValueError(str(json_error)) from None
+            raise ValueError(error) from None
         if not _is_json_value(value):
-            msg = f"{json_error} (as a Python literal it holds values JSON cannot carry)"
+            msg = f"{error} (as a Python literal it holds values JSON cannot carry)"
             raise ValueError(msg) from None
-        return value
+    elif error is not None:
+        raise ValueError(error)
+    if nesting_depth(value, MAX_DEPTH) > MAX_DEPTH:
+        msg = f"JSON nested deeper than {MAX_DEPTH} levels"
+        raise ValueError(msg)
+    return clean_values(value) if _ESCAPED_SURROGATE.search(text) else value
 
 
 def strip_fences(text: str) -> str:
@@ -270,6 +316,9 @@ def _read_elements(body: str, closed: bool) -> list[Any]:
     if isinstance(value, list):
         if not value:
             msg = "tool call block holds an empty list (no calls)"
+            raise _BlockError(msg)
+        if len(value) > MAX_CALLS:
+            msg = f"tool call block lists {len(value)} calls; at most {MAX_CALLS} are read"
             raise _BlockError(msg)
         return value
     msg = f"tool call JSON must be an object or a list of objects, got {type(value).__name__}"

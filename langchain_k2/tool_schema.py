@@ -30,7 +30,46 @@ import jsonschema
 from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import ToolDefinitionError
 
-__all__ = ["ToolIndex", "function_of", "tool_index"]
+__all__ = ["MAX_SCHEMA_DEPTH", "ToolIndex", "function_of", "nesting_depth", "tool_index"]
+
+MAX_SCHEMA_DEPTH = 128
+"""Deepest nesting (dicts and lists) of a tool's schema; a deeper one is refused, naming it."""
+
+
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deeply lists and dicts nest in ``value``, counted up to just past ``limit``.
+
+    Iterative, so any depth is measured without a ``RecursionError``.
+
+    Example:
+        >>> nesting_depth({"a": [1, {"b": 2}]}, 10), nesting_depth([[[[]]]], 2)
+        (3, 3)
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def check_depth(name: str, schema: Any) -> None:
+    """Raise `ToolDefinitionError` naming tool ``name`` if ``schema`` nests too deeply."""
+    if nesting_depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        msg = (
+            f"the 'parameters' of tool {name!r} nest deeper than {MAX_SCHEMA_DEPTH} levels; "
+            "flatten the schema (or use $defs and $ref for recursive types)"
+        )
+        raise ToolDefinitionError(msg)
 
 
 def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -74,6 +113,7 @@ class ToolIndex:
             if parameters is not None and not isinstance(parameters, Mapping):
                 msg = f"the 'parameters' of tool {name!r} must be a JSON schema object"
                 raise ToolDefinitionError(msg)
+            check_depth(name, parameters)
             self._schemas[name] = parameters
             self._validators[name] = _make_validator(name, parameters)
 

@@ -30,6 +30,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_k2._schema_refs import hoist_definitions
+from langchain_k2._unicode import clean_surrogates
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, json_grammar
 from langchain_k2.prompt import K2Format
 from langchain_k2.stops import StopFilter
@@ -248,7 +249,7 @@ class Turn:
             # A special token that is not a tool-call tag (EOS, a turn marker) ends the turn.
             held = self._stop.end()
             return self._release(self._parser.feed(held)) if held else []
-        text = self._stop.feed(event.text)
+        text = self._stop.feed(clean_surrogates(event.text))  # "\ud800" is legal JSON
         return self._release(self._parser.feed(text)) if text else []
 
     def end_request(self) -> list[ChatGenerationChunk]:

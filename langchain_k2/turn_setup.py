@@ -22,7 +22,7 @@ from langchain_k2.bind_options import apply_bound_options
 from langchain_k2.context import window_from_info
 from langchain_k2.driver import Count, fitted_prompt, server_stops
 from langchain_k2.prompt import K2Format
-from langchain_k2.tool_binding import resolve_tool_choice, unoffered_reason
+from langchain_k2.tool_binding import bound_tools, resolve_tool_choice, unoffered_reason
 from langchain_k2.turn import Turn, TurnConfig
 
 __all__ = ["prepare_turn"]
@@ -43,7 +43,7 @@ def prepare_turn(
     ``count=None``: raise `langchain_k2.driver.MustCount` rather than count tokens.
     """
     params = call_params(model, stop, kwargs)
-    tools: list[dict[str, Any]] = kwargs.get("tools") or []
+    tools = bound_tools(kwargs.get("tools"))  # bind(tools=[...]) as bind_tools takes them
     mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
     refusal = unoffered_reason(kwargs.get("tool_choice"), tools)
     fmt: K2Format = model.format

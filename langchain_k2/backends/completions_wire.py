@@ -195,7 +195,7 @@ def _sampling(params: GenerationParams, *, repetition: str) -> dict[str, Any]:
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
         return None
 
 

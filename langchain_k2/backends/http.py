@@ -31,7 +31,7 @@ from huggingface_hub import __version__ as hub_version
 from huggingface_hub import get_async_session, get_session
 from pydantic import SecretStr
 
-from langchain_k2._urls import redact_url, split_credentials
+from langchain_k2._urls import redact_url, scrub_exception, split_credentials
 from langchain_k2._version import __version__
 from langchain_k2.backends.base import BackendInfo, GenerationEvent
 from langchain_k2.backends.replicas import ReplicaSet
@@ -285,6 +285,9 @@ class HTTPBackend:
         try:
             yield
         except Exception as exc:
+            # A transport's message may quote the Authorization header: never copy it out.
+            secrets = (s.get_secret_value() for s in (self._token, *self._auth.values()) if s)
+            scrub_exception(exc, secrets)
             mapped = map_error(exc, url, self.server)
             if isinstance(mapped, K2GrammarUnsupportedError):  # info() says so from now on
                 self._grammar_refused = True

@@ -97,8 +97,15 @@ def request_body(prompt: str, params: GenerationParams, *, stream: bool) -> dict
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
         return None
+
+
+def _token(token: Any, url: str) -> tuple[str, bool]:
+    """A token's ``(text, special)``; a mis-typed one is a protocol error naming TGI."""
+    if not isinstance(token, dict) or not isinstance(token.get("text"), str):
+        raise _not_tgi(url, f"the token {token!r:.200} (its 'text' is no string)")
+    return token["text"], bool(token.get("special"))
 
 
 def _not_tgi(url: str, what: str) -> K2BackendError:
@@ -135,13 +142,14 @@ def answer_events(doc: Any, headers: Mapping[str, str], url: str) -> list[Genera
     events: list[GenerationEvent] = []
     run: list[str] = []
     for token in details["tokens"]:
-        if token.get("special"):
+        text, special = _token(token, url)
+        if special:
             if run:
                 events.append(TokenEvent("".join(run), tokens=len(run)))
                 run = []
-            events.append(TokenEvent(token["text"], special=True))
+            events.append(TokenEvent(text, special=True))
         else:
-            run.append(token["text"])
+            run.append(text)
     if run:
         events.append(TokenEvent("".join(run), tokens=len(run)))
     events.append(
@@ -170,8 +178,11 @@ def stream_event(doc: Any, url: str) -> Iterator[GenerationEvent]:
         raise error_from(None, str(doc["error"]), doc.get("error_type"), url, in_stream=True)
     token = doc.get("token")
     if token is not None:
-        yield TokenEvent(token["text"], special=bool(token.get("special")))
+        text, special = _token(token, url)
+        yield TokenEvent(text, special=special)
     details = doc.get("details")
+    if details is not None and not isinstance(details, dict):
+        raise _not_tgi(url, f"the stream event's details {details!r:.200}")
     if details is not None:
         yield FinalEvent(
             finish_reason=details.get("finish_reason"),
