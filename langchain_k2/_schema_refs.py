@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["hoist_definitions"]
+__all__ = ["hoist_definitions", "refs_in"]
 
 _DEF_KEYS = ("$defs", "definitions")
 
@@ -134,3 +134,7 @@ def hoist_definitions(
         else:
             hoisted.append(dict(schema))
     return hoisted, shared
+
+
+refs_in = _refs
+"""Every ``$ref`` string in a schema (`langchain_k2.tool_binding` finds recursive models)."""

@@ -15,8 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from langchain_core.messages.tool import invalid_tool_call as create_invalid_tool_call
+from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import BaseModel
 
+from langchain_k2._schema_refs import refs_in
 from langchain_k2.errors import K2ConfigError, ToolDefinitionError
 from langchain_k2.tool_block import ToolBlock
 from langchain_k2.tool_schema import check_depth, function_of
@@ -27,6 +30,62 @@ ToolChoice = str | bool | dict[str, Any] | None
 
 def _tool_name(tool: Any) -> str:
     return str(getattr(tool, "name", None) or getattr(tool, "__name__", None) or tool)[:80]
+
+
+def _recursive_defs(definitions: Mapping[str, Any]) -> bool:
+    """Whether some definition refers back to itself (directly or through others)."""
+    edges = {
+        name: {
+            ref.rsplit("/", 1)[-1]
+            for ref in refs_in(body)
+            if ref.startswith(("#/$defs/", "#/definitions/"))
+        }
+        for name, body in definitions.items()
+    }
+    for start, targets in edges.items():
+        stack, seen = list(targets), set()
+        while stack:
+            name = stack.pop()
+            if name == start:
+                return True
+            if name not in seen:
+                seen.add(name)
+                stack.extend(edges.get(name, ()))
+    return False
+
+
+def recursive_schema(tool: Any) -> dict[str, Any] | None:
+    """The pydantic schema of ``tool``'s arguments when it is recursive, else ``None``.
+
+    langchain-core inlines ``$ref`` pointers, and one that refers back to its own model
+    becomes ``{}`` (anything): a ``Literal`` or enum below it would go unchecked. For such
+    a model the schema is kept as pydantic writes it, ``$defs`` and ``$ref`` included, so
+    the prompt, the grammar (`langchain_k2._schema_refs`) and the validator see it whole.
+
+    Example:
+        >>> from typing import Literal
+        >>> from pydantic import BaseModel
+        >>> class Node(BaseModel):
+        ...     kind: Literal["leaf", "branch"]
+        ...     children: list["Node"] = []
+        >>> sorted(recursive_schema(Node))
+        ['$defs', '$ref']
+        >>> recursive_schema(BaseModel) is None
+        True
+    """
+    model = tool.tool_call_schema if isinstance(tool, BaseTool) else tool
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    try:
+        schema = model.model_json_schema()
+    except Exception:  # noqa: BLE001  (langchain-core's own conversion reports it)
+        return None
+    definitions = schema.get("$defs")
+    if not isinstance(definitions, Mapping) or not _recursive_defs(definitions):
+        return None
+    schema.pop("title", None)
+    schema.pop("description", None)
+    return schema
 
 
 def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
@@ -64,7 +123,7 @@ def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
                 f"tools[{position}] repeats the name {name!r}; tool names must be unique."
             )
         seen.add(name)
-        parameters = function.get("parameters")
+        parameters = recursive_schema(tool) or function.get("parameters")
         check_depth(name, parameters)
         if parameters is None:
             parameters = {"type": "object", "properties": {}}
