@@ -218,7 +218,8 @@ def _decode(text: str, *, strict: bool = True) -> Any:
             raise ValueError(msg) from None
     elif error is not None:
         raise ValueError(error)
-    if nesting_depth(value, MAX_DEPTH) > MAX_DEPTH:
+    brackets = text.count("{") + text.count("[")  # fewer cannot nest deeper: no walk
+    if brackets > MAX_DEPTH and nesting_depth(value, MAX_DEPTH) > MAX_DEPTH:
         msg = f"JSON nested deeper than {MAX_DEPTH} levels"
         raise ValueError(msg)
     return clean_values(value) if _ESCAPED_SURROGATE.search(text) else value

@@ -323,3 +323,10 @@ def test_tool_results_and_history_still_render_after_an_invalid_block() -> None:
         ToolMessage("3", tool_call_id="c1"),
     ]
     assert llm.bind_tools([add]).invoke(history).content == "ok"
+
+
+def test_many_shallow_objects_stay_valid() -> None:
+    rows = [{"row": n, "cells": [n, [n]]} for n in range(500)]  # 1500 brackets, depth 6
+    raw = "<tool_call>" + json.dumps({"name": "note", "arguments": {"data": {"rows": rows}}})
+    block = parse_block(raw + "</tool_call>")
+    assert block.tool_calls[0]["args"] == {"data": {"rows": rows}}
