@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 import huggingface_hub
 import pytest
+from huggingface_hub.utils._http import default_async_client_factory, default_client_factory
 from langchain_core.load import dumps, loads
 
-from langchain_k2 import ChatK2, K2ConfigError, K2UnavailableError
+from langchain_k2 import ChatK2, K2BackendError, K2ConfigError, K2UnavailableError
 
 from .test_secrets import Recorder, exception_text
 
@@ -33,7 +34,7 @@ _ROOT = Path(__file__).resolve().parent.parent
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from integration_tests.fake_tgi import FakeTGI, reply  # noqa: E402
+from integration_tests.fake_tgi import FakeTGI, http_error, reply  # noqa: E402
 
 TOKEN = "hf_" + secrets.token_hex(16)  # unique: any occurrence anywhere is a leak
 PASSWORD = "pw" + secrets.token_hex(12)
@@ -132,8 +133,8 @@ def echoing_transport() -> Iterator[list[str]]:
     try:
         yield seen
     finally:
-        huggingface_hub.set_client_factory(None)  # type: ignore[arg-type]
-        huggingface_hub.set_async_client_factory(None)  # type: ignore[arg-type]
+        huggingface_hub.set_client_factory(default_client_factory)
+        huggingface_hub.set_async_client_factory(default_async_client_factory)
 
 
 @pytest.mark.parametrize("run", ["invoke", "stream", "ainvoke", "astream"])
@@ -169,6 +170,22 @@ async def test_a_transport_error_quoting_the_token_is_redacted_everywhere(
     assert TOKEN not in exception_text(info.value)
     assert TOKEN not in caplog.text
     assert all(TOKEN not in payload for payload in recorder.seen)
+
+
+@pytest.mark.parametrize("run", ["invoke", "stream"])
+@pytest.mark.parametrize("status", [400, 422, 503])
+def test_a_server_echoing_the_token_in_its_error_body_is_redacted(
+    run: str, status: int, tgi: FakeTGI, caplog: pytest.LogCaptureFixture
+) -> None:
+    echoed = f"rejected request with header 'Authorization: Bearer {TOKEN}'"
+    tgi.set_default(http_error(status, echoed))
+    llm = ChatK2(endpoint_url=tgi.url, engine="tgi", hf_token=TOKEN, max_retries=0)
+    call = llm.invoke if run == "invoke" else (lambda text: list(llm.stream(text)))
+    with caplog.at_level(logging.DEBUG), pytest.raises(K2BackendError) as info:
+        call("Hi")
+    assert "rejected request with header" in str(info.value)  # the server's words are kept
+    assert TOKEN not in exception_text(info.value)
+    assert TOKEN not in caplog.text
 
 
 # ------------------------------------------------------------------------ endpoint_url shapes
