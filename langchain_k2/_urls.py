@@ -30,6 +30,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
+from langchain_k2.errors import K2ConfigError, K2Error
+
 REDACTED = "***"
 """What stands for a URL's userinfo wherever the URL is shown."""
 
@@ -95,15 +97,17 @@ def split_credentials(url: str) -> tuple[str, SecretStr | None]:
     return _with_netloc(url, host), auth
 
 
-_AUTH_VALUE = re.compile(r"\b(Bearer|Basic)\s+[^\s'\",;)\]}]+", re.IGNORECASE)
+_AUTH_VALUE = re.compile(r"\b(Bearer|Basic)\s+[^\s'\",;)\]}]+")
 """An ``Authorization`` value written out in some text (``Bearer <token>``)."""
 
 
-def redact_text(text: str, secrets: Iterable[str]) -> str:
-    r"""``text`` with every ``secrets`` string and every ``Bearer``/``Basic`` value as ``***``.
+def redact_text(text: str, secrets: Iterable[str], *, headers: bool = True) -> str:
+    r"""``text`` with every ``secrets`` string (and ``Bearer``/``Basic`` value) as ``***``.
 
     A secret is also looked for as Python writes it inside a ``repr`` (escaped), so a token
     with a stray newline, shown by httpx as ``b'Bearer tok\\n'``, is caught too.
+    ``headers=False`` keeps text that only looks like a header value (K2's own messages
+    say "the bearer token").
     """
     for secret in secrets:
         if not secret:
@@ -111,14 +115,14 @@ def redact_text(text: str, secrets: Iterable[str]) -> str:
         for form in {secret, secret.strip(), repr(secret)[1:-1]}:
             if len(form) >= 4:
                 text = text.replace(form, REDACTED)
-    return _AUTH_VALUE.sub(rf"\1 {REDACTED}", text)
+    return _AUTH_VALUE.sub(rf"\1 {REDACTED}", text) if headers else text
 
 
-def _scrub_value(value: Any, secrets: Sequence[str]) -> Any:
+def _scrub_value(value: Any, secrets: Sequence[str], headers: bool) -> Any:
     if isinstance(value, str):
-        return redact_text(value, secrets)
+        return redact_text(value, secrets, headers=headers)
     if isinstance(value, bytes):
-        return redact_text(value.decode("latin-1"), secrets).encode("latin-1")
+        return redact_text(value.decode("latin-1"), secrets, headers=headers).encode("latin-1")
     return value
 
 
@@ -128,7 +132,8 @@ def scrub_exception(exc: BaseException, secrets: Iterable[str]) -> None:
     The exception raised for a transport failure keeps the transport's own exception as
     its cause; that one's text may hold the request's ``Authorization`` header (h11 quotes
     an illegal header value whole). Its ``args`` (and a ``UnicodeError``'s ``object``) are
-    rewritten, so ``str``, ``repr`` and a printed traceback show ``***`` instead.
+    rewritten, so ``str``, ``repr`` and a printed traceback show ``***`` instead. In K2's
+    own errors (built from a server's answer) only the secrets themselves are redacted.
     """
     found = list(secrets)
     seen: set[int] = set()
@@ -136,9 +141,10 @@ def scrub_exception(exc: BaseException, secrets: Iterable[str]) -> None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         try:
-            current.args = tuple(_scrub_value(arg, found) for arg in current.args)
+            headers = not isinstance(current, K2Error)
+            current.args = tuple(_scrub_value(arg, found, headers) for arg in current.args)
             if isinstance(current, UnicodeError) and hasattr(current, "object"):
-                current.object = _scrub_value(current.object, found)
+                current.object = _scrub_value(current.object, found, headers)
         except (AttributeError, TypeError):  # an exception whose args cannot be set
             pass
         current = current.__cause__ or current.__context__
@@ -163,8 +169,6 @@ def check_endpoint_url(value: Any) -> str | list[str] | None:
         K2ConfigError: ``value`` is not a URL string, a non-empty list of them, or ``None``;
             the message shows the URLs redacted and other items by their type only.
     """
-    from langchain_k2.errors import K2ConfigError
-
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (list, tuple)) and value and all(isinstance(u, str) for u in value):

@@ -246,3 +246,17 @@ def test_an_empty_token_sends_none_even_with_hf_token_set(monkeypatch: pytest.Mo
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert ChatK2(endpoint_url="http://127.0.0.1:8080", hf_token="").hf_token is None
     assert ChatK2(endpoint_url="http://127.0.0.1:8080", hf_token=None).hf_token is not None
+
+
+def test_redaction_keeps_k2s_own_wording_and_catches_header_values() -> None:
+    from langchain_k2 import K2AuthenticationError
+    from langchain_k2._urls import scrub_exception
+
+    own = K2AuthenticationError(f"refused: set hf_token (the bearer token) {TOKEN}", status=401)
+    scrub_exception(own, [TOKEN])
+    assert str(own) == "refused: set hf_token (the bearer token) ***"
+    transport = httpx.LocalProtocolError(f"Illegal header value b'Bearer {TOKEN}\\n'")
+    wrapper = K2UnavailableError("Could not reach TGI")
+    wrapper.__cause__ = transport
+    scrub_exception(wrapper, ["some-other-secret"])  # an unknown value, in header form
+    assert str(transport) == "Illegal header value b'Bearer ***'"
