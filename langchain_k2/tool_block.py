@@ -30,6 +30,7 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from langchain_core.messages import InvalidToolCall, ToolCall
@@ -190,6 +191,28 @@ def _finite(text: str) -> float:
     return value
 
 
+_DECODERS = {
+    strict: json.JSONDecoder(strict=strict, parse_constant=_no_constant, parse_float=_finite)
+    for strict in (True, False)
+}
+"""One decoder each way (``json.loads`` with hooks would build a new one per call)."""
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKET = re.compile(r"[\[\]{}]")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _bracket_depth(text: str) -> int:
+    """How deeply the brackets of JSON ``text`` nest, its strings skipped (C-level scans).
+
+    Example:
+        >>> _bracket_depth('{"a": [1, {"b": "[[[["}]}')
+        3
+    """
+    brackets = _BRACKET.findall(_JSON_STRING.sub("", text))
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
 def _decode(text: str, *, strict: bool = True) -> Any:
     """Decode JSON, falling back to a Python literal (single quotes, True/False/None).
 
@@ -203,7 +226,7 @@ def _decode(text: str, *, strict: bool = True) -> Any:
     value: Any = None
     error: str | None = None
     try:
-        value = json.loads(text, strict=strict, parse_constant=_no_constant, parse_float=_finite)
+        value = _DECODERS[strict].decode(text)
     except RecursionError:
         value, error = None, f"JSON nested deeper than {MAX_DEPTH} levels"
     except ValueError as json_error:  # JSONDecodeError, or an integer with too many digits
@@ -218,8 +241,13 @@ def _decode(text: str, *, strict: bool = True) -> Any:
             raise ValueError(msg) from None
     elif error is not None:
         raise ValueError(error)
-    brackets = text.count("{") + text.count("[")  # fewer cannot nest deeper: no walk
-    if brackets > MAX_DEPTH and nesting_depth(value, MAX_DEPTH) > MAX_DEPTH:
+    if text.count("{") + text.count("[") <= MAX_DEPTH:  # cannot nest deeper
+        deep = False
+    elif error is None:  # JSON: its brackets outside strings are its nesting
+        deep = _bracket_depth(text) > MAX_DEPTH
+    else:  # a Python literal (at most MAX_LITERAL_SIZE characters): walk the value
+        deep = nesting_depth(value, MAX_DEPTH) > MAX_DEPTH
+    if deep:
         msg = f"JSON nested deeper than {MAX_DEPTH} levels"
         raise ValueError(msg)
     return clean_values(value) if _ESCAPED_SURROGATE.search(text) else value
