@@ -1,0 +1,1 @@
+"""Prompt formats of the K2 family (rendering and output parsing)."""
