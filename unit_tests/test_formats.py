@@ -234,3 +234,39 @@ def test_invalid_tool_calls_are_counted_as_rendered() -> None:
         prompt = fmt.render_prompt(messages, tools=[TOOL])
         assert "{oops" in prompt
         assert "".join(render_parts(messages, fmt=fmt, tools=[TOOL])) == prompt
+
+
+# --------------------------------------------------------------------------- the seam
+
+
+@pytest.mark.parametrize(
+    ("name", "reply", "prompt_end"),
+    [
+        (
+            "k2-v3",
+            "Add them.</ifm|think>On it.<ifm|tool_calls>\n<ifm|tool_call>add\n"
+            "<ifm|arg_key>a</ifm|arg_key>\n<ifm|arg_value>2</ifm|arg_value>\n"
+            "<ifm|arg_key>b</ifm|arg_key>\n<ifm|arg_value>3</ifm|arg_value>\n"
+            "</ifm|tool_call>\n</ifm|tool_calls>",
+            "<|ifm|im_start|>assistant\n<ifm|think>\n",
+        ),
+        (
+            "k2-v2",
+            'Add them.</think_fast>On it.\n<tool_call>\n{"name": "add", "arguments": '
+            '{"a": 2, "b": 3}}\n</tool_call>',
+            "<|im_start|>assistant\n<think_fast>\n",
+        ),
+    ],
+)
+def test_the_formats_parser_reads_its_familys_output(
+    name: str, reply: str, prompt_end: str
+) -> None:
+    backend = ScriptedBackend()
+    llm = ChatK2(backend=backend, prompt_format=name).bind_tools([TOOL])
+    backend.script(reply)
+    message = llm.invoke([HumanMessage("2+3?")])
+    assert backend.requests[-1][0].endswith(prompt_end)
+    assert message.additional_kwargs["reasoning_content"] == "Add them."
+    assert message.content == "On it."
+    assert [(c["name"], c["args"]) for c in message.tool_calls] == [("add", {"a": 2, "b": 3})]
+    assert message.response_metadata["prompt_format"] == name
