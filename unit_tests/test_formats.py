@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import given, settings
@@ -270,3 +271,62 @@ def test_the_formats_parser_reads_its_familys_output(
     assert message.content == "On it."
     assert [(c["name"], c["args"]) for c in message.tool_calls] == [("add", {"a": 2, "b": 3})]
     assert message.response_metadata["prompt_format"] == name
+
+
+def test_named_format_and_settings_survive_dumpd_and_load() -> None:
+    from langchain_core.load import dumpd, load
+
+    llm = ChatK2(
+        endpoint_url="http://127.0.0.1:9",
+        prompt_format="k2-v3",
+        reasoning_effort="low",
+        tool_call_format="json",
+    )
+    back = load(dumpd(llm), valid_namespaces=["langchain_k2"], allowed_objects=[ChatK2])
+    assert (back.format.name, back.reasoning_effort, back.tool_call_format) == (
+        "k2-v3",
+        "low",
+        "json",
+    )
+
+
+def test_per_call_tool_call_format_is_taught_and_parsed() -> None:
+    backend = ScriptedBackend()
+    llm = ChatK2(backend=backend, prompt_format="k2-v3").bind_tools([TOOL])
+    backend.script(
+        '</ifm|think><ifm|tool_calls>\n<ifm|tool_call>{"name": "add", "arguments": '
+        '{"a": 1, "b": 2}}</ifm|tool_call>\n</ifm|tool_calls>'
+    )
+    message = llm.invoke([HumanMessage("1+2?")], tool_call_format="json")
+    assert "emit one JSON object with the function name" in backend.requests[-1][0]
+    assert [c["args"] for c in message.tool_calls] == [{"a": 1, "b": 2}]
+    assert message.response_metadata["tool_call_format"] == "json"
+
+
+def test_a_new_format_is_one_class_and_one_registry_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What adding a family touches: a `PromptFormat` subclass and its `FORMATS` entry."""
+    from langchain_k2.formats import K2V2Format
+
+    class Upper(K2V2Format):  # a made-up family: K2-V2's dialect, upper-case user turns
+        name: ClassVar[str] = "k2-upper"
+
+        def pieces(self, messages: Any, **options: Any) -> list[str]:
+            shouted = [
+                HumanMessage(str(m.content).upper()) if isinstance(m, HumanMessage) else m
+                for m in messages
+            ]
+            return super().pieces(shouted, **options)
+
+    monkeypatch.setitem(FORMATS, "k2-upper", Upper)
+    backend = ScriptedBackend()
+    backend.script("hm</think_fast>HI")
+    message = ChatK2(backend=backend, prompt_format="k2-upper").invoke("hi")
+    assert backend.requests[-1][0] == (
+        "<|im_start|>user\nHI<|im_end|>\n<|im_start|>assistant\n<think_fast>\n"
+    )
+    assert (message.content, message.response_metadata["prompt_format"]) == ("HI", "k2-upper")
+    # Counting walks the same renderer.
+    parts = render_parts([HumanMessage("hi there")], fmt=get_format("k2-upper"))
+    assert "".join(parts) == (
+        "<|im_start|>user\nHI THERE<|im_end|>\n<|im_start|>assistant\n<think_fast>\n"
+    )
