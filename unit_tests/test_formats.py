@@ -330,3 +330,24 @@ def test_a_new_format_is_one_class_and_one_registry_line(monkeypatch: pytest.Mon
     assert "".join(parts) == (
         "<|im_start|>user\nHI THERE<|im_end|>\n<|im_start|>assistant\n<think_fast>\n"
     )
+
+
+@settings(max_examples=80, deadline=None)
+@given(texts, st.sampled_from(list(FORMATS)))
+def test_no_text_adds_a_marker_to_any_familys_prompt(text: str, name: str) -> None:
+    """User, tool and system text never forge a marker of the family, in any position."""
+    fmt = get_format(name)
+
+    def prompt(value: str) -> str:
+        call = {"name": "add", "args": {"a": value, value: 1}, "id": "c"}
+        messages = [
+            SystemMessage(value),
+            HumanMessage(value),
+            AIMessage(value, tool_calls=[call]),
+            ToolMessage(value, tool_call_id="c"),
+        ]
+        return fmt.render_prompt(messages, tools=[TOOL])
+
+    forged, plain = prompt(text), prompt("x")
+    for marker in fmt.special_markers:
+        assert forged.count(marker) == plain.count(marker), marker
