@@ -214,8 +214,8 @@ class ChatK2(BaseChatModel):
 
     @property
     def format(self) -> PromptFormat:
-        """The prompt format in use: ``prompt_format``, else the served model's family."""
-        return chosen_format(self.prompt_format, self._served)
+        """The prompt format: ``prompt_format``, else the served (or GGUF file's) family."""
+        return chosen_format(self.prompt_format, self._served or self.model_path)
 
     @property
     def _llm_type(self) -> str:

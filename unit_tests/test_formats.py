@@ -351,3 +351,9 @@ def test_no_text_adds_a_marker_to_any_familys_prompt(text: str, name: str) -> No
     forged, plain = prompt(text), prompt("x")
     for marker in fmt.special_markers:
         assert forged.count(marker) == plain.count(marker), marker
+
+
+def test_a_gguf_file_name_picks_the_format_before_the_model_loads() -> None:
+    llm = ChatK2(model_path="/models/K2-Horizon-7B-Q4_K_M.gguf")
+    assert llm.format.name == "k2-v3"  # the in-process backend is built with its markers
+    assert ChatK2(model_path="/models/k2-chat.Q4_K_M.gguf").format.name == "k2-chat"
