@@ -22,7 +22,7 @@ validation, so nothing wrong is ever streamed before a repair.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, ToolCall
@@ -32,7 +32,8 @@ from langchain_core.outputs import ChatGenerationChunk
 from langchain_k2._schema_refs import hoist_definitions
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, json_grammar
 from langchain_k2.formats._pieces import Piece, Reasoning
-from langchain_k2.prompt import K2Format
+from langchain_k2.formats.base import FormatSettings, PromptFormat
+from langchain_k2.formats.selection import describe
 from langchain_k2.stops import StopFilter
 from langchain_k2.tool_binding import refuse_calls
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
@@ -123,11 +124,13 @@ class TurnConfig:
             (``output_version="v1"``), so no text block shares an index with a tool call.
         one_call: keep at most one valid call (``parallel_tool_calls=False``); the others
             are reported in ``response_metadata["dropped_tool_calls"]``.
+        settings: the format's settings of this call (effort, call form); the output
+            parser is built from them, ``response_metadata`` reports them.
     """
 
     prompt: str
     params: GenerationParams
-    fmt: K2Format
+    fmt: PromptFormat
     tools: Sequence[Mapping[str, Any]] = ()
     forced: bool = False
     use_grammar: bool = False
@@ -142,6 +145,7 @@ class TurnConfig:
     refusal: str | None = None
     indexed_text: bool = False
     one_call: bool = False
+    settings: FormatSettings = field(default_factory=FormatSettings)
 
 
 class Turn:
@@ -186,7 +190,7 @@ class Turn:
         self._parser: ToolCallStreamParser | _ConstrainedCall
         self._stop: StopFilter
         fmt = config.fmt
-        self._tag_tokens = frozenset({fmt.tool_call_open, fmt.tool_call_close})
+        self._tag_tokens = frozenset({fmt.tool_call_open, fmt.tool_call_close, *fmt.output_markers})
         params = config.params
         constrained = config.forced and self.use_grammar and bool(config.tools)
         if constrained:
@@ -230,7 +234,9 @@ class Turn:
         tools, fmt = self.config.tools or None, self.config.fmt
         tags = {"open_tag": fmt.tool_call_open, "close_tag": fmt.tool_call_close}
         self._parser = (
-            _ConstrainedCall(tools, **tags) if constrained else ToolCallStreamParser(tools, **tags)
+            _ConstrainedCall(tools, **tags)
+            if constrained
+            else fmt.parser(tools, self.config.settings)  # the family's output parser
         )
         if primed:
             self._parser.feed(fmt.tool_call_open)
@@ -478,6 +484,7 @@ class Turn:
             "model_name": self.config.model_name,
             "seed": final.seed,
             "tool_call_retries": self.repairs,
+            **describe(self.config.fmt, self.config.settings),
         }
         if self.config.engine is not None:
             metadata["engine"] = self.config.engine
