@@ -136,7 +136,7 @@ class K2V2OutputParser:
             if isinstance(part, Reasoning):
                 text = self._reasoning.text(part.text)
                 if text:
-                    out.append(Reasoning(text))
+                    out.append(part if text is part.text else Reasoning(text))
             else:
                 out += self._answer(self._calls.feed(part))
         if end:

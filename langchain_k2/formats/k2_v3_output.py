@@ -62,8 +62,9 @@ class _GroupFinder:
     def __init__(self, fmt: CallFormat, tools: ToolIndex | None) -> None:
         self._fmt, self._tools = fmt, tools
         self._state = _OUT
-        self._held = ""  # outside: a partial open tag; inside: the group so far
-        self._searched = 0
+        self._held = ""  # outside: a partial open tag
+        self._parts: list[str] = []  # inside: the group so far (linear time)
+        self._tail = ""  # inside: its last len(GROUP_CLOSE) - 1 characters
 
     @property
     def in_group(self) -> bool:
@@ -72,9 +73,9 @@ class _GroupFinder:
     def feed(self, delta: str) -> list[str | Piece]:
         if self._state == _DONE:
             return [delta] if delta else []
-        text = self._held + delta
         out: list[str | Piece] = []
         if self._state == _OUT:
+            text = self._held + delta
             start = text.find(GROUP_OPEN)
             if start == -1:
                 keep = partial_suffix(text, GROUP_OPEN)
@@ -83,24 +84,30 @@ class _GroupFinder:
                 return [body] if body else []
             if start:
                 out.append(text[:start])
-            self._state, self._searched = _IN, len(GROUP_OPEN)
-            text = text[start:]
-        end = text.find(GROUP_CLOSE, max(len(GROUP_OPEN), self._searched - len(GROUP_CLOSE) + 1))
+            self._state, self._held = _IN, ""
+            self._parts, self._tail = [GROUP_OPEN], ""
+            delta = text[start + len(GROUP_OPEN) :]
+        window = self._tail + delta
+        end = window.find(GROUP_CLOSE)
         if end == -1:
-            self._held, self._searched = text, len(text)
+            self._parts.append(delta)
+            keep = len(GROUP_CLOSE) - 1
+            self._tail = window[len(window) - keep :] if keep < len(window) else window
             return out
-        end += len(GROUP_CLOSE)
-        out.append(read_group(text[:end], self._fmt, self._tools))
-        self._state, self._held = _DONE, ""
-        if end < len(text):
-            out.append(text[end:])
+        held = "".join(self._parts)
+        cut = len(held) - len(self._tail) + end + len(GROUP_CLOSE)
+        text = held + delta
+        out.append(read_group(text[:cut], self._fmt, self._tools))
+        self._state, self._parts, self._tail = _DONE, [], ""
+        if cut < len(text):
+            out.append(text[cut:])
         return out
 
     def close(self) -> list[str | Piece]:
-        held, state = self._held, self._state
-        self._state, self._held, self._searched = _OUT, "", 0
+        held, state, group = self._held, self._state, "".join(self._parts)
+        self._state, self._held, self._parts, self._tail = _OUT, "", [], ""
         if state == _IN:
-            return [unclosed_group(held)]
+            return [unclosed_group(group)]
         return [held] if held else []
 
 
@@ -195,7 +202,7 @@ class K2V3OutputParser:
             if isinstance(part, Reasoning):
                 text = self._reasoning.text(part.text)
                 if text:
-                    out.append(Reasoning(text))
+                    out.append(part if text is part.text else Reasoning(text))
             else:
                 out += self._answer(self._groups.feed(part))
         if end:

@@ -78,9 +78,17 @@ class ReasoningSplitter:
         self._opened = opened
         self._unclosed = unclosed
         self._boundary = boundary or ""
+        # A tag can only start at one of these characters: a delta with none of them, and
+        # nothing held, is reasoning as it stands (the common case, checked first).
+        self._firsts = (
+            {close[0], boundary[0]} if boundary and unclosed == "boundary" else {close[0]}
+        )
         self._state = _START
-        self._held = ""  # text not yet released (a partial tag, or the held reasoning)
-        self._searched = 0  # under "content": _held[:_searched] holds no close tag
+        self._held = ""  # text not yet released: a partial tag, or the start so far
+        # Under "content": the reasoning held until the close tag, in parts (linear time),
+        # and its last len(close) - 1 characters, where a split close tag may begin.
+        self._parts: list[str] = []
+        self._tail = ""
 
     @property
     def in_reasoning(self) -> bool:
@@ -91,18 +99,29 @@ class ReasoningSplitter:
         """Take the next delta; return reasoning pieces and answer text now known."""
         if self._state == _ANSWER:
             return [delta] if delta else []
+        if self._state == _THINK and self._unclosed == "content":
+            return self._hold(delta)
+        if (
+            self._state == _THINK
+            and not self._held
+            and self._unclosed != "content"
+            and not any(first in delta for first in self._firsts)
+        ):
+            return [Reasoning(delta)] if delta else []
         self._held += delta
         if self._state == _START and not self._leave_start():
             return []
-        if self._state == _ANSWER:
+        if self._state == _ANSWER or self._unclosed == "content":
             text, self._held = self._held, ""
+            if self._state == _THINK:
+                return self._hold(text)
             return [text] if text else []
         return self._think()
 
     def close(self) -> list[Reasoning | str]:
         """End of generation: release what is held, applying the missing-close rule."""
-        held, self._held = self._held, ""
-        state, self._state, self._searched = self._state, _START, 0
+        held = "".join(self._parts) + self._held
+        state, self._state, self._held, self._parts, self._tail = self._state, _START, "", [], ""
         if state == _ANSWER or (state == _START and not self._opened):
             return [held] if held else []
         if self._unclosed == "content":
@@ -124,14 +143,22 @@ class ReasoningSplitter:
             self._state = _THINK if self._opened else _ANSWER
         return True
 
+    def _hold(self, delta: str) -> list[Reasoning | str]:
+        """Under "content": hold ``delta`` too, unless the close tag has come."""
+        window = self._tail + delta
+        end = window.find(self._close)
+        if end == -1:
+            self._parts.append(delta)
+            keep = len(self._close) - 1
+            self._tail = window[len(window) - keep :] if keep < len(window) else window
+            return []
+        held = "".join(self._parts)
+        cut = len(held) - len(self._tail) + end
+        text = held + delta
+        return self._end(Reasoning(text[:cut]), text[cut + len(self._close) :])
+
     def _think(self) -> list[Reasoning | str]:
         text = self._held
-        if self._unclosed == "content":  # hold everything until the close tag
-            end = text.find(self._close, max(0, self._searched - len(self._close) + 1))
-            if end == -1:
-                self._searched = len(text)
-                return []
-            return self._end(Reasoning(text[:end]), text[end + len(self._close) :])
         end = text.find(self._close)
         cut = text.find(self._boundary) if self._unclosed == "boundary" else -1
         if cut != -1 and (end == -1 or cut < end):
@@ -146,7 +173,7 @@ class ReasoningSplitter:
         return [Reasoning(out)] if out else []
 
     def _end(self, reasoning: Reasoning, answer: str) -> list[Reasoning | str]:
-        self._state, self._held, self._searched = _ANSWER, "", 0
+        self._state, self._held, self._parts, self._tail = _ANSWER, "", [], ""
         return [piece for piece in (reasoning, answer) if _has_text(piece)]
 
 
@@ -174,6 +201,8 @@ class Trim:
 
     def text(self, text: str) -> str:
         """The part of ``text`` to emit now (it may be empty)."""
+        if self._started and not self._space and text and not text[-1].isspace():
+            return text  # the common case: nothing held, nothing to hold
         if not self._started:
             text = text.lstrip()
             if not text:
