@@ -129,7 +129,10 @@ class K2V3Format(PromptFormat):
 
     tool_call_open: str = "<ifm|tool_calls>"
     tool_call_close: str = "</ifm|tool_calls>"
-    stop_markers: tuple[str, ...] = (_END, _START)
+    stop_markers: tuple[str, ...] = (_END, _START, "<|ifm|end_of_text|>")
+    """Turn markers, and EOS (id 1) as text: its string is UNVERIFIED (spec section 5),
+    ``<|ifm|end_of_text|>`` by analogy with the BOS; a stop string that never matches is
+    harmless, and engines that report special tokens end the turn on EOS anyway."""
     special_markers: tuple[str, ...] = _MARKERS
     output_markers: tuple[str, ...] = _MARKERS[3:]
     stop_token_ids: tuple[int, ...] = (250019, 1)
