@@ -78,6 +78,9 @@ class PromptFormat(BaseModel):
     """The call forms the family can be taught (empty: one fixed form)."""
     forces_calls: ClassVar[bool] = False
     """Whether a forced ``tool_choice`` is rendered by ending the prompt in the open tag."""
+    bos_in_prompt: ClassVar[bool] = False
+    """Whether the prompt text starts with the BOS marker (K2-V3): an engine must then not
+    add another (``add_special_tokens: false``, spec section 6)."""
 
     tool_call_open: str = ""
     """Opens the model's tool-call output (a block, or a group of blocks)."""

@@ -126,6 +126,7 @@ class K2V3Format(PromptFormat):
     reasoning_efforts: ClassVar[tuple[str, ...]] = EFFORTS
     default_effort: ClassVar[str | None] = "high"
     tool_call_formats: ClassVar[tuple[str, ...]] = ("xml", "xml_typed", "json")
+    bos_in_prompt: ClassVar[bool] = True
 
     tool_call_open: str = "<ifm|tool_calls>"
     tool_call_close: str = "</ifm|tool_calls>"
