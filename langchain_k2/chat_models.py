@@ -96,12 +96,12 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class ChatK2(BaseChatModel):
-    """LLM360's K2-Chat (65B, open weights) as a LangChain chat model.
+    """LLM360's K2 models (K2-Chat, K2-V2-Instruct, K2-Think-V2, K2-V3) as a chat model.
 
     Talks to a serving engine at ``endpoint_url`` (TGI, vLLM, SGLang or a llama.cpp server;
     ``engine``) or runs a GGUF model in process with llama.cpp (``model_path``). Messages
-    are rendered into K2's prompt format, bound tools into its function-calling system
-    prompt, and the model's ``<tool_call>`` blocks are parsed back into ``tool_calls``;
+    are rendered into the family's prompt format (``prompt_format``), bound tools into its
+    tools prompt, and the model's reasoning and calls are parsed back (``tool_calls``);
     malformed calls are repaired (``max_tool_call_retries``) or reported as ``invalid_tool_calls``.
 
     Setup: ``pip install langchain-k2`` and point ``endpoint_url`` (or the environment
