@@ -24,8 +24,8 @@ items: `Reasoning`, answer text and `ToolBlock` s (``shared/spec/k2-family.md`` 
 Example:
     >>> parse_k2_v2(
     ...     'Need the weather.\n</think_fast>\n<tool_call>\n{"name": "weather", '
-    ...     '"arguments": {"city": "Paris"}}\n</tool_call>', effort="medium")[:1]
-    [Reasoning(text='Need the weather.')]
+    ...     '"arguments": {"city": "Paris"}}\n</tool_call>', effort="medium")[0]
+    Reasoning(text='Need the weather.')
 """
 
 from __future__ import annotations

@@ -190,8 +190,8 @@ class Trim:
 
     Example:
         >>> trim = Trim()
-        >>> [trim.text(s) for s in ("\n ", "Hi ", " there\n")]
-        ['', 'Hi', '  there']
+        >>> "|".join(trim.text(s) for s in ("\n ", "Hi ", " there\n"))
+        '|Hi|  there'
     """
 
     def __init__(self) -> None:
