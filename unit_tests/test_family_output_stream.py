@@ -22,7 +22,7 @@ from langchain_k2.tool_block import ToolBlock
 from langchain_k2.tool_schema import tool_index
 from unit_tests.family_output import WEATHER, summary
 
-EXAMPLES = int(os.environ.get("K2_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("K2_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TOOLS = tool_index(WEATHER)
 

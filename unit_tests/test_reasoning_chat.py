@@ -169,3 +169,15 @@ def test_any_token_split_streams_to_the_invoked_message(sizes: list[int], fmt: s
     assert total.content == invoked.content == "Let me look.\n\nWait."
     assert [c["args"] for c in total.tool_calls] == [c["args"] for c in invoked.tool_calls]
     assert [c["args"] for c in invoked.tool_calls] == [{"query": "1984", "limit": 3}]
+
+
+async def test_async_twins_return_the_same_reasoning() -> None:
+    llm, backend = model("k2-v3", reasoning_effort="low")
+    tokens = ["Short ", "thought.", "</ifm|think_faster>", "Short answer."]
+    backend.script(tokens, tokens)
+    invoked = await llm.ainvoke("q")
+    chunks = [chunk async for chunk in llm.astream("q")]
+    total = merged(chunks)
+    assert invoked.additional_kwargs == {"reasoning_content": "Short thought."}
+    assert (total.content, total.additional_kwargs) == (invoked.content, invoked.additional_kwargs)
+    assert chunks[-1].chunk_position == "last"

@@ -24,8 +24,8 @@ items: `Reasoning`, answer text and `ToolBlock` s (``shared/spec/k2-family.md`` 
 Example:
     >>> parse_k2_v2(
     ...     'Need the weather.\n</think_fast>\n<tool_call>\n{"name": "weather", '
-    ...     '"arguments": {"city": "Paris"}}\n</tool_call>', effort="medium")[:1]
-    [Reasoning(text='Need the weather.')]
+    ...     '"arguments": {"city": "Paris"}}\n</tool_call>', effort="medium")[0]
+    Reasoning(text='Need the weather.')
 """
 
 from __future__ import annotations
@@ -118,6 +118,9 @@ class K2V2OutputParser:
 
     def feed(self, delta: str) -> list[Piece]:
         """Take the next piece of generated text; return the pieces now known."""
+        if self._split is not None and self._split.plain(delta):  # the common case
+            text = self._reasoning.text(delta)
+            return [Reasoning(text)] if text else []
         parts: list[Reasoning | str] = [delta]
         if self._split is not None:
             parts = self._split.feed(delta)

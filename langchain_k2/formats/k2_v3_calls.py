@@ -27,8 +27,9 @@ Example:
     >>> group = ("<ifm|tool_calls>\n<ifm|tool_call>weather\n<ifm|arg_key>city</ifm|arg_key>\n"
     ...     "<ifm|arg_value>123</ifm|arg_value>\n<ifm|arg_key>days</ifm|arg_key>\n"
     ...     "<ifm|arg_value>2</ifm|arg_value>\n</ifm|tool_call>\n</ifm|tool_calls>")
-    >>> [(c["name"], c["args"]) for c in read_group(group, "xml", tools).tool_calls]
-    [('weather', {'city': '123', 'days': 2})]
+    >>> call = read_group(group, "xml", tools).tool_calls[0]
+    >>> call["name"], call["args"]
+    ('weather', {'city': '123', 'days': 2})
 """
 
 from __future__ import annotations

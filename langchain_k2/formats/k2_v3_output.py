@@ -184,6 +184,9 @@ class K2V3OutputParser:
 
     def feed(self, delta: str) -> list[Piece]:
         """Take the next piece of generated text; return the pieces now known."""
+        if self._split is not None and self._split.plain(delta):  # the common case
+            text = self._reasoning.text(delta)
+            return [Reasoning(text)] if text else []
         parts: list[Reasoning | str] = [delta]
         if self._split is not None:
             parts = self._split.feed(delta)

@@ -95,18 +95,25 @@ class ReasoningSplitter:
         """Whether the text fed so far ends inside the reasoning (or may still start one)."""
         return self._state != _ANSWER
 
+    def plain(self, delta: str) -> bool:
+        """Whether ``delta`` is reasoning as it stands (no tag can start in it, none held).
+
+        `feed` would return it as one `Reasoning` piece; a caller may skip the call.
+        """
+        return (
+            self._state == _THINK
+            and not self._held
+            and self._unclosed != "content"
+            and not any(first in delta for first in self._firsts)
+        )
+
     def feed(self, delta: str) -> list[Reasoning | str]:
         """Take the next delta; return reasoning pieces and answer text now known."""
         if self._state == _ANSWER:
             return [delta] if delta else []
         if self._state == _THINK and self._unclosed == "content":
             return self._hold(delta)
-        if (
-            self._state == _THINK
-            and not self._held
-            and self._unclosed != "content"
-            and not any(first in delta for first in self._firsts)
-        ):
+        if self.plain(delta):
             return [Reasoning(delta)] if delta else []
         self._held += delta
         if self._state == _START and not self._leave_start():
@@ -190,8 +197,8 @@ class Trim:
 
     Example:
         >>> trim = Trim()
-        >>> [trim.text(s) for s in ("\n ", "Hi ", " there\n")]
-        ['', 'Hi', '  there']
+        >>> "|".join(trim.text(s) for s in ("\n ", "Hi ", " there\n"))
+        '|Hi|  there'
     """
 
     def __init__(self) -> None:
