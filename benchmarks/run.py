@@ -30,6 +30,7 @@ require_bench_extra()
 from benchmarks import (  # noqa: E402 -- after the check that names the missing extra
     concurrency,
     engines,
+    families,
     local,
     malformed,
     overhead,
@@ -46,6 +47,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     malformed,
     local,
     engines,
+    families,
 )
 NAMES = {
     "parser": parser,
@@ -55,6 +57,7 @@ NAMES = {
     "malformed": malformed,
     "local": local,
     "engines": engines,
+    "families": families,
 }
 #: Every row of the table, in order (the smoke test checks them).
 ROW_KEYS: tuple[str, ...] = tuple(key for module in SECTIONS for key in module.KEYS)

@@ -118,6 +118,8 @@ PASSED_THROUGH = frozenset(
         "stream",
         "parallel_tool_calls",
         "response_format",
+        "reasoning_effort",
+        "tool_call_format",
     }
 )
 """Options read by turn setup. Two are set by ``with_structured_output``:

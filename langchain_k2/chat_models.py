@@ -44,11 +44,12 @@ from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo
 from langchain_k2.backends.factory import backend_for
 from langchain_k2.bind_options import bind_options
-from langchain_k2.counting import PieceCounter, anchor_of, render_parts
+from langchain_k2.counting import PieceCounter, count_messages
 from langchain_k2.driver import Count, Driver
 from langchain_k2.errors import K2ConfigError
+from langchain_k2.formats import PromptFormat, format_for_model
+from langchain_k2.formats.selection import check_fields, chosen_format
 from langchain_k2.profile import lazy_profile, profile_from_info
-from langchain_k2.prompt import DEFAULT_FORMAT, K2Format
 from langchain_k2.stops import sent_stops
 from langchain_k2.structured import structured_output
 from langchain_k2.tokenizer import load_tokenizer
@@ -98,12 +99,12 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class ChatK2(BaseChatModel):
-    """LLM360's K2-Chat (65B, open weights) as a LangChain chat model.
+    """LLM360's K2 models (K2-Chat, K2-V2-Instruct, K2-Think-V2, K2-V3) as a chat model.
 
     Talks to a serving engine at ``endpoint_url`` (TGI, vLLM, SGLang or a llama.cpp server;
     ``engine``) or runs a GGUF model in process with llama.cpp (``model_path``). Messages
-    are rendered into K2's prompt format, bound tools into its function-calling system
-    prompt, and the model's ``<tool_call>`` blocks are parsed back into ``tool_calls``;
+    are rendered into the family's prompt format (``prompt_format``), bound tools into its
+    tools prompt, and the model's reasoning and calls are parsed back (``tool_calls``);
     malformed calls are repaired (``max_tool_call_retries``) or reported as ``invalid_tool_calls``.
 
     Setup: ``pip install langchain-k2`` and point ``endpoint_url`` (or the environment
@@ -170,11 +171,17 @@ class ChatK2(BaseChatModel):
     """Whether ``invoke`` streams through the callbacks (``on_llm_new_token``)."""
     system_prompt: str | None = None
     """System text used when the messages carry no ``SystemMessage``."""
-    prompt_format: K2Format | None = None
-    """K2's markers and function-calling prompt; ``None`` means K2-Chat's own (the card's).
-
-    Override for a deployment whose template differs, or for a stand-in model
-    (``K2Format.chatml()``). Only the default survives ``dumpd``/``load``."""
+    prompt_format: str | PromptFormat | None = None
+    """The model family's prompt format: ``"k2-chat"``, ``"k2-v2"`` (K2-V2-Instruct),
+    ``"k2-think-v2"``, ``"k2-v3"`` (K2 Horizon), or a format object (``K2Format(...)``,
+    ``K2Format.chatml()`` for a stand-in). ``None``: the family of the model the engine
+    reports serving, else K2-Chat; ``response_metadata["prompt_format"]`` says which."""
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+    """Reasoning effort of the reasoning families (also per call); ``None``: the family's
+    default (K2-V2-Instruct medium, K2-Think-V2 and K2-V3 high). Refused for K2-Chat."""
+    tool_call_format: Literal["xml", "xml_typed", "json"] | None = None
+    """K2-V3's call form, taught in the tools prompt and parsed back (also per call);
+    ``None``: ``"xml"``. Refused for the other families."""
     max_tool_call_retries: int = Field(default=2, ge=0)
     """Repairs of malformed tool calls per turn; then they stay ``invalid_tool_calls``."""
     neutralize_markers: bool = True
@@ -199,15 +206,17 @@ class ChatK2(BaseChatModel):
     _pieces: PieceCounter | None = PrivateAttr(default=None)
     _own_profile: bool = PrivateAttr(default=False)
     _seen_info: BackendInfo | None = PrivateAttr(default=None)
+    _served: str | None = PrivateAttr(default=None)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**_resolve_target(checked_arguments(type(self), kwargs)))
+        check_fields(self.prompt_format, self.reasoning_effort, self.tool_call_format)
         self._own_profile = kwargs.get("profile") is not None
 
     @property
-    def format(self) -> K2Format:
-        """The prompt format in use (``prompt_format`` or K2-Chat's default)."""
-        return self.prompt_format or DEFAULT_FORMAT
+    def format(self) -> PromptFormat:
+        """The prompt format: ``prompt_format``, else the served (or GGUF file's) family."""
+        return chosen_format(self.prompt_format, self._served or self.model_path)
 
     @property
     def _llm_type(self) -> str:
@@ -378,13 +387,15 @@ class ChatK2(BaseChatModel):
         if info is self._seen_info:
             return
         self._seen_info = info
-        if self.prompt_format is None:  # K2's own format: is K2 what the engine serves?
+        if self.prompt_format is None and format_for_model(info.model_id):
+            self._served = info.model_id  # a K2 family: its format is used
+        elif self.prompt_format is None:  # K2's own format: is K2 what the engine serves?
             warn_if_other_model(info, self.model_name, self._get_backend())
         if not self._own_profile:
-            self.profile = profile_from_info(info, self.context_window)
+            self.profile = profile_from_info(info, self.context_window, self.format)
 
     def _resolve_model_profile(self) -> ModelProfile | None:
-        """K2-Chat's capabilities; the window from ``context_window`` until the engine's."""
+        """The family's capabilities; the window from ``context_window`` until the engine's."""
         return lazy_profile(self)  # asks the engine when a limit is read before any call
 
     def _prepare_turn(
@@ -469,29 +480,21 @@ class ChatK2(BaseChatModel):
         self,
         messages: list[BaseMessage],
         tools: Sequence[Any] | None = None,
+        *,
+        tool_choice: ToolChoice = None,
     ) -> int:
-        """Tokens of the K2 prompt these messages (and tools) render into.
+        """Tokens of the prompt these messages, tools and ``tool_choice`` render into.
 
-        Counts any list, as ``trim_messages`` needs (slices that are no conversation are
-        written with each message's role markers: `render_parts`). Without a local
-        ``tokenizer`` each distinct message is counted once per model, new ones together
-        (one TGI ``/tokenize``), and the counts summed. An empty list counts 0.
+        Any list counts, as ``trim_messages`` needs, through the renderer's own pieces
+        (`langchain_k2.counting.count_messages`); without a local ``tokenizer`` each
+        distinct piece is counted once per model and the counts summed.
         """
-        if not messages:
-            return 0
-        parts = render_parts(
-            messages,
-            fmt=self.format,
-            tools=normalize_tools(tools) if tools else None,
-            default_system=self.system_prompt,
-            neutralize_markers=self.neutralize_markers,
-        )
         if self.tokenizer is not None:  # local and cheap: the whole prompt at once
-            return self._driver().count("".join(parts))
+            return count_messages(self, messages, tools, tool_choice, self._driver().count)
         if self._pieces is None:
             starts = getattr(self._get_backend(), "token_starts", None)
             self._pieces = PieceCounter(self._driver().count, starts)
-        return self._pieces.count(parts, anchor=anchor_of(self.format))
+        return count_messages(self, messages, tools, tool_choice, self._pieces)
 
 
 __all__ = ["ChatK2"]

@@ -2,14 +2,15 @@
 
 In: messages in any order (``trim_messages`` probes slices that are no conversation: a
 leading ``ToolMessage``, a ``SystemMessage`` that is not first, a reversed history), the
-bound tools, a `K2Format`, and a function counting a text's tokens (the server's
+bound tools, a `PromptFormat` (any family), and a function counting a text's tokens (the server's
 ``/tokenize``, or a local tokenizer). Out: the number of tokens.
 
-`render_parts` renders leniently: the system section, one piece per message and the
-turn's ending, written exactly as `langchain_k2.prompt.render_prompt` writes them, so
-for a conversation it would accept their concatenation is its prompt; where it would
-refuse (a misplaced system message, a tool answer with no call, another role), each
-message is still written with its role's markers. `PieceCounter` counts each piece once
+`render_parts` asks the format's own renderer for its pieces (`PromptFormat.pieces`:
+the system section, one piece per message or run of tool results, the turn's ending),
+leniently: for a conversation the renderer accepts their concatenation is its prompt
+(one walker renders and counts); where it would refuse (a misplaced system message, a
+tool answer with no call, another role), each message is still written with its role's
+markers. `PieceCounter` counts each piece once
 and sums: a history probed many times (``trim_messages``' binary search, ``allow_partial``)
 costs one count per distinct message, not one per probe, and with a server that reports
 token offsets the new messages of a call are counted in one request.
@@ -36,31 +37,14 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
+from langchain_core.messages import BaseMessage
 
-from langchain_k2.errors import K2InputError
-from langchain_k2.prompt import (
-    K2Format,
-    _role_of,
-    _system_section,
-    content_text,
-    neutralize,
-    neutralize_json,
-    tool_calls_json,
-)
+from langchain_k2.formats.base import FormatSettings, PromptFormat
+from langchain_k2.formats.selection import call_settings
+from langchain_k2.tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
 
 
-def _lenient_role(message: BaseMessage) -> str:
-    """The role `render_prompt` gives a message; any other role is written as a user's."""
-    if isinstance(message, ChatMessage) and message.role not in {"user", "assistant", "system"}:
-        return "user"
-    try:
-        return _role_of(message)
-    except K2InputError:
-        return "user"
-
-
-def anchor_of(fmt: K2Format) -> str:
+def anchor_of(fmt: PromptFormat) -> str:
     """A marker to count pieces after (the format's first special marker)."""
     return fmt.special_markers[0] if fmt.special_markers else ""
 
@@ -68,68 +52,31 @@ def anchor_of(fmt: K2Format) -> str:
 def render_parts(
     messages: Sequence[BaseMessage],
     *,
-    fmt: K2Format,
+    fmt: PromptFormat,
     tools: Sequence[Mapping[str, Any]] | None = None,
     default_system: str | None = None,
     neutralize_markers: bool = True,
+    force_tool_call: bool = False,
+    settings: FormatSettings | None = None,
 ) -> list[str]:
-    """The system section, one piece per remaining message, then the turn's ending.
+    """The prompt's pieces, from the renderer itself (`PromptFormat.pieces`, leniently).
 
-    Their concatenation is `render_prompt`'s prompt for any conversation it renders; other
+    Their concatenation is the format's prompt for any conversation it renders; other
     lists render too (nothing is refused but non-text content).
 
     Raises:
         K2InputError: a message holds non-text content (K2-Chat is text-only), or tool-call
             arguments that are not JSON.
     """
-
-    def text(message: BaseMessage) -> str:
-        raw = content_text(message)
-        return neutralize(raw, fmt) if neutralize_markers else raw
-
-    roles = [_lenient_role(m) for m in messages]
-    leading = 0
-    while leading < len(messages) and roles[leading] == "system":
-        leading += 1
-    system = "\n\n".join(text(m) for m in messages[:leading]) if leading else default_system
-    parts = [_system_section(fmt, system, tools, safe=neutralize_markers)]
-    previous = "system"
-    last = len(messages) - 1
-    for index in range(leading, len(messages)):
-        message, role = messages[index], roles[index]
-        piece: list[str] = []
-        if role != "tool" and previous == "tool":
-            piece.append(fmt.after_tool_responses)
-        if role == "system":  # misplaced: written as a system section of its own
-            piece += [fmt.system_prefix, text(message), fmt.system_suffix]
-        elif role == "user":
-            piece += [fmt.user_prefix, text(message), fmt.user_suffix]
-        elif role == "assistant":
-            if previous != "tool":
-                piece.append(fmt.assistant_prefix)
-            piece.append(text(message))
-            calls = message.tool_calls if isinstance(message, AIMessage) else []
-            if calls:
-                listing = tool_calls_json(calls)
-                piece += [
-                    fmt.tool_call_open,
-                    neutralize_json(listing, fmt) if neutralize_markers else listing,
-                    fmt.tool_call_close,
-                    fmt.tool_call_turn_suffix,
-                ]
-            elif index < last:
-                piece.append(fmt.assistant_suffix)
-        else:
-            if previous != "tool":
-                piece.append(fmt.tool_responses_prefix)
-            piece += [fmt.tool_response_open, text(message), fmt.tool_response_close]
-        parts.append("".join(piece))
-        previous = role
-    if previous == "tool":
-        parts.append(fmt.after_tool_responses)
-    elif previous in {"user", "system"}:
-        parts.append(fmt.assistant_prefix)
-    return parts
+    return fmt.pieces(
+        messages,
+        tools=tools,
+        default_system=default_system,
+        force_tool_call=force_tool_call,
+        neutralize_markers=neutralize_markers,
+        settings=settings,
+        lenient=True,
+    )
 
 
 class PieceCounter:
@@ -209,4 +156,44 @@ class PieceCounter:
         return total
 
 
-__all__ = ["PieceCounter", "anchor_of", "render_parts"]
+def count_messages(
+    model: Any,
+    messages: Sequence[BaseMessage],
+    tools: Sequence[Any] | None,
+    tool_choice: ToolChoice,
+    counter: PieceCounter | Callable[[str], int],
+) -> int:
+    """Tokens of the prompt ``model`` (a ``ChatK2``) sends for ``messages`` and ``tools``.
+
+    The pieces come from the same renderer, with the same system prompt, settings and
+    forced-call ending as the request itself (`langchain_k2.turn_setup`), so the count
+    is the input tokens the server reports. ``counter``: a `PieceCounter`, or a function
+    counting the whole prompt at once (a local tokenizer).
+    """
+    if not messages:
+        return 0
+    fmt: PromptFormat = model.format
+    formatted = normalize_tools(tools) if tools else []
+    mode, _ = resolve_tool_choice(tool_choice, formatted)
+    settings = call_settings(
+        fmt,
+        model.reasoning_effort,
+        model.tool_call_format,
+        {},
+        ends_in_reasoning=fmt.ends_in_reasoning(messages),
+    )
+    parts = render_parts(
+        messages,
+        fmt=fmt,
+        tools=formatted if formatted and mode != "none" else None,
+        default_system=model.system_prompt,
+        neutralize_markers=model.neutralize_markers,
+        force_tool_call=mode in {"any", "tool"} and fmt.forces_calls,
+        settings=settings,
+    )
+    if isinstance(counter, PieceCounter):
+        return counter.count(parts, anchor=anchor_of(fmt))
+    return counter("".join(parts))
+
+
+__all__ = ["PieceCounter", "anchor_of", "count_messages", "render_parts"]

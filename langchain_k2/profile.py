@@ -1,9 +1,11 @@
-"""``ChatK2.profile``: what K2-Chat can do, in langchain-core's ``ModelProfile`` terms.
+"""``ChatK2.profile``: what the K2 family in use can do, in ``ModelProfile`` terms.
 
-In: the context limits known so far (``context_window``, then the engine's reported
-window and prompt limit). Out: a ``ModelProfile`` dict: K2-Chat's static capabilities
-(open weights, text in and out only, tool calling with ``tool_choice`` and streamed
-tool-call chunks) and, once known, ``max_input_tokens`` / ``max_output_tokens``.
+In: the prompt format in use (its family) and the context limits known so far
+(``context_window``, then the engine's reported window and prompt limit). Out: a
+``ModelProfile`` dict: the static capabilities (open weights, text in and out only, tool
+calling with ``tool_choice`` and streamed tool-call chunks), the family's reasoning
+(``reasoning_output``, ``reasoning_effort_levels``, ``reasoning_effort_default``) and,
+once known, ``max_input_tokens`` / ``max_output_tokens``.
 LangChain reads it: ``SummarizationMiddleware(trigger=("fraction", ...))`` needs
 ``max_input_tokens``; ``create_agent`` reads ``structured_output`` to choose between
 provider-native structured output and tool calling.
@@ -20,6 +22,10 @@ Example:
     (True, False, 4000)
     >>> "max_input_tokens" in k2_profile()
     False
+    >>> from langchain_k2.formats import get_format
+    >>> v3 = k2_profile(fmt=get_format("k2-v3"))
+    >>> v3["name"], v3["reasoning_output"], v3["reasoning_effort_levels"]
+    ('K2-V3', True, ['low', 'medium', 'high'])
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ from langchain_core.language_models import ModelProfile
 from langchain_k2.backends.base import BackendInfo
 from langchain_k2.context import window_from_info
 from langchain_k2.errors import K2Error
+from langchain_k2.formats.base import PromptFormat
+
+NAMES = {"k2-chat": "K2-Chat", "k2-v2": "K2-V2-Instruct", "k2-think-v2": "K2-Think-V2"}
+"""The profile name of each family (K2-V3 is named as its format)."""
 
 CAPABILITIES: ModelProfile = {
     "name": "K2-Chat",
@@ -63,8 +73,13 @@ CAPABILITIES: ModelProfile = {
 """K2-Chat's static capabilities (a text-only 65B model with Hermes-style tool calls)."""
 
 
-def k2_profile(*, window: int | None = None, max_input_tokens: int | None = None) -> ModelProfile:
-    """K2-Chat's profile with the limits known so far.
+def k2_profile(
+    *,
+    window: int | None = None,
+    max_input_tokens: int | None = None,
+    fmt: PromptFormat | None = None,
+) -> ModelProfile:
+    """The family's profile with the limits known so far.
 
     Args:
         window: prompt plus new tokens, at most (``context_window``, TGI's
@@ -72,8 +87,16 @@ def k2_profile(*, window: int | None = None, max_input_tokens: int | None = None
             generate, so it is ``max_output_tokens``.
         max_input_tokens: the longest prompt the engine takes; the window when unknown,
             and never more than the window.
+        fmt: the prompt format in use (``None``: K2-Chat's).
     """
     profile: ModelProfile = {**CAPABILITIES}
+    if fmt is not None:
+        extra = cast("dict[str, Any]", profile)
+        extra["name"] = NAMES.get(fmt.name, fmt.name.upper())
+        extra["reasoning_output"] = bool(fmt.reasoning_efforts)
+        if fmt.reasoning_efforts:
+            extra["reasoning_effort_levels"] = list(fmt.reasoning_efforts)
+            extra["reasoning_effort_default"] = fmt.default_effort
     limits = [limit for limit in (max_input_tokens, window) if limit is not None]
     prompt_limit = min(limits) if limits else None
     if prompt_limit is not None:
@@ -133,10 +156,12 @@ class LazyProfile(dict[str, Any]):
         return (dict, (dict(self),))
 
 
-def profile_from_info(info: BackendInfo, context_window: int | None) -> ModelProfile:
-    """K2-Chat's profile with the engine's limits, narrowed by ``context_window``."""
+def profile_from_info(
+    info: BackendInfo, context_window: int | None, fmt: PromptFormat | None = None
+) -> ModelProfile:
+    """The family's profile with the engine's limits, narrowed by ``context_window``."""
     limits = window_from_info(info.max_input_tokens, info.max_total_tokens, context_window)
-    return k2_profile(window=limits.window, max_input_tokens=limits.max_input_tokens)
+    return k2_profile(window=limits.window, max_input_tokens=limits.max_input_tokens, fmt=fmt)
 
 
 def lazy_profile(model: Any) -> ModelProfile:
@@ -147,7 +172,7 @@ def lazy_profile(model: Any) -> ModelProfile:
     limit is first read. The model is held weakly, so the profile keeps nothing alive.
     """
     if model.context_window is not None:
-        return k2_profile(window=model.context_window)
+        return k2_profile(window=model.context_window, fmt=model.format)
     owner = weakref.ref(model)
 
     def fill() -> ModelProfile | None:
@@ -159,6 +184,6 @@ def lazy_profile(model: Any) -> ModelProfile:
         except K2Error:  # unreachable or not K2: the limits stay unknown, asked again later
             return None
         found._note_info(info)
-        return profile_from_info(info, found.context_window)
+        return profile_from_info(info, found.context_window, found.format)
 
-    return cast("ModelProfile", LazyProfile(k2_profile(), fill))
+    return cast("ModelProfile", LazyProfile(k2_profile(fmt=model.format), fill))

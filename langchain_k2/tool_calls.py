@@ -44,6 +44,7 @@ from langchain_k2.tool_block import (
     read_block,
     strip_fences,
 )
+from langchain_k2.tool_schema import ToolIndex
 from langchain_k2.tool_schema import tool_index as _tool_index
 
 __all__ = [
@@ -167,7 +168,7 @@ class ToolCallStreamParser:
 
     def __init__(
         self,
-        tools: Sequence[Mapping[str, Any]] | None = None,
+        tools: Sequence[Mapping[str, Any]] | ToolIndex | None = None,
         *,
         open_tag: str = OPEN_TAG,
         close_tag: str = CLOSE_TAG,
@@ -175,7 +176,7 @@ class ToolCallStreamParser:
         """Create a parser for one stream.
 
         Args:
-            tools: The bound tools (see `parse_block`).
+            tools: The bound tools (see `parse_block`), or their `ToolIndex`.
             open_tag: The tag that opens a block.
             close_tag: The tag that closes a block.
 
@@ -184,7 +185,7 @@ class ToolCallStreamParser:
             ToolDefinitionError: a tool has no name, a duplicate name or an invalid schema.
         """
         check_tags(open_tag, close_tag)
-        self._index = _tool_index(tools)
+        self._index = tools if isinstance(tools, ToolIndex) else _tool_index(tools)
         self._open = open_tag
         self._close = close_tag
         # A held suffix starts with a tag's first character within the last `_reach` ones.

@@ -131,6 +131,15 @@ class ToolIndex:
             return None
         return f"arguments for {name!r} fail its schema: {problem}"
 
+    def parameters(self, name: str) -> Mapping[str, Any] | None:
+        """The JSON schema of tool ``name``'s arguments (``None``: unknown tool or none given).
+
+        Example:
+            >>> tool_index([{"name": "f", "parameters": {"type": "object"}}]).parameters("f")
+            {'type': 'object'}
+        """
+        return self._schemas.get(name)
+
 
 @functools.lru_cache(maxsize=256)
 def _compiled_schema(schema_json: str) -> Any:

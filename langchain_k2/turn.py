@@ -22,7 +22,7 @@ validation, so nothing wrong is ever streamed before a repair.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, ToolCall
@@ -32,7 +32,9 @@ from langchain_core.outputs import ChatGenerationChunk
 from langchain_k2._schema_refs import hoist_definitions
 from langchain_k2._unicode import clean_surrogates
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, json_grammar
-from langchain_k2.prompt import K2Format
+from langchain_k2.formats._pieces import Piece, Reasoning
+from langchain_k2.formats.base import FormatSettings, PromptFormat
+from langchain_k2.formats.selection import describe
 from langchain_k2.stops import StopFilter
 from langchain_k2.tool_binding import refuse_calls
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
@@ -123,11 +125,13 @@ class TurnConfig:
             (``output_version="v1"``), so no text block shares an index with a tool call.
         one_call: keep at most one valid call (``parallel_tool_calls=False``); the others
             are reported in ``response_metadata["dropped_tool_calls"]``.
+        settings: the format's settings of this call (effort, call form); the output
+            parser is built from them, ``response_metadata`` reports them.
     """
 
     prompt: str
     params: GenerationParams
-    fmt: K2Format
+    fmt: PromptFormat
     tools: Sequence[Mapping[str, Any]] = ()
     forced: bool = False
     use_grammar: bool = False
@@ -142,6 +146,7 @@ class TurnConfig:
     refusal: str | None = None
     indexed_text: bool = False
     one_call: bool = False
+    settings: FormatSettings = field(default_factory=FormatSettings)
 
 
 class Turn:
@@ -155,7 +160,7 @@ class Turn:
         aborted: the current request was abandoned at a broken block.
         repair_skipped: why a broken call was kept unrepaired (no room in the window, or
             the repair request failed), if so.
-        emitted: the kept completion: text and validated blocks, in order.
+        emitted: the kept completion: text, reasoning and validated blocks, in order.
         schema_errors: the calls kept in ``tool_calls`` although their arguments fail
             their tool's schema (repairs ran out): call id to error.
         dropped_calls: valid calls beyond the first under ``one_call``.
@@ -168,13 +173,15 @@ class Turn:
         self.repairs = 0
         self.aborted = False
         self.repair_skipped: str | None = None
-        self.emitted: list[str | ToolBlock] = []
+        self.emitted: list[Piece] = []
         self.schema_errors: dict[str, str] = {}
         self.dropped_calls: list[ToolCall] = []
         self._calls_kept = 0
         self._broken: ToolBlock | None = None
         self._next_index = 0  # the next content-block index (text runs and calls share it)
         self._text_index: int | None = None  # the index of the text run going on, if any
+        self._reasoning_index: int | None = None  # the same, for a reasoning run
+        self._reasoning_tokens = 0  # tokens generated while the output was in reasoning
         self._tokens = 0
         self._usage_in = 0
         self._usage_out = 0
@@ -184,7 +191,7 @@ class Turn:
         self._parser: ToolCallStreamParser | _ConstrainedCall
         self._stop: StopFilter
         fmt = config.fmt
-        self._tag_tokens = frozenset({fmt.tool_call_open, fmt.tool_call_close})
+        self._tag_tokens = frozenset({fmt.tool_call_open, fmt.tool_call_close, *fmt.output_markers})
         params = config.params
         constrained = config.forced and self.use_grammar and bool(config.tools)
         if constrained:
@@ -228,7 +235,9 @@ class Turn:
         tools, fmt = self.config.tools or None, self.config.fmt
         tags = {"open_tag": fmt.tool_call_open, "close_tag": fmt.tool_call_close}
         self._parser = (
-            _ConstrainedCall(tools, **tags) if constrained else ToolCallStreamParser(tools, **tags)
+            _ConstrainedCall(tools, **tags)
+            if constrained
+            else fmt.parser(tools, self.config.settings)  # the family's output parser
         )
         if primed:
             self._parser.feed(fmt.tool_call_open)
@@ -245,6 +254,8 @@ class Turn:
         if self.aborted:
             return []
         self._tokens += event.tokens
+        if getattr(self._parser, "in_reasoning", False):
+            self._reasoning_tokens += event.tokens
         if event.special and event.text and event.text not in self._tag_tokens:
             # A special token that is not a tool-call tag (EOS, a turn marker) ends the turn.
             held = self._stop.end()
@@ -265,9 +276,15 @@ class Turn:
         chunks += self._release(self._parser.close())
         return chunks
 
-    def _release(self, items: list[str | ToolBlock]) -> list[ChatGenerationChunk]:
+    def _release(self, items: Sequence[Piece]) -> list[ChatGenerationChunk]:
         chunks: list[ChatGenerationChunk] = []
         for item in items:
+            if isinstance(item, Reasoning):
+                if item.text:
+                    self.emitted.append(item)
+                    if self.config.emit_chunks:
+                        chunks.append(ChatGenerationChunk(message=self._reasoning_chunk(item.text)))
+                continue
             if isinstance(item, str):
                 if item:
                     self.emitted.append(item)
@@ -275,7 +292,8 @@ class Turn:
                         chunks.append(ChatGenerationChunk(message=self._text_chunk(item)))
                 continue
             block = item if self.config.refusal is None else self._refused(item)
-            if block.invalid_tool_calls and self.repairs < self.config.max_repairs:
+            repairable = isinstance(self._parser, (ToolCallStreamParser, _ConstrainedCall))
+            if repairable and block.invalid_tool_calls and self.repairs < self.config.max_repairs:
                 self._schedule_repair(block)
                 break
             chunks += self._keep(block)
@@ -301,7 +319,7 @@ class Turn:
         self.emitted.append(block)
         chunk = block_chunk(block, self._next_index) if self.config.emit_chunks else None
         self._next_index += len(block.tool_calls) + len(block.invalid_tool_calls)
-        self._text_index = None
+        self._text_index = self._reasoning_index = None
         return [] if chunk is None else [ChatGenerationChunk(message=chunk)]
 
     def _first_call_only(self, block: ToolBlock) -> ToolBlock:
@@ -325,12 +343,29 @@ class Turn:
         blocks do): LangChain merges chunks by index, and a text block
         sharing index 0 with the first call would absorb the call (``output_version="v1"``).
         """
+        self._reasoning_index = None
         if not self.config.indexed_text:  # text is a plain string: calls count from 0
             return AIMessageChunk(content=text)
         if self._text_index is None:
             self._text_index = self._next_index
             self._next_index += 1
         return AIMessageChunk(content=[{"type": "text", "text": text, "index": self._text_index}])
+
+    def _reasoning_chunk(self, text: str) -> AIMessageChunk:
+        """A reasoning delta, in ``additional_kwargs["reasoning_content"]``.
+
+        LangChain merges chunks by concatenating it; under ``indexed_text`` the delta is
+        also a standard ``reasoning`` content block with its own index, as text runs have.
+        """
+        self._text_index = None
+        kwargs = {"reasoning_content": text}
+        if not self.config.indexed_text:
+            return AIMessageChunk(content="", additional_kwargs=kwargs)
+        if self._reasoning_index is None:
+            self._reasoning_index = self._next_index
+            self._next_index += 1
+        block = {"type": "reasoning", "reasoning": text, "index": self._reasoning_index}
+        return AIMessageChunk(content=[block], additional_kwargs=kwargs)
 
     def fit_repair(
         self, request: GenerationRequest, prompt_tokens: int
@@ -409,15 +444,24 @@ class Turn:
     # ------------------------------------------------------------------ results
 
     def usage(self) -> UsageMetadata:
-        """Tokens read and written over all requests of the turn (repairs included)."""
-        return cast(
-            "UsageMetadata",
-            {
-                "input_tokens": self._usage_in,
-                "output_tokens": self._usage_out,
-                "total_tokens": self._usage_in + self._usage_out,
-            },
-        )
+        """Tokens read and written over all requests of the turn (repairs included).
+
+        For a family that reasons, ``output_token_details["reasoning"]`` counts the tokens
+        generated while the output was still inside the reasoning (close tag included), from
+        the events' own token counts: no extra tokenizer call. It is 0 when the parse found
+        no reasoning (K2-V3 output with no close tag is all answer), and at most
+        ``output_tokens``.
+        """
+        usage: dict[str, Any] = {
+            "input_tokens": self._usage_in,
+            "output_tokens": self._usage_out,
+            "total_tokens": self._usage_in + self._usage_out,
+        }
+        if hasattr(self._parser, "in_reasoning"):
+            thought = any(isinstance(item, Reasoning) for item in self.emitted)
+            reasoning = min(self._reasoning_tokens, self._usage_out) if thought else 0
+            usage["output_token_details"] = {"reasoning": reasoning}
+        return cast("UsageMetadata", usage)
 
     def response_metadata(self) -> dict[str, Any]:
         """``finish_reason``, ``model_name``, ``seed``, ``tool_call_retries``, ``engine``...
@@ -441,6 +485,7 @@ class Turn:
             "model_name": self.config.model_name,
             "seed": final.seed,
             "tool_call_retries": self.repairs,
+            **describe(self.config.fmt, self.config.settings),
         }
         if self.config.engine is not None:
             metadata["engine"] = self.config.engine
@@ -476,6 +521,7 @@ class Turn:
     def message(self) -> AIMessage:
         """The whole turn as one message (invalid calls keep their error text)."""
         content = "".join(item for item in self.emitted if isinstance(item, str))
+        reasoning = "".join(item.text for item in self.emitted if isinstance(item, Reasoning))
         tool_calls: list[ToolCall] = []
         invalid: list[InvalidToolCall] = []
         for item in self.emitted:
@@ -484,6 +530,7 @@ class Turn:
                 invalid += item.invalid_tool_calls
         return AIMessage(
             content=content,
+            additional_kwargs={"reasoning_content": reasoning} if reasoning else {},
             tool_calls=tool_calls,
             invalid_tool_calls=invalid,
             usage_metadata=self.usage(),
@@ -492,7 +539,11 @@ class Turn:
 
     def completion_text(self) -> str:
         """The kept completion: content and raw blocks, in order (what K2 wrote)."""
-        return "".join(item if isinstance(item, str) else item.raw for item in self.emitted)
+        return "".join(
+            item if isinstance(item, str) else item.raw
+            for item in self.emitted
+            if not isinstance(item, Reasoning)
+        )
 
 
 class _ConstrainedCall:

@@ -21,7 +21,8 @@ from langchain_k2.backends.base import BackendInfo
 from langchain_k2.bind_options import apply_bound_options
 from langchain_k2.context import window_from_info
 from langchain_k2.driver import Count, fitted_prompt, server_stops
-from langchain_k2.prompt import K2Format
+from langchain_k2.formats.base import PromptFormat
+from langchain_k2.formats.selection import call_settings
 from langchain_k2.tool_binding import bound_tools, resolve_tool_choice, unoffered_reason
 from langchain_k2.turn import Turn, TurnConfig
 
@@ -46,18 +47,29 @@ def prepare_turn(
     tools = bound_tools(kwargs.get("tools"))  # bind(tools=[...]) as bind_tools takes them
     mode, allowed = resolve_tool_choice(kwargs.get("tool_choice"), tools)
     refusal = unoffered_reason(kwargs.get("tool_choice"), tools)
-    fmt: K2Format = model.format
+    fmt: PromptFormat = model.format
     messages, params, one_call = apply_bound_options(
         kwargs, messages, params, tools_offered=bool(tools) and mode != "none"
     )
+    settings = call_settings(
+        fmt,
+        model.reasoning_effort,
+        model.tool_call_format,
+        kwargs,
+        ends_in_reasoning=fmt.ends_in_reasoning(messages),
+    )
+    # A format whose turn opens the reasoning cannot end the prompt in the open tag: the
+    # model thinks first (issue 21 item 4), and tool_choice is checked on the output.
+    forced = mode in {"any", "tool"} and fmt.forces_calls
 
     def render(conversation: Sequence[BaseMessage]) -> str:
         return fmt.render_prompt(
             conversation,
             tools=tools if mode != "none" else None,
             default_system=model.system_prompt,
-            force_tool_call=mode in {"any", "tool"},
+            force_tool_call=forced,
             neutralize_markers=model.neutralize_markers,
+            settings=settings,
         )
 
     limits = window_from_info(info.max_input_tokens, info.max_total_tokens, model.context_window)
@@ -77,7 +89,7 @@ def prepare_turn(
             params=params,
             fmt=fmt,
             tools=allowed,  # empty for tool_choice="none"
-            forced=mode in {"any", "tool"},
+            forced=forced,
             use_grammar=use_grammar
             and params.grammar is None
             and kwargs.get("tool_grammar") is not False,
@@ -92,5 +104,6 @@ def prepare_turn(
             max_input_tokens=limits.max_input_tokens,
             indexed_text=model.output_version == "v1",
             one_call=one_call,
+            settings=settings,
         )
     )

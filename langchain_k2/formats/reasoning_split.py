@@ -1,0 +1,224 @@
+"""The reasoning splitter shared by the K2 families: thought first, then the answer.
+
+In: generated text, whole or in deltas, and the effort's tags (``<think_fast>`` /
+``</think_fast>``, ``<ifm|think>`` / ``</ifm|think>``...). Out: `Reasoning` pieces and
+answer text (``str``, still to be searched for tool calls), in order. Partial tags at the end
+of a delta are held back until the next delta tells what they are, so any split of a text
+yields pieces that join to the whole-text result.
+
+The rules (``shared/spec/k2-family.md`` sections 3 and 7):
+
+* The prompt normally opens the reasoning (``opened=True``): the output starts inside it.
+  One opening tag generated anyway at the start (after whitespace) is dropped. With
+  ``opened=False`` the output is reasoning only if it starts with the opening tag.
+* Reasoning ends at the effort's close tag, which is dropped. Any other tag (another
+  effort's close tag, tool-call markup) is reasoning text: a call drafted in the thought is
+  never a call.
+* A missing close tag (``unclosed``): ``"reasoning"`` keeps everything as reasoning
+  (K2-V2, vLLM ``k2_v2``); ``"content"`` is upstream vLLM ``k2_horizon``'s whole-output
+  rule for K2-V3: if the ``boundary`` (``<ifm|tool_calls>``) occurs the reasoning ends
+  just before it, else there was no reasoning and everything is answer. That can only be
+  decided at the close tag or at the end, so under ``"content"`` the reasoning is held
+  until then. ``"boundary"`` is upstream's streaming rule: the reasoning ends at the close
+  tag or at the first boundary, whichever comes first, and is streamed as it comes.
+
+Example:
+    >>> split = ReasoningSplitter("<think>", "</think>")
+    >>> split.feed("Two and two.</th") + split.feed("ink>Four.") + split.close()
+    [Reasoning(text='Two and two.'), 'Four.']
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langchain_k2.formats._pieces import Reasoning
+from langchain_k2.tool_block import partial_suffix
+
+__all__ = ["ReasoningSplitter", "Trim", "Unclosed"]
+
+Unclosed = Literal["reasoning", "content", "boundary"]
+"""What text is when the reasoning's close tag never comes (see the module docstring)."""
+
+_START, _THINK, _ANSWER = 0, 1, 2
+
+
+class ReasoningSplitter:
+    """Incremental splitter of one generation into reasoning and answer text."""
+
+    def __init__(
+        self,
+        start: str,
+        close: str,
+        *,
+        opened: bool = True,
+        unclosed: Unclosed = "reasoning",
+        boundary: str | None = None,
+    ) -> None:
+        """Create a splitter for one generation.
+
+        Args:
+            start: The effort's opening tag.
+            close: The effort's close tag.
+            opened: The prompt opened the reasoning (the output starts inside it).
+            unclosed: What text is when ``close`` never comes (module docstring).
+            boundary: The answer-side marker that ends a reasoning left unclosed
+                (``unclosed`` ``"content"`` or ``"boundary"``); it stays in the answer.
+
+        Raises:
+            ValueError: a tag is empty, or ``boundary`` is missing where it is needed.
+        """
+        if not start or not close:
+            msg = "the reasoning tags must be non-empty strings"
+            raise ValueError(msg)
+        if unclosed == "boundary" and not boundary:
+            msg = "unclosed='boundary' needs the boundary marker"
+            raise ValueError(msg)
+        self._start_tag, self._close = start, close
+        self._opened = opened
+        self._unclosed = unclosed
+        self._boundary = boundary or ""
+        # A tag can only start at one of these characters: a delta with none of them, and
+        # nothing held, is reasoning as it stands (the common case, checked first).
+        self._firsts = (
+            {close[0], boundary[0]} if boundary and unclosed == "boundary" else {close[0]}
+        )
+        self._state = _START
+        self._held = ""  # text not yet released: a partial tag, or the start so far
+        # Under "content": the reasoning held until the close tag, in parts (linear time),
+        # and its last len(close) - 1 characters, where a split close tag may begin.
+        self._parts: list[str] = []
+        self._tail = ""
+
+    @property
+    def in_reasoning(self) -> bool:
+        """Whether the text fed so far ends inside the reasoning (or may still start one)."""
+        return self._state != _ANSWER
+
+    def plain(self, delta: str) -> bool:
+        """Whether ``delta`` is reasoning as it stands (no tag can start in it, none held).
+
+        `feed` would return it as one `Reasoning` piece; a caller may skip the call.
+        """
+        return (
+            self._state == _THINK
+            and not self._held
+            and self._unclosed != "content"
+            and not any(first in delta for first in self._firsts)
+        )
+
+    def feed(self, delta: str) -> list[Reasoning | str]:
+        """Take the next delta; return reasoning pieces and answer text now known."""
+        if self._state == _ANSWER:
+            return [delta] if delta else []
+        if self._state == _THINK and self._unclosed == "content":
+            return self._hold(delta)
+        if self.plain(delta):
+            return [Reasoning(delta)] if delta else []
+        self._held += delta
+        if self._state == _START and not self._leave_start():
+            return []
+        if self._state == _ANSWER or self._unclosed == "content":
+            text, self._held = self._held, ""
+            if self._state == _THINK:
+                return self._hold(text)
+            return [text] if text else []
+        return self._think()
+
+    def close(self) -> list[Reasoning | str]:
+        """End of generation: release what is held, applying the missing-close rule."""
+        held = "".join(self._parts) + self._held
+        state, self._state, self._held, self._parts, self._tail = self._state, _START, "", [], ""
+        if state == _ANSWER or (state == _START and not self._opened):
+            return [held] if held else []
+        if self._unclosed == "content":
+            cut = held.find(self._boundary) if self._boundary else -1
+            if cut == -1:
+                return [held] if held else []
+            return [piece for piece in (Reasoning(held[:cut]), held[cut:]) if _has_text(piece)]
+        return [Reasoning(held)] if held else []
+
+    def _leave_start(self) -> bool:
+        """Decide whether the output opens with the start tag; False while undecided."""
+        head = self._held.lstrip()
+        if self._start_tag.startswith(head) and len(head) < len(self._start_tag):
+            return False  # blank, or a prefix of the tag: wait for more
+        if head.startswith(self._start_tag):
+            self._held = head[len(self._start_tag) :]
+            self._state = _THINK
+        else:
+            self._state = _THINK if self._opened else _ANSWER
+        return True
+
+    def _hold(self, delta: str) -> list[Reasoning | str]:
+        """Under "content": hold ``delta`` too, unless the close tag has come."""
+        window = self._tail + delta
+        end = window.find(self._close)
+        if end == -1:
+            self._parts.append(delta)
+            keep = len(self._close) - 1
+            self._tail = window[len(window) - keep :] if keep < len(window) else window
+            return []
+        held = "".join(self._parts)
+        cut = len(held) - len(self._tail) + end
+        text = held + delta
+        return self._end(Reasoning(text[:cut]), text[cut + len(self._close) :])
+
+    def _think(self) -> list[Reasoning | str]:
+        text = self._held
+        end = text.find(self._close)
+        cut = text.find(self._boundary) if self._unclosed == "boundary" else -1
+        if cut != -1 and (end == -1 or cut < end):
+            return self._end(Reasoning(text[:cut]), text[cut:])
+        if end != -1:
+            return self._end(Reasoning(text[:end]), text[end + len(self._close) :])
+        keep = partial_suffix(text, self._close)
+        if self._unclosed == "boundary":
+            keep = max(keep, partial_suffix(text, self._boundary))
+        self._held = text[len(text) - keep :]
+        out = text[: len(text) - keep]
+        return [Reasoning(out)] if out else []
+
+    def _end(self, reasoning: Reasoning, answer: str) -> list[Reasoning | str]:
+        self._state, self._held, self._parts, self._tail = _ANSWER, "", [], ""
+        return [piece for piece in (reasoning, answer) if _has_text(piece)]
+
+
+def _has_text(piece: Reasoning | str) -> bool:
+    return bool(piece.text if isinstance(piece, Reasoning) else piece)
+
+
+class Trim:
+    r"""Strips one channel's text (reasoning, or content) as it streams.
+
+    Leading whitespace is dropped; trailing whitespace is held until more text follows it,
+    and dropped at the end, so the joined output is the channel's text ``.strip()``-ped
+    (spec section 7) whatever the split.
+
+    Example:
+        >>> trim = Trim()
+        >>> "|".join(trim.text(s) for s in ("\n ", "Hi ", " there\n"))
+        '|Hi|  there'
+    """
+
+    def __init__(self) -> None:
+        """Start a channel with nothing emitted."""
+        self._started = False
+        self._space = ""
+
+    def text(self, text: str) -> str:
+        """The part of ``text`` to emit now (it may be empty)."""
+        if self._started and not self._space and text and not text[-1].isspace():
+            return text  # the common case: nothing held, nothing to hold
+        if not self._started:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self._started = True
+        body = text.rstrip()
+        if not body:
+            self._space += text
+            return ""
+        out = self._space + body
+        self._space = text[len(body) :]
+        return out
