@@ -17,7 +17,7 @@ from typing import Any, ClassVar, get_args
 
 import pytest
 
-from langchain_k2 import ChatK2, K2NotFoundError
+from langchain_k2 import ChatK2, K2ConfigError, K2NotFoundError
 from langchain_k2.backends.engines import (
     ENGINE_CHOICES,
     ENGINES,
@@ -148,3 +148,50 @@ def test_a_made_up_engine_reports_a_missing_route_naming_engine(toy: str) -> Non
     named = r"No Toy route .* engine= must name the engine it runs \(now 'toy'\)"
     with pytest.raises(K2NotFoundError, match=named):
         llm.invoke("hi")
+
+
+def test_a_bogus_k2_engine_variable_is_refused_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("K2_ENGINE", "bogus")
+    with pytest.raises(K2ConfigError, match=r"K2_ENGINE='bogus' \(an environment variable\)"):
+        ChatK2(endpoint_url="http://127.0.0.1:1")
+    monkeypatch.setenv("K2_ENGINE", "sglang")
+    assert ChatK2(endpoint_url="http://127.0.0.1:1").engine == "sglang"
+
+
+class _LlamaCppPython(_Toy):
+    """llama-cpp-python's server, as far as its model list and completions go."""
+
+    def do_GET(self) -> None:
+        self.log.append(("GET", self.path, None))
+        if self.path == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": "/models/k2-chat.Q4.gguf"}]})
+        else:
+            self._send(404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.log.append(("POST", self.path, body))
+        choice = {"text": "Hi.", "index": 0, "finish_reason": "stop"}
+        usage = {"prompt_tokens": 4, "completion_tokens": 2}
+        self._send(200, {"object": "text_completion", "choices": [choice], "usage": usage})
+
+
+def test_llama_cpp_python_reads_and_sends_the_served_model() -> None:
+    _LlamaCppPython.log = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _LlamaCppPython)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.warns(UserWarning, match="llama-cpp-python's server at .* serves"):
+            message = ChatK2(
+                endpoint_url=url, engine="llama-cpp-python", model_name="Other/Model"
+            ).invoke("hi")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert message.content == "Hi."
+    assert message.response_metadata["model_name"] == "/models/k2-chat.Q4.gguf"
+    sent = [body for method, path, body in _LlamaCppPython.log if path == "/v1/completions"]
+    assert sent[0]["model"] == "Other/Model"  # the user's name, set explicitly, is sent
