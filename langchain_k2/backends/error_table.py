@@ -117,6 +117,10 @@ def _said(f: Failure) -> str:
     return " in the stream" if f.in_stream else ""
 
 
+def _status(f: Failure) -> str:
+    return f"{f.code}: {f.detail}" if f.message.strip() else str(f.code)
+
+
 def _invalid(f: Failure) -> bool:
     return f.code in {400, 422}
 
@@ -126,14 +130,14 @@ def _has(words: tuple[str, ...]) -> Callable[[Failure], bool]:
 
 
 def _grammar(f: Failure, s: Server) -> str:
-    why = (
-        " (it runs without grammar support: TGI's --disable-grammar-support)"
-        if "not supported" in f.message.lower()
-        else ""
-    )
+    if "not supported" in f.message.lower():  # TGI's --disable-grammar-support
+        return (
+            f"{_where(f, s)} refuses grammars ({f.detail}); it was started with "
+            "--disable-grammar-support. ChatK2 falls back to prompting."
+        )
     return (
-        f"{_where(f, s)} refused or could not compile the constraint{why} ({f.detail}); "
-        "ChatK2 falls back to instructions and validates the output on the client."
+        f"{_where(f, s)} could not compile the constraint ({f.detail}); ChatK2 falls back "
+        "to instructions and validates the output on the client."
     )
 
 
@@ -210,8 +214,8 @@ TABLE: tuple[Row, ...] = (
         lambda f: f.code in {401, 403},
         lambda f, s: (
             f"{_where(f, s)} refused the credentials ({f.code}): set hf_token (or "
-            "HF_TOKEN; the bearer token, e.g. vLLM's --api-key) to a token that may use this "
-            "endpoint."
+            "HF_TOKEN) to a token that may use this endpoint (the server's bearer token, "
+            "e.g. vLLM's --api-key)."
         ),
     ),
     Row(
@@ -219,8 +223,9 @@ TABLE: tuple[Row, ...] = (
         K2NotFoundError,
         lambda f: f.code == 404,
         lambda f, s: (
-            f"No {s.label} route at {f.url} (404: {f.detail}): endpoint_url must be "
-            f"the server's base URL and engine= must name the engine it runs (now {s.engine!r})."
+            f"No {s.label} route at {f.url} ({_status(f)}): endpoint_url must be the "
+            "server's base URL, e.g. http://host:8080, and engine= must name the engine it "
+            f"runs (now {s.engine!r})."
         ),
     ),
     Row(
