@@ -1,6 +1,7 @@
 """The one small protocol every backend implements, and the values that cross it.
 
-In: a prompt string and `GenerationParams`. Out: a stream of
+In: a prompt string and `GenerationParams` (its constraint a typed `Grammar`: a JSON
+schema, a regex or GBNF, built by `Grammar.of` / `json_grammar`). Out: a stream of
 `TokenEvent` (one per generated token, special tokens included with their text)
 ending with one `FinalEvent` (finish reason, token counts, seed).
 

@@ -5,7 +5,9 @@ settings. Out: a `Backend`: `TGIBackend`, a `CompletionsBackend`, or an `AutoBac
 that probes the server once, on first use (sync or async alike), and then delegates.
 
 Probing reads a few GET routes, in this order, and stops at the first that answers like
-its engine (`identify` is the pure part):
+its engine (`identify` is the pure part). Each engine's hooks name its probe routes and
+recognise their answers (`langchain_k2.backends.engines`); the order follows their
+``probe_rank``. Today that is:
 
 =====================  ==========================================================
 route                  answers like

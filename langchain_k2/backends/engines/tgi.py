@@ -94,7 +94,7 @@ class TGI(EngineHooks):
 HOOKS = TGI(
     name="tgi",
     label=tgi_wire.SERVER.label,
-    generate_route="",
+    generate_route="",  # the base URL itself (a managed endpoint's URL may have a path)
     info_route="/info",
     tokenize_route="/tokenize",
     context_setting=tgi_wire.SERVER.context_setting,
