@@ -121,7 +121,7 @@ def test_the_table_maps_each_failure(case: tuple[object, ...]) -> None:
 
 def test_every_row_is_reached() -> None:
     reached = {
-        next(row.cause for row in TABLE if row.matches(Failure(s, m, t, URL)))
+        next(row.cause for row in TABLE if row.matches(Failure(s, m, t, URL), VLLM))
         for s, m, t, *_ in MAPPING
     }
     assert reached == {row.cause for row in TABLE}
@@ -152,3 +152,16 @@ def test_a_404_names_engine_for_every_engine() -> None:
     for engine in ("tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python"):
         err = error_from(engine, 404, "Not Found", None, URL)
         assert f"engine= must name the engine it runs (now {engine!r})" in str(err)
+
+
+def test_the_engine_hint_decides_what_a_grammar_complaint_means() -> None:
+    from langchain_k2.backends import tgi_wire
+
+    too_complex = Failure(422, "Grammar is too complex", "validation", URL)
+    refused = Failure(422, "Input validation error: grammar is not supported", "validation", URL)
+    # TGI: only "not supported" means grammars are off (the request is sent again without);
+    # a grammar it cannot handle is a plain validation error (the repair is skipped).
+    assert type(classify(too_complex, tgi_wire.SERVER)) is errors.K2ValidationError
+    assert type(classify(refused, tgi_wire.SERVER)) is errors.K2GrammarUnsupportedError
+    # vLLM/SGLang/llama.cpp name their grammar compiler: the schema did not compile.
+    assert type(classify(too_complex, VLLM)) is errors.K2GrammarUnsupportedError

@@ -101,7 +101,7 @@ def request_body(
 
 def server_of(hooks: EngineHooks) -> Server:
     """Who answers, as the error table names it."""
-    return Server(hooks.name, hooks.label, hooks.context_setting)
+    return Server(hooks.name, hooks.label, hooks.context_setting, hooks.grammar_words)
 
 
 def _not_engine(hooks: EngineHooks, url: str, what: str) -> K2BackendError:

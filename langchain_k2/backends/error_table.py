@@ -64,13 +64,23 @@ class Failure:
         return first or (f"HTTP {self.status}" if self.status is not None else "no message")
 
 
+GRAMMAR_WORDS = ("xgrammar", "grammar", "json_schema", "json schema into")
+"""Words of an engine refusing or failing to compile a constraint."""
+
+
 @dataclass(frozen=True)
 class Server:
-    """Who answered: the ``engine=`` value, its name in messages, its context setting."""
+    """Who answered: the ``engine=`` value, its name in messages, its context setting.
+
+    ``grammar_words``: the engine hint saying a 400/422 is about the constraint (TGI says
+    "grammar is not supported" when started without grammars; the others name their
+    grammar compiler when a schema fails to compile).
+    """
 
     engine: str
     label: str
     context_setting: str
+    grammar_words: tuple[str, ...] = GRAMMAR_WORDS
 
 
 TYPE_STATUS = {
@@ -87,8 +97,6 @@ GATEWAY_UPSTREAM_CODES = frozenset({"call_upstream_request_error"})
 with sglang-router 0.3.2: a stopped worker, after the gateway's own retries): nothing was
 generated, so the request is retried like a 503."""
 
-GRAMMAR_WORDS = ("xgrammar", "grammar", "json_schema", "json schema into")
-"""Words of an engine refusing or failing to compile a constraint."""
 
 CONTEXT_WORDS = (
     "context length",
@@ -125,8 +133,12 @@ def _invalid(f: Failure) -> bool:
     return f.code in {400, 422}
 
 
-def _has(words: tuple[str, ...]) -> Callable[[Failure], bool]:
-    return lambda f: _invalid(f) and any(w in f.message.lower() for w in words)
+def _constraint(f: Failure, s: Server) -> bool:
+    return _invalid(f) and any(w in f.message.lower() for w in s.grammar_words)
+
+
+def _window(f: Failure, _: Server) -> bool:
+    return _invalid(f) and any(w in f.message.lower() for w in CONTEXT_WORDS)
 
 
 def _grammar(f: Failure, s: Server) -> str:
@@ -160,18 +172,18 @@ class Row:
 
     cause: str
     error: type[K2BackendError]
-    matches: Callable[[Failure], bool]
+    matches: Callable[[Failure, Server], bool]
     says: Callable[[Failure, Server], str]
 
 
 TABLE: tuple[Row, ...] = (
-    Row("400/422 naming the constraint", K2GrammarUnsupportedError, _has(GRAMMAR_WORDS), _grammar),
-    Row("400/422 naming the context window", K2ContextOverflowError, _has(CONTEXT_WORDS), _context),
-    Row("other 400/422", K2ValidationError, _invalid, _validation),
+    Row("400/422 naming the constraint", K2GrammarUnsupportedError, _constraint, _grammar),
+    Row("400/422 naming the context window", K2ContextOverflowError, _window, _context),
+    Row("other 400/422", K2ValidationError, lambda f, _: _invalid(f), _validation),
     Row(
         "429 (TGI: overloaded)",
         K2OverloadedError,
-        lambda f: f.code == 429,
+        lambda f, _: f.code == 429,
         lambda f, s: (
             f"{_where(f, s)} is overloaded (429){_said(f)}: {f.detail}. Retried with "
             "backoff up to max_retries; raise max_retries or add replicas."
@@ -180,19 +192,19 @@ TABLE: tuple[Row, ...] = (
     Row(
         "TGI's incomplete_generation",
         K2IncompleteGenerationError,
-        lambda f: f.error_type == "incomplete_generation",
+        lambda f, _: f.error_type == "incomplete_generation",
         lambda f, s: f"{_where(f, s)} reported an incomplete generation{_said(f)}: {f.detail}.",
     ),
     Row(
         "424 (TGI: generation)",
         K2GenerationError,
-        lambda f: f.code == 424,
+        lambda f, _: f.code == 424,
         lambda f, s: f"Generation failed on {_where(f, s)}{_said(f)}: {f.detail}.",
     ),
     Row(
         "5xx from a gateway that could not reach a worker",
         K2UnavailableError,
-        lambda f: (f.code or 0) >= 500 and f.error_type in GATEWAY_UPSTREAM_CODES,
+        lambda f, _: (f.code or 0) >= 500 and f.error_type in GATEWAY_UPSTREAM_CODES,
         lambda f, s: (
             f"{_where(f, s)} could not reach a worker ({f.code} {f.error_type}): "
             f"{f.detail}. The gateway retried it; retried with backoff (its health checks take "
@@ -202,7 +214,7 @@ TABLE: tuple[Row, ...] = (
     Row(
         "502, 503, 504",
         K2UnavailableError,
-        lambda f: f.code in {502, 503, 504},
+        lambda f, _: f.code in {502, 503, 504},
         lambda f, s: (
             f"{_where(f, s)} is unavailable ({f.code}): {f.detail}. It may still be "
             "loading the model; retried with backoff."
@@ -211,7 +223,7 @@ TABLE: tuple[Row, ...] = (
     Row(
         "401, 403",
         K2AuthenticationError,
-        lambda f: f.code in {401, 403},
+        lambda f, _: f.code in {401, 403},
         lambda f, s: (
             f"{_where(f, s)} refused the credentials ({f.code}): set hf_token (or "
             "HF_TOKEN) to a token that may use this endpoint (the server's bearer token, "
@@ -221,7 +233,7 @@ TABLE: tuple[Row, ...] = (
     Row(
         "404",
         K2NotFoundError,
-        lambda f: f.code == 404,
+        lambda f, _: f.code == 404,
         lambda f, s: (
             f"No {s.label} route at {f.url} ({_status(f)}): endpoint_url must be the "
             "server's base URL, e.g. http://host:8080, and engine= must name the engine it "
@@ -231,19 +243,19 @@ TABLE: tuple[Row, ...] = (
     Row(
         "an error event in a stream",
         K2GenerationError,
-        lambda f: f.code is None,
+        lambda f, _: f.code is None,
         lambda f, s: f"Generation failed on {_where(f, s)}{_said(f)}: {f.detail}.",
     ),
     Row(
         "any other 5xx",
         K2ServerError,
-        lambda f: (f.code or 0) >= 500,
+        lambda f, _: (f.code or 0) >= 500,
         lambda f, s: f"{_where(f, s)} failed ({f.code}){_said(f)}: {f.detail}.",
     ),
     Row(
         "any other status",
         K2BackendError,
-        lambda _: True,
+        lambda _f, _s: True,
         lambda f, s: f"{_where(f, s)} failed ({f.code}): {f.detail}.",
     ),
 )
@@ -252,7 +264,7 @@ TABLE: tuple[Row, ...] = (
 
 def classify(failure: Failure, server: Server) -> K2BackendError:
     """The K2 error for ``failure``, per the first `TABLE` row that matches."""
-    row = next(row for row in TABLE if row.matches(failure))
+    row = next(row for row in TABLE if row.matches(failure, server))
     return row.error(
         row.says(failure, server),
         status=failure.code,

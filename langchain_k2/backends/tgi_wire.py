@@ -263,7 +263,16 @@ class StreamDecoder:
 
 # ------------------------------------------------------------------ errors
 
-SERVER = Server("tgi", "TGI", "TGI --max-total-tokens / --max-input-tokens")
+SERVER = Server(
+    "tgi",
+    "TGI",
+    "TGI --max-total-tokens / --max-input-tokens",
+    grammar_words=(
+        "grammar is not supported",
+        "grammars are not supported",
+        "grammar and tools are not supported",
+    ),
+)
 """TGI as the error table names it."""
 
 

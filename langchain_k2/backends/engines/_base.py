@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from langchain_k2.backends.base import BackendInfo, GenerationParams, Grammar
+from langchain_k2.backends.error_table import GRAMMAR_WORDS
 from langchain_k2.backends.gbnf import GBNF
 from langchain_k2.errors import K2ConfigError
 
@@ -104,6 +105,7 @@ class EngineHooks:
         wire: which backend drives it: TGI's token-detail protocol or a raw-completion one.
         sends_model: whether requests carry the served model's id as ``model``.
         cumulative_stream: whether each stream event holds the whole text so far.
+        grammar_words: words of its 400/422 that mean the constraint was refused.
     """
 
     name: str
@@ -117,6 +119,7 @@ class EngineHooks:
     wire: Literal["tgi", "completions"] = "completions"
     sends_model: bool = False
     cumulative_stream: bool = False
+    grammar_words: tuple[str, ...] = GRAMMAR_WORDS
 
     # ------------------------------------------------------------------ probing and info
 

@@ -98,6 +98,7 @@ HOOKS = TGI(
     info_route="/info",
     tokenize_route="/tokenize",
     context_setting=tgi_wire.SERVER.context_setting,
+    grammar_words=tgi_wire.SERVER.grammar_words,
     probes=("/info",),
     probe_rank=0,
     wire="tgi",
