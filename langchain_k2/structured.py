@@ -352,7 +352,8 @@ def structured_output(
             **({"tool_grammar": False} if strict is False else {}),
         )
     else:
-        bound = model.bind(grammar=spec.grammar, ls_structured_output_format=ls_format)
+        grammar = None if spec.grammar is None else spec.grammar.as_option()  # serializable
+        bound = model.bind(grammar=grammar, ls_structured_output_format=ls_format)
     return structured_runnable(
         bound,
         lambda value: model._convert_input(value).to_messages(),

@@ -89,13 +89,21 @@ class Grammar:
                 f"grammar JSON schema is not JSON-serializable: {exc}", error_type="validation"
             ) from exc
 
+    def as_option(self) -> dict[str, Any]:
+        """The ``grammar=`` call option that `Grammar.of` reads back (plain JSON data).
+
+        >>> Grammar("gbnf", 'root ::= "a"').as_option()
+        {'type': 'gbnf', 'value': 'root ::= "a"'}
+        """
+        return {"type": self.kind, "value": self.value}
+
     def tgi(self) -> dict[str, Any]:
         """TGI's ``grammar`` object (``json`` or ``regex``; TGI takes no GBNF)."""
         if self.kind == "gbnf":
             raise K2ConfigError(
                 "TGI takes no GBNF grammar: pass a JSON schema or a regex as grammar=."
             )
-        return {"type": self.kind, "value": self.value}
+        return self.as_option()
 
 
 def json_grammar(schema: Mapping[str, Any] | bool) -> Grammar:
