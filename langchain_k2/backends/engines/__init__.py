@@ -5,7 +5,9 @@ from it: `EngineName` (pinned to the registry by a unit test), `ENGINE_CHOICES` 
 ``"auto"``), `PROBES` (the GET routes ``engine="auto"`` reads, in order) and `LABELS`.
 
 Adding an engine of the raw-completion kind is one module defining one `EngineHooks`
-instance (``HOOKS``) and one line here; nothing else in the backends names engines.
+instance (``HOOKS``) and one line in `ENGINES` (plus its name in the two ``Literal`` types
+below, which a type checker needs spelled out; ``unit_tests/test_engine_registry.py`` fails
+until they match). Nothing else in the backends names engines.
 
 Example:
     >>> ENGINE_CHOICES
