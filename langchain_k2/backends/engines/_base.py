@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from langchain_k2.backends.base import BackendInfo, GenerationParams, Grammar
 from langchain_k2.backends.error_table import GRAMMAR_WORDS
@@ -32,9 +32,8 @@ class NotThisEngineError(Exception):
         self.what = what
 
 
-@dataclass(frozen=True)
-class Piece:
-    """What one answer, or one stream event, says.
+class Piece(NamedTuple):
+    """What one answer, or one stream event, says (a tuple: one is made per token).
 
     ``text`` is the new text (the whole text so far for an engine whose stream is
     cumulative); ``counts`` the prompt and generated token counts when the document has
@@ -194,7 +193,7 @@ def openai_finish(choice: Mapping[str, Any]) -> str | None:
 
 def _usage(doc: Mapping[str, Any]) -> tuple[int | None, int | None] | None:
     usage = doc.get("usage")
-    if not isinstance(usage, Mapping):
+    if not isinstance(usage, dict):
         return None
     return int_or_none(usage.get("prompt_tokens")), int_or_none(usage.get("completion_tokens"))
 
@@ -217,9 +216,9 @@ class OpenAICompletions(EngineHooks):
         BackendInfo(model_id='k2', max_stop_sequences=None, max_input_tokens=None,
                     max_total_tokens=8192, supports_grammar=True)
         """
-        models = doc.get("data") if isinstance(doc, Mapping) else None
+        models = doc.get("data") if isinstance(doc, dict) else None
         first = models[0] if isinstance(models, list) and models else {}
-        first = first if isinstance(first, Mapping) else {}
+        first = first if isinstance(first, dict) else {}
         model = first.get("id")
         return BackendInfo(
             model_id=model if isinstance(model, str) else None,
@@ -257,7 +256,7 @@ class OpenAICompletions(EngineHooks):
     def answer(self, doc: Mapping[str, Any]) -> Piece:
         """``choices[0].text``, its finish reason and ``usage``."""
         choices = doc.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise NotThisEngineError("without choices")
         text = choices[0].get("text")
         if not isinstance(text, str):
@@ -273,7 +272,7 @@ class OpenAICompletions(EngineHooks):
         if not choices:  # vLLM's usage chunk
             return Piece("", counts=counts)
         choice = choices[0]
-        text = choice.get("text") if isinstance(choice, Mapping) else None
-        if not isinstance(text, str) or not isinstance(choice, Mapping):
+        text = choice.get("text") if isinstance(choice, dict) else None
+        if not isinstance(text, str) or not isinstance(choice, dict):
             raise NotThisEngineError("a choice without text")
         return Piece(text, openai_finish(choice), counts)

@@ -37,7 +37,7 @@ class LlamaCppPython(OpenAICompletions):
     def identify(self, route: str, doc: Mapping[str, Any]) -> bool:
         """``/openapi.json`` listing ``/extras/tokenize``."""
         paths = doc.get("paths")
-        return isinstance(paths, Mapping) and "/extras/tokenize" in paths
+        return isinstance(paths, dict) and "/extras/tokenize" in paths
 
     def tokenize_body(self, text: str) -> dict[str, Any]:
         """``{"input": text}``."""
@@ -45,7 +45,7 @@ class LlamaCppPython(OpenAICompletions):
 
     def token_count(self, doc: Any) -> int | None:
         """How many ``tokens``."""
-        tokens = doc.get("tokens") if isinstance(doc, Mapping) else None
+        tokens = doc.get("tokens") if isinstance(doc, dict) else None
         return len(tokens) if isinstance(tokens, list) else None
 
     def constraint(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:

@@ -57,13 +57,13 @@ the llama.cpp servers): pass a JSON schema, or no grammar.
 
     def identify(self, route: str, doc: Mapping[str, Any]) -> bool:
         """``/props`` with ``default_generation_settings``."""
-        return isinstance(doc.get("default_generation_settings"), Mapping)
+        return isinstance(doc.get("default_generation_settings"), dict)
 
     def info(self, doc: Any) -> BackendInfo:
         """``n_ctx`` and ``model_path``."""
-        doc = doc if isinstance(doc, Mapping) else {}
+        doc = doc if isinstance(doc, dict) else {}
         settings = doc.get("default_generation_settings")
-        n_ctx = settings.get("n_ctx") if isinstance(settings, Mapping) else None
+        n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
         model = doc.get("model_path")
         return BackendInfo(
             model_id=model if isinstance(model, str) else None,
@@ -77,7 +77,7 @@ the llama.cpp servers): pass a JSON schema, or no grammar.
 
     def token_count(self, doc: Any) -> int | None:
         """How many ``tokens``."""
-        tokens = doc.get("tokens") if isinstance(doc, Mapping) else None
+        tokens = doc.get("tokens") if isinstance(doc, dict) else None
         return len(tokens) if isinstance(tokens, list) else None
 
     def constraint(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:

@@ -40,7 +40,7 @@ _GATEWAY_KEYS = {"router_manager", "routers_count", "workers_count"}
 
 def _finish(meta: Mapping[str, Any]) -> str | None:
     reason = meta.get("finish_reason")
-    if not isinstance(reason, Mapping):
+    if not isinstance(reason, dict):
         return None
     kind, matched = reason.get("type"), reason.get("matched")
     if kind == "length":
@@ -68,7 +68,7 @@ class SGLang(EngineHooks):
 
     def info(self, doc: Any) -> BackendInfo:
         """``context_length`` and ``model_path``."""
-        doc = doc if isinstance(doc, Mapping) else {}
+        doc = doc if isinstance(doc, dict) else {}
         model = doc.get("model_path")
         return BackendInfo(
             model_id=model if isinstance(model, str) else None,
@@ -82,8 +82,8 @@ class SGLang(EngineHooks):
 
     def token_count(self, doc: Any) -> int | None:
         """``meta_info.prompt_tokens``."""
-        meta = doc.get("meta_info") if isinstance(doc, Mapping) else None
-        return as_int(meta.get("prompt_tokens")) if isinstance(meta, Mapping) else None
+        meta = doc.get("meta_info") if isinstance(doc, dict) else None
+        return as_int(meta.get("prompt_tokens")) if isinstance(meta, dict) else None
 
     def constraint(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:
         """``json_schema`` (a JSON string) or ``regex``."""
@@ -118,7 +118,7 @@ class SGLang(EngineHooks):
     def answer(self, doc: Mapping[str, Any]) -> Piece:
         """``text`` and ``meta_info``."""
         text, meta = doc.get("text"), doc.get("meta_info")
-        if not isinstance(text, str) or not isinstance(meta, Mapping):
+        if not isinstance(text, str) or not isinstance(meta, dict):
             raise NotThisEngineError("without text and meta_info")
         counts = int_or_none(meta.get("prompt_tokens")), int_or_none(meta.get("completion_tokens"))
         return Piece(text, _finish(meta), counts)
@@ -126,7 +126,7 @@ class SGLang(EngineHooks):
     def stream_piece(self, doc: Mapping[str, Any]) -> Piece:
         """The whole text so far; the counts may still grow (final at ``[DONE]``)."""
         text, meta = doc.get("text"), doc.get("meta_info")
-        if not isinstance(text, str) or not isinstance(meta, Mapping):
+        if not isinstance(text, str) or not isinstance(meta, dict):
             raise NotThisEngineError("a stream event without text")
         counts = int_or_none(meta.get("prompt_tokens")), int_or_none(meta.get("completion_tokens"))
         return Piece(text, _finish(meta), counts)

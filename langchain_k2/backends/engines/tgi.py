@@ -44,7 +44,7 @@ class TGI(EngineHooks):
 
     def info(self, doc: Any) -> BackendInfo:
         """The model id and TGI's limits (grammar support unknown until refused)."""
-        doc = doc if isinstance(doc, Mapping) else {}
+        doc = doc if isinstance(doc, dict) else {}
         model = doc.get("model_id")
         return BackendInfo(
             model_id=model if isinstance(model, str) else None,

@@ -45,7 +45,7 @@ class VLLM(OpenAICompletions):
 
     def token_count(self, doc: Any) -> int | None:
         """``count``."""
-        return as_int(doc.get("count")) if isinstance(doc, Mapping) else None
+        return as_int(doc.get("count")) if isinstance(doc, dict) else None
 
     def constraint(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:
         """``structured_outputs.json`` or ``structured_outputs.regex``."""
