@@ -98,3 +98,13 @@ def test_grammar_is_built_in_one_place_from_every_accepted_shape() -> None:
             request_body(
                 engine, "P", GenerationParams(grammar=Grammar("gbnf", "root ::= x")), stream=False
             )
+
+
+def test_the_real_converters_failure_is_a_clear_k2_error() -> None:
+    pytest.importorskip("llama_cpp.llama_grammar")
+    tool = {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}
+    tool["parameters"]["properties"] = {"city": {"type": "strin"}}  # a typo the converter refuses
+    with pytest.raises(K2ValidationError, match="call of tool 'get_weather'") as caught:
+        _server_grammar(call_grammar([tool]))
+    assert "Unrecognized schema" in str(caught.value)
+    assert "strict=False" in str(caught.value)
