@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from langchain_k2.backends.base import GenerationParams
+from langchain_k2.backends.base import GenerationParams, Grammar
 from langchain_k2.errors import K2ConfigError
 from langchain_k2.stops import sent_stops
 
@@ -179,5 +179,5 @@ def call_params(
         repetition_penalty=options.repetition_penalty,
         seed=options.seed,
         stop=stops,
-        grammar=kwargs.get("grammar"),
+        grammar=Grammar.of(kwargs.get("grammar")),
     )

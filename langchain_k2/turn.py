@@ -31,7 +31,13 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_k2._schema_refs import hoist_definitions
 from langchain_k2._unicode import clean_surrogates
-from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, json_grammar
+from langchain_k2.backends.base import (
+    FinalEvent,
+    GenerationEvent,
+    GenerationParams,
+    Grammar,
+    json_grammar,
+)
 from langchain_k2.formats._pieces import Piece, Reasoning
 from langchain_k2.formats.base import FormatSettings, PromptFormat
 from langchain_k2.formats.selection import describe
@@ -50,8 +56,8 @@ class GenerationRequest:
     repair: bool = False
 
 
-def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """TGI-shaped grammar constraining output to one call of one of ``tools``.
+def call_grammar(tools: Sequence[Mapping[str, Any]]) -> Grammar:
+    """The JSON grammar constraining output to one call of one of ``tools``.
 
     One tool: ``{"name": <const>, "arguments": <the tool's schema>}``. Several: TGI
     refuses a grammar without top-level ``properties``, so the schema carries both
@@ -64,7 +70,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Example:
         >>> call_grammar([{"name": "f", "parameters": {"type": "object", "properties": {}}}])
-        {'type': 'json', 'value': {'type': 'object', 'properties': {'name': {'const': 'f'}, \
+        Grammar(kind='json', value={'type': 'object', 'properties': {'name': {'const': 'f'}, \
 'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']}}
     """
     functions = [function_of(tool) for tool in tools]
