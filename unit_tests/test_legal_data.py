@@ -21,7 +21,7 @@ from langchain_core.tools import tool
 from pydantic import ValidationError
 
 from langchain_k2 import ChatK2, K2BackendError, K2ConfigError, ToolDefinitionError
-from langchain_k2.backends.completions_wire import _int_or_none as completions_int
+from langchain_k2.backends.engines._base import int_or_none as completions_int
 from langchain_k2.backends.tgi_wire import StreamDecoder, answer_events
 from langchain_k2.tool_block import MAX_CALLS, MAX_DEPTH, MAX_LITERAL_SIZE
 from langchain_k2.tool_calls import parse_block
