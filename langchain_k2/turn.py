@@ -71,7 +71,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> Grammar:
     Example:
         >>> call_grammar([{"name": "f", "parameters": {"type": "object", "properties": {}}}])
         Grammar(kind='json', value={'type': 'object', 'properties': {'name': {'const': 'f'}, \
-'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']}}
+'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']})
     """
     functions = [function_of(tool) for tool in tools]
     schemas, definitions = hoist_definitions(

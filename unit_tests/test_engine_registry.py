@@ -184,14 +184,16 @@ def test_llama_cpp_python_reads_and_sends_the_served_model() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        with pytest.warns(UserWarning, match="llama-cpp-python's server at .* serves"):
-            message = ChatK2(
-                endpoint_url=url, engine="llama-cpp-python", model_name="Other/Model"
-            ).invoke("hi")
+        # The served file is a K2-Chat GGUF: its family's format is picked from the id, so
+        # the explicit (other) model_name is only what is sent, with no mismatch warning.
+        message = ChatK2(
+            endpoint_url=url, engine="llama-cpp-python", model_name="Other/Model"
+        ).invoke("hi")
     finally:
         server.shutdown()
         server.server_close()
     assert message.content == "Hi."
     assert message.response_metadata["model_name"] == "/models/k2-chat.Q4.gguf"
+    assert message.response_metadata["prompt_format"] == "k2-chat"
     sent = [body for method, path, body in _LlamaCppPython.log if path == "/v1/completions"]
     assert sent[0]["model"] == "Other/Model"  # the user's name, set explicitly, is sent

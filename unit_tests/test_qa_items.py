@@ -199,4 +199,4 @@ def test_a_recursive_model_bound_as_a_tool_round_trips_through_a_turn() -> None:
     assert message.response_metadata["tool_call_retries"] == 1
     grammar = backend.requests[1][1].grammar
     assert grammar is not None
-    assert "Node" in json.dumps(grammar)  # the repair grammar carries the recursive definition
+    assert "Node" in json.dumps(grammar.value)  # the repair grammar keeps the recursion
