@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from huggingface_hub import get_session
 from pydantic import SecretStr
 
 from langchain_k2.backends.base import BackendInfo, GenerationEvent, GenerationParams
@@ -49,7 +48,7 @@ from langchain_k2.backends.http import (
     is_event_stream,
     parse_json,
 )
-from langchain_k2.backends.tgi_wire import retry_after
+from langchain_k2.backends.wire import retry_after
 from langchain_k2.errors import K2BackendError, K2ConfigError
 
 __all__ = ["CompletionsBackend"]
@@ -93,6 +92,7 @@ class CompletionsBackend(HTTPBackend):
         headers: extra HTTP headers for every request.
         cooldown: seconds a failed replica is skipped (with several replicas).
         gbnf: JSON-schema-to-GBNF converter for llama-cpp-python (default: its own).
+        deadline: seconds one whole request may take (``"auto"``: from max_new_tokens).
 
     Example:
         >>> backend = CompletionsBackend("vllm", "http://127.0.0.1:8000")
@@ -110,6 +110,7 @@ class CompletionsBackend(HTTPBackend):
         headers: dict[str, str] | None = None,
         cooldown: float = 10.0,
         gbnf: GBNF | None = None,
+        deadline: float | str | None = "auto",
     ) -> None:
         if engine not in ROUTES:
             raise K2ConfigError(f"engine={engine!r} is not one of {tuple(ROUTES)}.")
@@ -118,7 +119,12 @@ class CompletionsBackend(HTTPBackend):
         self.route = ROUTES[engine]
         self._gbnf = gbnf
         super().__init__(
-            endpoint_url, token=token, timeout=timeout, headers=headers, cooldown=cooldown
+            endpoint_url,
+            token=token,
+            timeout=timeout,
+            headers=headers,
+            cooldown=cooldown,
+            deadline=deadline,
         )
 
     # -------------------------------------------------------------- answers
@@ -164,7 +170,7 @@ class CompletionsBackend(HTTPBackend):
                 self._info = BackendInfo(supports_grammar=True)
             else:
                 with self._errors(url):
-                    response = get_session().request(**request)
+                    response = self._send(request)
                     self._info = self._parse_info(response, request["url"])
         return self._recorded(self._info)
 
@@ -216,14 +222,14 @@ class CompletionsBackend(HTTPBackend):
         url = self.replicas.pick()
         request = self._tokenize(url, text)
         with self._errors(url):
-            return self._token_count(get_session().request(**request), request["url"])
+            return self._token_count(self._send(request, text=text), request["url"])
 
     async def acount_tokens(self, text: str) -> int:
         """Async twin of `count_tokens`."""
         url = self.replicas.pick()
         request = self._tokenize(url, text)
         with self._errors(url):
-            return self._token_count(await self._asend(request), request["url"])
+            return self._token_count(await self._asend(request, text=text), request["url"])
 
     # -------------------------------------------------------------- generation
 
@@ -251,10 +257,10 @@ class CompletionsBackend(HTTPBackend):
         request = self._generate(url, prompt, params, stream=live)
         with self._errors(url):
             if not live:
-                response = get_session().request(**request)
+                response = self._send(request, params)
                 yield from answer_events(self.name, self._json(response, url), url)
                 return
-            yield from self._events(request, url)
+            yield from self._events(request, url, params)
 
     async def astream(
         self, prompt: str, params: GenerationParams, *, live: bool = True
@@ -264,9 +270,9 @@ class CompletionsBackend(HTTPBackend):
         request = self._generate(url, prompt, params, stream=live)
         with self._errors(url):
             if not live:
-                response = await self._asend(request)
+                response = await self._asend(request, params)
                 for event in answer_events(self.name, self._json(response, url), url):
                     yield event
                 return
-            async for event in self._aevents(request, url):
+            async for event in self._aevents(request, url, params):
                 yield event

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, TokenEvent
-from langchain_k2.backends.tgi_wire import MAX_ERROR_BODY, SSEDecoder
+from langchain_k2.backends.wire import MAX_ERROR_BODY, SSEDecoder
 from langchain_k2.errors import (
     K2AuthenticationError,
     K2BackendError,

@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from huggingface_hub import get_session
 from pydantic import SecretStr
 
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
@@ -103,6 +102,7 @@ def make_backend(
     token: SecretStr | None = None,
     timeout: float | None = None,
     cooldown: float = 10.0,
+    deadline: float | str | None = "auto",
 ) -> Backend:
     """The backend for ``engine`` at ``endpoint_url`` (``"auto"``: probed on first use).
 
@@ -117,7 +117,12 @@ def make_backend(
         langchain_k2.errors.K2ConfigError: engine='ollama' is not one of ('auto', 'tgi', \
 'vllm', 'sglang', 'llama.cpp', 'llama-cpp-python').
     """
-    settings: dict[str, Any] = {"token": token, "timeout": timeout, "cooldown": cooldown}
+    settings: dict[str, Any] = {
+        "token": token,
+        "timeout": timeout,
+        "cooldown": cooldown,
+        "deadline": deadline,
+    }
     if engine == "auto":
         return AutoBackend(endpoint_url, **settings)
     if engine == "tgi":
@@ -145,11 +150,19 @@ class AutoBackend(HTTPBackend):
         token: SecretStr | None = None,
         timeout: float | None = None,
         cooldown: float = 10.0,
+        deadline: float | str | None = "auto",
     ) -> None:
-        super().__init__(endpoint_url, token=token, timeout=timeout, cooldown=cooldown)
+        super().__init__(
+            endpoint_url, token=token, timeout=timeout, cooldown=cooldown, deadline=deadline
+        )
         self.replicas.server = "endpoint"  # the engine's name once it is known
         self._endpoint = endpoint_url
-        self._settings: dict[str, Any] = {"token": token, "timeout": timeout, "cooldown": cooldown}
+        self._settings: dict[str, Any] = {
+            "token": token,
+            "timeout": timeout,
+            "cooldown": cooldown,
+            "deadline": deadline,
+        }
         self._inner: Backend | None = None
         self._lock = threading.Lock()
         self.name = "auto"
@@ -214,7 +227,7 @@ class AutoBackend(HTTPBackend):
             tried: list[str] = []
             with self._errors(url):
                 for route in PROBES:
-                    response = get_session().request(**self._request("GET", f"{url}{route}"))
+                    response = self._send(self._request("GET", f"{url}{route}"))
                     engine = self._verdict(route, response, tried)
                     if engine is not None:
                         return self._found(engine, route, response, url)
@@ -291,6 +304,7 @@ def backend_for(
     timeout: float | None,
     cooldown: float,
     model_path: str | None,
+    deadline: float | str | None = "auto",
     special_markers: Sequence[str],
     context_window: int | None,
 ) -> Backend:
@@ -299,7 +313,9 @@ def backend_for(
     With ``model_path``, ``context_window`` is the ``n_ctx`` llama.cpp loads with.
     """
     if endpoint_url:
-        return make_backend(engine, endpoint_url, token=token, timeout=timeout, cooldown=cooldown)
+        return make_backend(
+            engine, endpoint_url, token=token, timeout=timeout, cooldown=cooldown, deadline=deadline
+        )
     from langchain_k2.backends.llamacpp import DEFAULT_N_CTX, LlamaCppBackend
 
     return LlamaCppBackend(
