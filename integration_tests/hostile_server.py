@@ -11,6 +11,7 @@ Behaviours (on the generation route; a streamed request gets an event stream):
   - ``text``: a proper answer whose text is `TEXT` (Unicode line breaks inside);
   - ``endless``: a stream of one-token events that never ends (a whole answer: a body that
     never ends);
+  - ``keepalive``: an event stream of keep-alive comments that never ends;
   - ``drip-headers``: the status line, then one byte of headers every `DRIP_S` seconds;
   - ``drip-body``: headers, then one byte of the body every `DRIP_S` seconds;
   - ``drip-events``: an event stream whose events come one byte every `DRIP_S` seconds;
@@ -267,6 +268,12 @@ class _Handler(socketserver.StreamRequestHandler):
                 if engine == "sglang":  # cumulative: each event repeats all text so far
                     seen += "x"
             self._send(b"".join(batch))
+
+    def _keepalive(self, engine: str, stream: bool, route: str) -> None:
+        self._head(200, "text/event-stream")
+        batch = b": keep-alive\n\n" * 256
+        while self._alive():
+            self._send(batch)
 
     def _drip(self, data: bytes) -> None:
         for byte in data:

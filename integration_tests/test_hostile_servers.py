@@ -172,6 +172,15 @@ def test_a_stream_that_never_ends_is_cut_at_length(
     assert 16 < len(message.content) <= 2 * 16 + 256 + 1
 
 
+@pytest.mark.parametrize(("engine", "mode"), rotation(("stream", "astream")))
+def test_endless_keep_alive_comments_are_refused(
+    hostile: HostileServer, engine: str, mode: str
+) -> None:
+    cost = Cost(lambda: run(chat(hostile, "keepalive", engine, request_deadline=30.0), mode))
+    cost.bounded(5.0)
+    cost.failed_with(K2BackendError, "lines of event stream")
+
+
 @pytest.mark.parametrize(("engine", "mode"), rotation(("invoke", "ainvoke")))
 def test_a_body_that_never_ends_is_refused_at_its_cap(
     hostile: HostileServer, engine: str, mode: str

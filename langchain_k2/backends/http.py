@@ -436,6 +436,7 @@ class HTTPBackend:
             decoder = self._opened(response, body, url)
             count = _Count(limits)
             for line in stream:
+                count.line()
                 events = decoder.line(line)
                 if events:
                     yield from events
@@ -458,6 +459,7 @@ class HTTPBackend:
             decoder = self._opened(response, body, url)
             count = _Count(limits)
             async for line in stream:
+                count.line()
                 events = decoder.line(line)
                 if events:
                     for event in events:
@@ -470,11 +472,22 @@ class HTTPBackend:
 
 
 class _Count:
-    """The tokens a stream brought so far, against `Limits.events`."""
+    """The tokens and lines a stream brought so far, against `Limits.events`."""
 
     def __init__(self, limits: Limits) -> None:
         self.tokens = 0
+        self.lines = 0
         self._limit = limits.events
+        self._max_lines = None if limits.events is None else 8 * limits.events + 4096
+
+    def line(self) -> None:
+        """Count one line; raise once far more came than the tokens asked for need."""
+        self.lines += 1
+        if self._max_lines is not None and self.lines > self._max_lines:
+            raise WireError(
+                f"more than {self._max_lines} lines of event stream, too many for "
+                f"{self._limit} token events"
+            )
 
     def over(self, events: list[GenerationEvent]) -> bool:
         """Count ``events``; whether the stream has now brought clearly too many."""
