@@ -45,6 +45,9 @@ MAX_ERROR_BODY = 64 * KIB
 #: The largest answer of an info probe (``/info``, ``/v1/models``, ``/props``...).
 MAX_PROBE_BODY = 4 * MIB
 
+#: The most characters of one server-sent event's data (its ``data:`` lines together).
+MAX_EVENT_DATA = 16 * MIB
+
 #: Seconds of ``request_deadline="auto"``: this much, plus `DEADLINE_PER_TOKEN` a token.
 DEADLINE_BASE = 300.0
 DEADLINE_PER_TOKEN = 1.0
@@ -273,7 +276,7 @@ class SSEDecoder:
 
     ``data:`` lines accumulate (joined by newlines) until a blank line dispatches them;
     comments (``:``), ``event:``, ``id:`` and ``retry:`` lines are skipped. An event's
-    data may not pass ``limit`` characters (`BodyTooLargeError`).
+    data may not pass ``limit`` characters (`BodyTooLargeError`; default `MAX_EVENT_DATA`).
 
     Example:
         >>> decoder = SSEDecoder()
@@ -283,7 +286,7 @@ class SSEDecoder:
         (None, 'a\u2028b')
     """
 
-    def __init__(self, limit: int | None = None) -> None:
+    def __init__(self, limit: int | None = MAX_EVENT_DATA) -> None:
         self._data: list[str] = []
         self._size = 0
         self._limit = limit
