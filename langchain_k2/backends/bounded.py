@@ -241,8 +241,11 @@ def _body(response: Any, deadline: Deadline, limits: Limits) -> bytes:
     body = bytearray()
     raw = _raw(response)
     while True:
-        with _within(deadline):
+        token = _BOUND.set(deadline)  # a context manager per chunk costs more than a read
+        try:
             chunk = next(raw, None)
+        finally:
+            _BOUND.reset(token)
         if chunk is None:
             return bytes(body)
         if deadline.passed():
@@ -262,8 +265,11 @@ async def _abody(response: Any, deadline: Deadline, limits: Limits) -> bytes:
     body = bytearray()
     raw = _araw(response)
     while True:
-        with _within(deadline):
+        token = _BOUND.set(deadline)
+        try:
             chunk = await anext(raw, None)
+        finally:
+            _BOUND.reset(token)
         if chunk is None:
             return bytes(body)
         if deadline.passed():
@@ -333,8 +339,11 @@ def _lines(response: Any, deadline: Deadline, limits: Limits) -> Iterator[str]:
     splitter = LineSplitter(limits.line)
     raw = _raw(response)
     while True:
-        with _within(deadline):
+        token = _BOUND.set(deadline)  # a context manager per chunk costs more than a read
+        try:
             chunk = next(raw, None)
+        finally:
+            _BOUND.reset(token)
         if chunk is None:
             break
         if deadline.passed():
@@ -370,8 +379,11 @@ async def _alines(response: Any, deadline: Deadline, limits: Limits) -> AsyncIte
     splitter = LineSplitter(limits.line)
     raw = _araw(response)
     while True:
-        with _within(deadline):
+        token = _BOUND.set(deadline)
+        try:
             chunk = await anext(raw, None)
+        finally:
+            _BOUND.reset(token)
         if chunk is None:
             break
         if deadline.passed():

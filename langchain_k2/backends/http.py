@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import sys
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -435,8 +436,11 @@ class HTTPBackend:
         with lines(client, request, limits, deadline) as (response, body, stream):
             decoder = self._opened(response, body, url)
             count = _Count(limits)
+            lines_left = count.max_lines
             for line in stream:
-                count.line()
+                lines_left -= 1
+                if lines_left < 0:
+                    raise count.flooded()
                 events = decoder.line(line)
                 if events:
                     yield from events
@@ -458,8 +462,11 @@ class HTTPBackend:
         ):
             decoder = self._opened(response, body, url)
             count = _Count(limits)
+            lines_left = count.max_lines
             async for line in stream:
-                count.line()
+                lines_left -= 1
+                if lines_left < 0:
+                    raise count.flooded()
                 events = decoder.line(line)
                 if events:
                     for event in events:
@@ -476,18 +483,16 @@ class _Count:
 
     def __init__(self, limits: Limits) -> None:
         self.tokens = 0
-        self.lines = 0
         self._limit = limits.events
-        self._max_lines = None if limits.events is None else 8 * limits.events + 4096
+        self.max_lines = sys.maxsize if limits.events is None else 8 * limits.events + 4096
+        """Lines a stream may bring: far more than its token events need."""
 
-    def line(self) -> None:
-        """Count one line; raise once far more came than the tokens asked for need."""
-        self.lines += 1
-        if self._max_lines is not None and self.lines > self._max_lines:
-            raise WireError(
-                f"more than {self._max_lines} lines of event stream, too many for "
-                f"{self._limit} token events"
-            )
+    def flooded(self) -> WireError:
+        """The error for a stream past `max_lines`."""
+        return WireError(
+            f"more than {self.max_lines} lines of event stream, too many for "
+            f"{self._limit} token events"
+        )
 
     def over(self, events: list[GenerationEvent]) -> bool:
         """Count ``events``; whether the stream has now brought clearly too many."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -327,9 +327,9 @@ class BodyDecoder:
     Example:
         >>> import gzip
         >>> decoder = BodyDecoder("gzip", limit=10)
-        >>> list(decoder.feed(gzip.compress(b"hello")))
+        >>> decoder.feed(gzip.compress(b"hello"))
         [b'hello']
-        >>> list(BodyDecoder("gzip", limit=10).feed(gzip.compress(b"x" * 100_000)))
+        >>> BodyDecoder("gzip", limit=10).feed(gzip.compress(b"x" * 100_000))
         Traceback (most recent call last):
         ...
         langchain_k2.backends.wire.BodyTooLargeError: the body exceeded 10 bytes
@@ -362,12 +362,12 @@ class BodyDecoder:
         self.size = 0
         """Decoded bytes so far."""
 
-    def feed(self, chunk: bytes) -> Iterator[bytes]:
+    def feed(self, chunk: bytes) -> list[bytes]:
         """The decoded pieces of ``chunk`` (raises `BodyTooLargeError` past the cap)."""
         inflate = self._inflate
         if inflate is None:
-            yield self._counted(chunk)
-            return
+            return [self._counted(chunk)]
+        pieces = []
         while chunk:
             step = self._step
             if self._limit is not None:
@@ -378,7 +378,8 @@ class BodyDecoder:
                 raise WireError(f"a corrupt compressed body ({exc})") from exc
             chunk = inflate.unconsumed_tail
             if piece:
-                yield self._counted(piece)
+                pieces.append(self._counted(piece))
+        return pieces
 
     def _counted(self, piece: bytes) -> bytes:
         self.size += len(piece)
