@@ -88,7 +88,8 @@ class CompletionsBackend(HTTPBackend):
             ``"llama-cpp-python"`` (that package's server).
         endpoint_url: the server's base URL, or a list of replicas' URLs (one engine).
         token: bearer token to send (vLLM's ``--api-key``, llama-server's ``--api-key``).
-        timeout: seconds before a request is abandoned (``None``: wait forever).
+        timeout: seconds a socket may stay silent, and within which the status line and
+            headers must arrive (``None``: no such bound).
         headers: extra HTTP headers for every request.
         cooldown: seconds a failed replica is skipped (with several replicas).
         gbnf: JSON-schema-to-GBNF converter for llama-cpp-python (default: its own).

@@ -1,12 +1,16 @@
 """What every HTTP backend shares: sessions, transport errors, replicas, auth headers.
 
-In: the replicas' base URLs, a token, a timeout and extra headers. Out: `HTTPBackend`, a
-base class holding the `ReplicaSet` and building each request's keyword arguments (auth,
-user agent, timeout); ``map_error`` turning ``httpx`` failures into K2 errors; one
-``httpx.AsyncClient`` per event loop (`_async_session`) with a slot gate in front of its
-pool; and capped reads of error bodies. The TGI backend and the completions backends
-(vLLM, SGLang, llama.cpp servers) build on it, so they retry, cool down and report
-transport failures the same way.
+In: the replicas' base URLs, a token, a timeout, a request deadline and extra headers.
+Out: `HTTPBackend`, a base class holding the `ReplicaSet`, building each request's keyword
+arguments (auth, user agent, ``Accept-Encoding: identity``, timeout) and sending it through
+`langchain_k2.backends.bounded` within the `langchain_k2.backends.wire` limits of its
+kind (`_send`/`_asend` for whole answers, `_events`/`_aevents` for streams, cut at
+finish reason "length" once far more tokens came than asked for); ``map_error`` turning
+``httpx`` failures, passed deadlines and oversized bodies into K2 errors; one
+``httpx.AsyncClient`` per event loop (`_async_session`), closed when its loop ends, with a
+slot gate in front of its pool. The TGI backend and the completions backends (vLLM,
+SGLang, llama.cpp servers) build on it, so they retry, cool down, bound their reads and
+report transport failures the same way (``docs/limits.md``).
 
 Requests go through ``huggingface_hub.get_session()`` (sync) and one
 ``huggingface_hub.get_async_session()`` client per event loop (async): a factory set with

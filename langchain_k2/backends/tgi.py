@@ -100,9 +100,12 @@ class TGIBackend(HTTPBackend):
             (429, 503, timeout, refused connection) sits out ``cooldown`` seconds.
             ``http://user:password@host`` sends ``user:password`` as Basic auth.
         token: bearer token to send, or ``None`` to send none.
-        timeout: seconds before a request is abandoned (``None``: wait forever).
+        timeout: seconds a socket may stay silent, and within which the status line and
+            headers must arrive (``None``: no such bound).
         headers: extra HTTP headers for every request.
         cooldown: seconds a failed replica is skipped (with several replicas).
+        deadline: seconds one whole request may take (``"auto"``: from max_new_tokens;
+            ``None``: none).
     """
 
     name = "tgi"
