@@ -271,7 +271,8 @@ def test_probes_are_bounded(
     dripped = Cost(lambda: _probe(chat(hostile, "probe-drip-headers", engine), kind, asynchronous))
     dripped.bounded(TIMEOUT_S)
     dripped.failed_with(K2TimeoutError, "status line and headers")
-    huge = Cost(lambda: _probe(chat(hostile, "probe-huge", engine), kind, asynchronous))
+    huge_llm = chat(hostile, "probe-huge", engine, request_deadline=30.0)
+    huge = Cost(lambda: _probe(huge_llm, kind, asynchronous))
     huge.bounded(5.0)
     huge.failed_with(K2BackendError, "exceeded")
 

@@ -15,6 +15,7 @@ from langchain_k2.backends.wire import (
     BodyDecoder,
     BodyTooLargeError,
     Deadline,
+    HeadDeadline,
     Limits,
     LineSplitter,
     SSEDecoder,
@@ -99,10 +100,12 @@ def test_limits_grow_with_max_new_tokens() -> None:
 def test_a_deadline_is_the_sooner_bound() -> None:
     now = [0.0]
     deadline = Deadline(10.0, clock=lambda: now[0])
-    head = deadline.sooner(2.0)
+    head = HeadDeadline(deadline, 2.0)
+    assert head.remaining() == 10.0  # its clock starts at the first read
+    head.start()
     assert head.phase == "headers"
     assert head.remaining() == 2.0
-    assert deadline.sooner(None) is deadline
+    assert HeadDeadline(deadline, None).remaining() == 10.0
     now[0] = 11.0
     assert deadline.passed()
     assert deadline.exceeded().phase == "deadline"

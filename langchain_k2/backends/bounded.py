@@ -31,6 +31,7 @@ from langchain_k2.backends.wire import (
     MAX_ERROR_BODY,
     BodyDecoder,
     Deadline,
+    HeadDeadline,
     Limits,
     LineSplitter,
     WireError,
@@ -52,16 +53,25 @@ def _within(deadline: Deadline) -> Iterator[None]:
         _BOUND.reset(token)
 
 
-def _timeout(timeout: float | None) -> tuple[Deadline | None, float | None]:
-    """The bound in force and the timeout a socket operation may use under it."""
+def _timeout(timeout: float | None, *, reading: bool) -> tuple[Deadline | None, float | None]:
+    """The bound in force and the timeout a socket operation may use under it.
+
+    A read starts the headers' clock (`HeadDeadline`); a write only answers to the
+    request's own deadline. A bound already passed still allows a read of what is waiting
+    (a millisecond), so an answer that arrived in time is not lost to a busy event loop.
+    """
     bound = _BOUND.get()
     if bound is None:
         return None, timeout
+    if isinstance(bound, HeadDeadline):
+        if reading:
+            bound.start()
+        else:
+            bound = bound.outer
     left = bound.remaining()
     if left is None:
         return None, timeout
-    if left <= 0:
-        raise bound.exceeded()
+    left = max(left, 0.001)
     if timeout is None or left < timeout:
         return bound, left
     return None, timeout
@@ -74,7 +84,7 @@ class _Stream:
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        bound, timeout = _timeout(timeout)
+        bound, timeout = _timeout(timeout, reading=True)
         try:
             data: bytes = self._inner.read(max_bytes, timeout)
         except Exception as exc:
@@ -84,7 +94,7 @@ class _Stream:
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        bound, timeout = _timeout(timeout)
+        bound, timeout = _timeout(timeout, reading=False)
         try:
             self._inner.write(buffer, timeout)
         except Exception as exc:
@@ -106,7 +116,7 @@ class _AsyncStream:
         self._inner = inner
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        bound, timeout = _timeout(timeout)
+        bound, timeout = _timeout(timeout, reading=True)
         try:
             data: bytes = await self._inner.read(max_bytes, timeout)
         except Exception as exc:
@@ -116,7 +126,7 @@ class _AsyncStream:
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        bound, timeout = _timeout(timeout)
+        bound, timeout = _timeout(timeout, reading=False)
         try:
             await self._inner.write(buffer, timeout)
         except Exception as exc:
@@ -230,9 +240,9 @@ async def _araw(response: Any) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _head(request: dict[str, Any], deadline: Deadline) -> Deadline:
+def _head(request: dict[str, Any], deadline: Deadline) -> HeadDeadline:
     """The bound of the status line and headers: ``timeout``, within the deadline."""
-    return deadline.sooner(request.get("timeout"))
+    return HeadDeadline(deadline, request.get("timeout"))
 
 
 def _body(response: Any, deadline: Deadline, limits: Limits) -> bytes:

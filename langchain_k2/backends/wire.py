@@ -27,6 +27,7 @@ __all__ = [
     "BodyTooLargeError",
     "Deadline",
     "DeadlineExceededError",
+    "HeadDeadline",
     "Limits",
     "LineSplitter",
     "SSEDecoder",
@@ -145,8 +146,6 @@ class Deadline:
         (0.0, True)
         >>> Deadline(None).remaining() is None
         True
-        >>> deadline.sooner(30.0).at == deadline.at  # the sooner of the two
-        True
     """
 
     def __init__(
@@ -169,15 +168,61 @@ class Deadline:
         """Whether the deadline has passed."""
         return self.at is not None and self._clock() >= self.at
 
-    def sooner(self, seconds: float | None, phase: str = "headers") -> Deadline:
-        """The sooner of this deadline and ``seconds`` from now (named ``phase`` if that)."""
-        other = Deadline(seconds, clock=self._clock, phase=phase)
-        if other.at is None or (self.at is not None and self.at <= other.at):
-            return self
-        return other
-
     def exceeded(self) -> DeadlineExceededError:
         """The error to raise now that it has passed."""
+        return DeadlineExceededError(self.phase, self.seconds or 0.0)
+
+
+class HeadDeadline(Deadline):
+    """The bound of an answer's status line and headers: ``seconds`` from the first read.
+
+    The clock starts when the first read of the answer starts (`start`), not when the
+    request was queued or written, and the bound never runs past ``outer``, the request's
+    own deadline.
+
+    Example:
+        >>> now = [0.0]
+        >>> outer = Deadline(10.0, clock=lambda: now[0])
+        >>> head = HeadDeadline(outer, 2.0)
+        >>> head.remaining()  # not started: only the request's deadline counts
+        10.0
+        >>> now[0] = 5.0
+        >>> head.start(); head.remaining()
+        2.0
+        >>> now[0] = 7.5
+        >>> head.passed(), head.exceeded().phase
+        (True, 'headers')
+        >>> HeadDeadline(outer, 30.0).remaining()  # the request's deadline is sooner
+        2.5
+    """
+
+    def __init__(self, outer: Deadline, seconds: float | None) -> None:
+        super().__init__(None, clock=outer._clock, phase="headers")
+        self.seconds = seconds
+        self.outer = outer
+
+    def start(self) -> None:
+        """The first read of the answer begins: the clock runs from now (once)."""
+        if self.at is None and self.seconds is not None:
+            self.at = self._clock() + self.seconds
+
+    def remaining(self) -> float | None:
+        """Seconds left: the sooner of the headers' bound (once started) and ``outer``."""
+        mine = super().remaining()
+        theirs = self.outer.remaining()
+        if mine is None or (theirs is not None and theirs < mine):
+            return theirs
+        return mine
+
+    def passed(self) -> bool:
+        """Whether either bound has passed."""
+        left = self.remaining()
+        return left is not None and left <= 0
+
+    def exceeded(self) -> DeadlineExceededError:
+        """The error of whichever bound passed."""
+        if self.outer.passed():
+            return self.outer.exceeded()
         return DeadlineExceededError(self.phase, self.seconds or 0.0)
 
 
