@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from langchain_k2.backends import model_lock
 from langchain_k2.backends.base import (
     Backend,
     FinalEvent,
@@ -29,6 +30,7 @@ from langchain_k2.backends.base import (
 from langchain_k2.backends.llamacpp import LlamaCppBackend, find_smollm2_gguf
 from langchain_k2.errors import (
     ContextWindowExceededError,
+    K2BackendError,
     K2ConfigError,
     K2GrammarUnsupportedError,
     K2ValidationError,
@@ -415,3 +417,31 @@ def test_missing_llama_cpp_is_a_config_error_with_the_install_hint(
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(K2ConfigError, match=re.escape('pip install "langchain-k2[local]"')):
         LlamaCppBackend(gguf)
+
+
+def test_a_sync_stream_left_unread_gives_the_model_to_the_next_call(
+    backend: LlamaCppBackend,
+) -> None:
+    long_run = GenerationParams(temperature=0, max_new_tokens=600)
+    held = backend.stream(COUNTING, long_run)
+    assert isinstance(next(held), TokenEvent)
+    # The same thread asks again: it would wait forever on a stream nobody reads.
+    tokens, _ = split(run(backend, PROMPT, GREEDY))
+    assert text_of(tokens) == text_of(split(run(backend, PROMPT, GREEDY))[0])
+    with pytest.raises(K2BackendError, match="abandoned"):
+        next(held)
+    assert not backend._lock.locked()
+
+
+def test_another_thread_takes_the_model_once_a_stream_sat_unread_a_while(
+    backend: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_lock, "ABANDONED_AFTER_S", 1.0)
+    long_run = GenerationParams(temperature=0, max_new_tokens=600)
+    held = backend.stream(COUNTING, long_run)
+    next(held)
+    started = time.monotonic()
+    assert finishes_within(30, backend, GenerationParams(temperature=0, max_new_tokens=3))
+    assert time.monotonic() - started >= 1.0  # it waited for the stream's reader first
+    with pytest.raises(K2BackendError, match="abandoned"):
+        next(held)

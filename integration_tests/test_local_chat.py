@@ -171,3 +171,18 @@ def test_demo_end_to_end() -> None:
     assert "[tool calculator] 391" in out
     assert "[model] final answer:" in out
     assert "Token usage:" in out
+
+
+@pytest.mark.timeout(120)
+def test_a_stream_left_unread_does_not_block_the_next_call(llm: ChatK2) -> None:
+    """The caller keeps the iterator but stops reading: the next call on llm still runs."""
+    held = llm.stream("Count from one to one hundred.", max_new_tokens=200)
+    first = next(held)
+    assert isinstance(first, AIMessageChunk)
+    answer = llm.invoke("Name a primary color.")  # blocked forever before
+    assert str(answer.content).strip()
+    with pytest.raises(Exception, match="abandoned") as info:
+        next(held)
+    assert "close() it" in str(info.value) or "close() it" in str(info.value.__cause__)
+    held.close()
+    assert str(llm.invoke("Name a primary color.").content) == str(answer.content)

@@ -31,7 +31,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, field_serializer
+from pydantic import ConfigDict, Field, PositiveFloat, PrivateAttr, SecretStr, field_serializer
 
 from langchain_k2._arguments import (
     CALL_OPTIONS,
@@ -167,7 +167,10 @@ class ChatK2(BaseChatModel):
     stop: list[str] | None = Field(default=None, alias="stop_sequences")
     """Stop strings; generation ends before them and they never appear in content."""
     timeout: float | None = Field(default=120.0, gt=0.0, allow_inf_nan=False)
-    """Seconds before a request is abandoned (and retried, see ``max_retries``)."""
+    """Seconds a socket may stay silent, and within which status and headers must arrive."""
+    request_deadline: PositiveFloat | Literal["auto"] | None = "auto"
+    """Seconds one whole HTTP request may take: ``"auto"`` is 300 plus one per new token;
+    ``None``: none (``docs/limits.md``)."""
     max_retries: int = Field(default=2, ge=0)
     """Retries of a request after 429, 503, timeouts or refused connections."""
     retry_backoff: float = Field(default=0.5, ge=0.0, allow_inf_nan=False)
@@ -380,6 +383,7 @@ class ChatK2(BaseChatModel):
                 token=token,
                 timeout=self.timeout,
                 cooldown=self.replica_cooldown,
+                deadline=self.request_deadline,
                 model_path=self.model_path,
                 special_markers=self.format.special_markers,
                 context_window=self.context_window,

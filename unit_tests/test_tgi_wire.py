@@ -33,14 +33,13 @@ from langchain_k2 import (
 from langchain_k2.backends.base import FinalEvent, GenerationParams, TokenEvent
 from langchain_k2.backends.tgi import TGIBackend
 from langchain_k2.backends.tgi_wire import (
-    SSEDecoder,
     StreamDecoder,
     answer_events,
     error_body,
     error_from,
     request_body,
-    retry_after,
 )
+from langchain_k2.backends.wire import SSEDecoder, retry_after
 
 URL = "http://tgi.test"
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from huggingface_hub import get_session
 from pydantic import SecretStr
 
 from langchain_k2.backends.base import BackendInfo, GenerationEvent, GenerationParams
@@ -53,7 +52,7 @@ from langchain_k2.backends.http import (
     is_event_stream,
     parse_json,
 )
-from langchain_k2.backends.tgi_wire import retry_after
+from langchain_k2.backends.wire import retry_after
 from langchain_k2.errors import K2BackendError
 
 __all__ = ["CompletionsBackend"]
@@ -67,13 +66,16 @@ class CompletionsBackend(HTTPBackend):
             ``"llama-cpp-python"`` (that package's server), or an engine's hooks.
         endpoint_url: the server's base URL, or a list of replicas' URLs (one engine).
         token: bearer token to send (vLLM's ``--api-key``, llama-server's ``--api-key``).
-        timeout: seconds before a request is abandoned (``None``: wait forever).
+        timeout: seconds a socket may stay silent, and within which the status line and
+            headers must arrive (``None``: no such bound).
         headers: extra HTTP headers for every request.
         cooldown: seconds a failed replica is skipped (with several replicas).
         gbnf: JSON-schema-to-GBNF converter for llama-cpp-python (default:
             `langchain_k2.backends.gbnf`'s).
         model: the model name to send as ``model`` (default: the served model's id, read
             from the info route).
+        deadline: seconds one whole request may take (``"auto"``: from max_new_tokens;
+            ``None``: none).
 
     Example:
         >>> backend = CompletionsBackend("vllm", "http://127.0.0.1:8000")
@@ -92,6 +94,7 @@ class CompletionsBackend(HTTPBackend):
         cooldown: float = 10.0,
         gbnf: GBNF | None = None,
         model: str | None = None,
+        deadline: float | str | None = "auto",
     ) -> None:
         self.hooks = hooks_for(engine)
         self.name = self.hooks.name
@@ -100,7 +103,12 @@ class CompletionsBackend(HTTPBackend):
         self._gbnf = gbnf
         self._model = model
         super().__init__(
-            endpoint_url, token=token, timeout=timeout, headers=headers, cooldown=cooldown
+            endpoint_url,
+            token=token,
+            timeout=timeout,
+            headers=headers,
+            cooldown=cooldown,
+            deadline=deadline,
         )
 
     # -------------------------------------------------------------- answers
@@ -141,7 +149,7 @@ class CompletionsBackend(HTTPBackend):
                 self._info = BackendInfo(supports_grammar=True)
             else:
                 with self._errors(url):
-                    response = get_session().request(**request)
+                    response = self._send(request)
                     self._info = self._parse_info(response, request["url"])
         return self._recorded(self._info)
 
@@ -177,14 +185,14 @@ class CompletionsBackend(HTTPBackend):
         url = self.replicas.pick()
         request = self._tokenize(url, text)
         with self._errors(url):
-            return self._token_count(get_session().request(**request), request["url"])
+            return self._token_count(self._send(request, text=text), request["url"])
 
     async def acount_tokens(self, text: str) -> int:
         """Async twin of `count_tokens`."""
         url = self.replicas.pick()
         request = self._tokenize(url, text)
         with self._errors(url):
-            return self._token_count(await self._asend(request), request["url"])
+            return self._token_count(await self._asend(request, text=text), request["url"])
 
     # -------------------------------------------------------------- generation
 
@@ -226,10 +234,10 @@ class CompletionsBackend(HTTPBackend):
         request = self._generate(url, prompt, params, stream=live, model=model)
         with self._errors(url):
             if not live:
-                response = get_session().request(**request)
+                response = self._send(request, params)
                 yield from answer_events(self.hooks, self._json(response, url), url)
                 return
-            yield from self._events(request, url)
+            yield from self._events(request, url, params)
 
     async def astream(
         self, prompt: str, params: GenerationParams, *, live: bool = True
@@ -240,9 +248,9 @@ class CompletionsBackend(HTTPBackend):
         request = self._generate(url, prompt, params, stream=live, model=model)
         with self._errors(url):
             if not live:
-                response = await self._asend(request)
+                response = await self._asend(request, params)
                 for event in answer_events(self.hooks, self._json(response, url), url):
                     yield event
                 return
-            async for event in self._aevents(request, url):
+            async for event in self._aevents(request, url, params):
                 yield event

@@ -39,7 +39,7 @@ from typing import Any
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, TokenEvent
 from langchain_k2.backends.engines import ENGINES, GBNF, EngineHooks, NotThisEngineError, hooks_for
 from langchain_k2.backends.error_table import GATEWAY_UPSTREAM_CODES, Failure, Server, classify
-from langchain_k2.backends.tgi_wire import MAX_ERROR_BODY, SSEDecoder
+from langchain_k2.backends.wire import MAX_ERROR_BODY, SSEDecoder
 from langchain_k2.errors import K2BackendError, K2GenerationError, K2UnavailableError
 
 __all__ = [

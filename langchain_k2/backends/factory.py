@@ -33,7 +33,6 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
-from huggingface_hub import get_session
 from pydantic import SecretStr
 
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
@@ -97,6 +96,7 @@ def make_backend(
     timeout: float | None = None,
     cooldown: float = 10.0,
     model: str | None = None,
+    deadline: float | str | None = "auto",
 ) -> Backend:
     """The backend for ``engine`` at ``endpoint_url`` (``"auto"``: probed on first use).
 
@@ -114,7 +114,12 @@ def make_backend(
         langchain_k2.errors.K2ConfigError: engine='ollama' is not one of ('auto', 'tgi', \
 'vllm', 'sglang', 'llama.cpp', 'llama-cpp-python').
     """
-    settings: dict[str, Any] = {"token": token, "timeout": timeout, "cooldown": cooldown}
+    settings: dict[str, Any] = {
+        "token": token,
+        "timeout": timeout,
+        "cooldown": cooldown,
+        "deadline": deadline,
+    }
     if engine not in ENGINES:
         if engine != AUTO:
             hooks_for(engine)  # raises, listing the engines
@@ -142,8 +147,11 @@ class AutoBackend(HTTPBackend):
         timeout: float | None = None,
         cooldown: float = 10.0,
         model: str | None = None,
+        deadline: float | str | None = "auto",
     ) -> None:
-        super().__init__(endpoint_url, token=token, timeout=timeout, cooldown=cooldown)
+        super().__init__(
+            endpoint_url, token=token, timeout=timeout, cooldown=cooldown, deadline=deadline
+        )
         self.replicas.server = "endpoint"  # the engine's name once it is known
         self._endpoint = endpoint_url
         self._settings: dict[str, Any] = {
@@ -151,6 +159,7 @@ class AutoBackend(HTTPBackend):
             "timeout": timeout,
             "cooldown": cooldown,
             "model": model,
+            "deadline": deadline,
         }
         self._inner: Backend | None = None
         self._lock = threading.Lock()
@@ -219,7 +228,7 @@ class AutoBackend(HTTPBackend):
             tried: list[str] = []
             with self._errors(url):
                 for route in probes():
-                    response = get_session().request(**self._request("GET", f"{url}{route}"))
+                    response = self._send(self._request("GET", f"{url}{route}"))
                     engine = self._verdict(route, response, tried)
                     if engine is not None:
                         return self._found(engine, route, response, url)
@@ -296,6 +305,7 @@ def backend_for(
     timeout: float | None,
     cooldown: float,
     model_path: str | None,
+    deadline: float | str | None = "auto",
     special_markers: Sequence[str],
     context_window: int | None,
     model: str | None = None,
@@ -307,7 +317,13 @@ def backend_for(
     """
     if endpoint_url:
         return make_backend(
-            engine, endpoint_url, token=token, timeout=timeout, cooldown=cooldown, model=model
+            engine,
+            endpoint_url,
+            token=token,
+            timeout=timeout,
+            cooldown=cooldown,
+            model=model,
+            deadline=deadline,
         )
     from langchain_k2.backends.llamacpp import DEFAULT_N_CTX, LlamaCppBackend
 

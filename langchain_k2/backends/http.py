@@ -1,12 +1,16 @@
 """What every HTTP backend shares: sessions, transport errors, replicas, auth headers.
 
-In: the replicas' base URLs, a token, a timeout and extra headers. Out: `HTTPBackend`, a
-base class holding the `ReplicaSet` and building each request's keyword arguments (auth,
-user agent, timeout); ``map_error`` turning ``httpx`` failures into K2 errors; one
-``httpx.AsyncClient`` per event loop (`_async_session`) with a slot gate in front of its
-pool; and capped reads of error bodies. The TGI backend and the completions backends
-(vLLM, SGLang, llama.cpp servers) build on it, so they retry, cool down and report
-transport failures the same way.
+In: the replicas' base URLs, a token, a timeout, a request deadline and extra headers.
+Out: `HTTPBackend`, a base class holding the `ReplicaSet`, building each request's keyword
+arguments (auth, user agent, ``Accept-Encoding: identity``, timeout) and sending it through
+`langchain_k2.backends.bounded` within the `langchain_k2.backends.wire` limits of its
+kind (`_send`/`_asend` for whole answers, `_events`/`_aevents` for streams, cut at
+finish reason "length" once far more tokens came than asked for); ``map_error`` turning
+``httpx`` failures, passed deadlines and oversized bodies into K2 errors; one
+``httpx.AsyncClient`` per event loop (`_async_session`), closed when its loop ends, with a
+slot gate in front of its pool. The TGI backend and the completions backends (vLLM,
+SGLang, llama.cpp servers) build on it, so they retry, cool down, bound their reads and
+report transport failures the same way (``docs/limits.md``).
 
 Requests go through ``huggingface_hub.get_session()`` (sync) and one
 ``huggingface_hub.get_async_session()`` client per event loop (async): a factory set with
@@ -18,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import sys
 import warnings
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
@@ -33,9 +37,25 @@ from pydantic import SecretStr
 
 from langchain_k2._urls import redact_url, scrub_exception, split_credentials
 from langchain_k2._version import __version__
-from langchain_k2.backends.base import BackendInfo, GenerationEvent
+from langchain_k2.backends.base import (
+    BackendInfo,
+    FinalEvent,
+    GenerationEvent,
+    GenerationParams,
+    TokenEvent,
+)
+from langchain_k2.backends.bounded import Answer, afetch, alines, bound_client, fetch, lines
 from langchain_k2.backends.replicas import ReplicaSet
-from langchain_k2.backends.tgi_wire import MAX_ERROR_BODY
+from langchain_k2.backends.wire import (
+    DEADLINE_BASE,
+    PROBE,
+    BodyTooLargeError,
+    Deadline,
+    DeadlineExceededError,
+    Limits,
+    WireError,
+    default_deadline,
+)
 from langchain_k2.errors import (
     K2BackendError,
     K2ConfigError,
@@ -91,6 +111,25 @@ def map_error(exc: BaseException, url: str, server: str = "TGI") -> BaseExceptio
             f"HF_HUB_OFFLINE is set, so huggingface_hub refuses every request, even to your "
             f"own {server} server at {url}: unset HF_HUB_OFFLINE in this process to use it."
         )
+    if isinstance(exc, DeadlineExceededError):
+        if exc.phase == "headers":
+            return K2TimeoutError(
+                f"{server} at {url} sent no complete status line and headers within "
+                f"{exc.seconds:g} s (`timeout`); raise `timeout` or check the server."
+            )
+        late = K2TimeoutError(
+            f"{server} at {url} did not finish the request within its deadline of "
+            f"{exc.seconds:g} s (`request_deadline`); raise request_deadline (None: no "
+            "deadline) or check the server."
+        )
+        late.retryable = False  # another try would run as long: the deadline is spent
+        return late
+    if isinstance(exc, WireError):
+        capped = " (see docs/limits.md)" if isinstance(exc, BodyTooLargeError) else ""
+        return K2BackendError(
+            f"{server} at {url} answered with {exc}{capped}; check that endpoint_url is "
+            f"a {server} server and that nothing in between rewrites its answers."
+        )
     if isinstance(exc, _POOL_TIMEOUTS):
         return K2TimeoutError(
             f"No connection to {server} at {url} came free in time ({detail}): this process "
@@ -130,6 +169,8 @@ class _LoopSession:
         self.limit: int | None = limit if isinstance(limit, int) and limit > 0 else None
         """Most requests in flight on this loop (the pool's ``max_connections``)."""
         self._slots = None if self.limit is None else asyncio.Semaphore(self.limit)
+        self.closer: asyncio.Task[None] | None = None
+        """The task closing the client when its loop ends (held here: tasks are weak)."""
 
     @asynccontextmanager
     async def slot(self, timeout: float | None) -> AsyncIterator[None]:
@@ -158,9 +199,7 @@ class _LoopSession:
             slots.release()
 
 
-_ASYNC_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = (
-    weakref.WeakKeyDictionary()
-)
+_ASYNC_SESSIONS: dict[asyncio.AbstractEventLoop, _LoopSession] = {}
 
 
 def _async_session() -> _LoopSession:
@@ -168,13 +207,37 @@ def _async_session() -> _LoopSession:
 
     ``get_async_session()`` builds a new client per call (an SSL context and CA bundle
     each, about 18 ms of CPU, and no keep-alive); one per loop, with huggingface_hub's
-    settings and a pool of 100 connections, serves every request on it.
+    settings and a pool of 100 connections, serves every request on it. A loop's client
+    is closed when the loop ends (`_close_at_loop_end`), and clients of loops closed
+    otherwise are dropped, so ``asyncio.run`` per request leaks neither sockets nor loops.
     """
     loop = asyncio.get_running_loop()
     session = _ASYNC_SESSIONS.get(loop)
     if session is None or session.client.is_closed:
-        session = _ASYNC_SESSIONS[loop] = _LoopSession(get_async_session())
+        for other in [other for other in _ASYNC_SESSIONS if other.is_closed()]:
+            del _ASYNC_SESSIONS[other]
+        session = _ASYNC_SESSIONS[loop] = _LoopSession(bound_client(get_async_session()))
+        session.closer = loop.create_task(
+            _close_at_loop_end(loop, session), name="langchain-k2: close HTTP client"
+        )
+        # A loop closed without cancelling its tasks drops it unrun: nothing to report.
+        session.closer._log_destroy_pending = False  # type: ignore[attr-defined]
     return session
+
+
+async def _close_at_loop_end(loop: asyncio.AbstractEventLoop, session: _LoopSession) -> None:
+    """Wait until the loop ends (``asyncio.run`` cancels what still runs), then close.
+
+    Without this a client bound to a finished loop keeps its sockets open, and the loop
+    itself alive, until the process ends.
+    """
+    try:
+        await asyncio.Event().wait()
+    finally:
+        if _ASYNC_SESSIONS.get(loop) is session:
+            del _ASYNC_SESSIONS[loop]
+        if not loop.is_closed():  # else collected after a bare close: its sockets go with it
+            await session.client.aclose()
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -207,9 +270,12 @@ class HTTPBackend:
             spread over them and a replica that fails (429, 503, timeout, refused
             connection) sits out ``cooldown`` seconds.
         token: bearer token to send, or ``None`` to send none.
-        timeout: seconds before a request is abandoned (``None``: wait forever).
+        timeout: seconds a socket may stay silent, and within which the status line and
+            headers must arrive (``None``: no such bound).
         headers: extra HTTP headers for every request.
         cooldown: seconds a failed replica is skipped (with several replicas).
+        deadline: seconds one whole request may take; ``"auto"`` (300 s plus one a
+            token of ``max_new_tokens``), or ``None`` for none (``docs/limits.md``).
     """
 
     name = "http"
@@ -224,7 +290,9 @@ class HTTPBackend:
         timeout: float | None = None,
         headers: dict[str, str] | None = None,
         cooldown: float = 10.0,
+        deadline: float | str | None = "auto",
     ) -> None:
+        self.deadline = deadline
         given = [endpoint_url] if isinstance(endpoint_url, str) else list(endpoint_url)
         urls: list[str] = []
         # Userinfo in a URL becomes a Basic Authorization header and requests go to the
@@ -304,7 +372,7 @@ class HTTPBackend:
 
     def _request(self, method: str, url: str, **fields: Any) -> dict[str, Any]:
         """Keyword arguments of one ``httpx`` request (auth and user agent included)."""
-        headers = {"user-agent": _USER_AGENT, **self._headers}
+        headers = {"user-agent": _USER_AGENT, "accept-encoding": "identity", **self._headers}
         if self._token is not None:
             headers["authorization"] = f"Bearer {self._token.get_secret_value()}"
         elif self._auth:
@@ -313,11 +381,49 @@ class HTTPBackend:
                 headers["authorization"] = self._auth[base].get_secret_value()
         return {"method": method, "url": url, "headers": headers, "timeout": self.timeout, **fields}
 
-    async def _asend(self, request: dict[str, Any]) -> HTTPResponse:
-        """One async request on this loop's shared client, sent once a slot is free."""
+    def _deadline(self, max_new_tokens: int | None) -> Deadline:
+        """A request's deadline, from now (``max_new_tokens`` ``None``: a probe)."""
+        seconds = self.deadline
+        if seconds == "auto":
+            tokens = max_new_tokens or 0
+            seconds = default_deadline(tokens) if tokens else DEADLINE_BASE
+        return Deadline(float(seconds) if seconds is not None else None)
+
+    @staticmethod
+    def _limits(params: GenerationParams | None, text: str | None) -> Limits:
+        if params is not None:
+            return Limits.for_generation(params.max_new_tokens)
+        return PROBE if text is None else Limits.for_tokenize(len(text))
+
+    def _send(
+        self,
+        request: dict[str, Any],
+        params: GenerationParams | None = None,
+        *,
+        text: str | None = None,
+    ) -> Answer:
+        """One request, its whole answer read within bounds.
+
+        ``params`` (a generation) or ``text`` (a tokenize probe) size the caps
+        (`langchain_k2.backends.wire.Limits`); neither: an info probe.
+        """
+        max_new = params.max_new_tokens if params is not None else None
+        client = bound_client(get_session())
+        return fetch(client, request, self._limits(params, text), self._deadline(max_new))
+
+    async def _asend(
+        self,
+        request: dict[str, Any],
+        params: GenerationParams | None = None,
+        *,
+        text: str | None = None,
+    ) -> Answer:
+        """Async twin of `_send`, on this loop's shared client once a slot is free."""
+        max_new = params.max_new_tokens if params is not None else None
+        deadline = self._deadline(max_new)
         session = _async_session()
         async with session.slot(self.timeout):
-            return await session.client.request(**request)
+            return await afetch(session.client, request, self._limits(params, text), deadline)
 
     def _opened(self, response: HTTPResponse, body: bytes | None, url: str) -> LineDecoder:
         """The decoder for a streamed answer, once its headers (and an error's body) are in.
@@ -327,26 +433,86 @@ class HTTPBackend:
         """
         raise NotImplementedError
 
-    def _events(self, request: dict[str, Any], url: str) -> Iterator[GenerationEvent]:
-        """The events of one streamed request, as its lines arrive."""
-        with get_session().stream(**request) as r:
-            body = None if is_event_stream(r) else _read_capped(r.iter_bytes())
-            decoder = self._opened(r, body, url)
-            for line in r.iter_lines():
-                yield from decoder.line(line)
+    def _events(
+        self, request: dict[str, Any], url: str, params: GenerationParams
+    ) -> Iterator[GenerationEvent]:
+        """The events of one streamed request, as its lines arrive (at most `_cut` many)."""
+        limits = Limits.for_generation(params.max_new_tokens)
+        deadline = self._deadline(params.max_new_tokens)
+        client = bound_client(get_session())
+        with lines(client, request, limits, deadline) as (response, body, stream):
+            decoder = self._opened(response, body, url)
+            count = _Count(limits)
+            lines_left = count.max_lines
+            for line in stream:
+                lines_left -= 1
+                if lines_left < 0:
+                    raise count.flooded()
+                events = decoder.line(line)
+                if events:
+                    yield from events
+                    if count.over(events):
+                        yield count.final()
+                        return
             yield from decoder.end()
 
-    async def _aevents(self, request: dict[str, Any], url: str) -> AsyncIterator[GenerationEvent]:
+    async def _aevents(
+        self, request: dict[str, Any], url: str, params: GenerationParams
+    ) -> AsyncIterator[GenerationEvent]:
         """Async twin of `_events` (on this loop's shared client, once a slot is free)."""
+        limits = Limits.for_generation(params.max_new_tokens)
+        deadline = self._deadline(params.max_new_tokens)
         session = _async_session()
-        async with session.slot(self.timeout), session.client.stream(**request) as r:
-            body = None if is_event_stream(r) else await _aread_capped(r.aiter_bytes())
-            decoder = self._opened(r, body, url)
-            async for line in r.aiter_lines():
-                for event in decoder.line(line):
-                    yield event
+        async with (
+            session.slot(self.timeout),
+            alines(session.client, request, limits, deadline) as (response, body, stream),
+        ):
+            decoder = self._opened(response, body, url)
+            count = _Count(limits)
+            lines_left = count.max_lines
+            async for line in stream:
+                lines_left -= 1
+                if lines_left < 0:
+                    raise count.flooded()
+                events = decoder.line(line)
+                if events:
+                    for event in events:
+                        yield event
+                    if count.over(events):
+                        yield count.final()
+                        return
             for event in decoder.end():
                 yield event
+
+
+class _Count:
+    """The tokens and lines a stream brought so far, against `Limits.events`."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.tokens = 0
+        self._limit = limits.events
+        self.max_lines = sys.maxsize if limits.events is None else 8 * limits.events + 4096
+        """Lines a stream may bring: far more than its token events need."""
+
+    def flooded(self) -> WireError:
+        """The error for a stream past `max_lines`."""
+        return WireError(
+            f"more than {self.max_lines} lines of event stream, too many for "
+            f"{self._limit} token events"
+        )
+
+    def over(self, events: list[GenerationEvent]) -> bool:
+        """Count ``events``; whether the stream has now brought clearly too many."""
+        for event in events:
+            if isinstance(event, TokenEvent):
+                self.tokens += event.tokens
+            elif isinstance(event, FinalEvent):
+                return False
+        return self._limit is not None and self.tokens > self._limit
+
+    def final(self) -> FinalEvent:
+        """The end of a stream cut here: finish reason "length", as if max_new_tokens hit."""
+        return FinalEvent(finish_reason="length", output_tokens=self.tokens)
 
 
 class LineDecoder(Protocol):
@@ -364,21 +530,3 @@ def is_event_stream(response: HTTPResponse) -> bool:
     return response.status_code < 400 and "text/event-stream" in response.headers.get(
         "content-type", ""
     )
-
-
-def _read_capped(chunks: Iterator[bytes]) -> bytes:
-    body = b""
-    for chunk in chunks:
-        body += chunk
-        if len(body) >= MAX_ERROR_BODY:
-            break
-    return body
-
-
-async def _aread_capped(chunks: AsyncIterator[bytes]) -> bytes:
-    body = b""
-    async for chunk in chunks:
-        body += chunk
-        if len(body) >= MAX_ERROR_BODY:
-            break
-    return body

@@ -39,9 +39,11 @@ Behaviour, kept as close to the TGI backend as llama.cpp allows:
   `langchain_k2.backends.llamacpp_request.reusable_prefix`.
 - One instance holds one llama.cpp context, which is not thread-safe: generations on one
   instance are serialized by a lock. A sync stream holds the lock while it is iterated and
-  releases it when it ends, is closed or is dropped; an async stream runs the generation in
-  a worker thread and stops it (releasing the lock) when the consumer stops early. A stop
-  takes effect between tokens: a prompt evaluation already running finishes first.
+  releases it when it ends, is closed or is dropped; one its caller stopped reading loses
+  it to the next call (`langchain_k2.backends.model_lock`). An async stream runs the
+  generation in a worker thread and stops it (releasing the lock) when the consumer stops
+  early. A stop takes effect between tokens: a prompt evaluation already running finishes
+  first.
 - The model is loaded lazily, once per instance, on first use (logged at INFO, and printed
   to stderr for files over 1 GB). On CPUs that report Intel AMX, llama.cpp's extra buffer
   types (weight repacking, AMX kernels) are off unless ``use_extra_bufts=True``: builds
@@ -89,6 +91,7 @@ from langchain_k2.backends.llamacpp_request import (
     reusable_prefix,
     sampling_kwargs,
 )
+from langchain_k2.backends.model_lock import ModelLock
 from langchain_k2.backends.thread_stream import stream_in_thread
 from langchain_k2.errors import (
     ContextWindowExceededError,
@@ -108,7 +111,6 @@ _INSTALL_HINT = 'pip install "langchain-k2[local]"'
 _LARGE_MODEL_BYTES = 1 << 30
 """Files over this size also get their loading message printed to stderr."""
 _GRAMMAR_CACHE_SIZE = 64
-_LOCK_POLL_S = 0.05
 _RESERVED_LLAMA_KWARGS = frozenset(
     {"model_path", "n_ctx", "n_threads", "n_gpu_layers", "verbose", "seed"}
 )
@@ -241,7 +243,7 @@ class LlamaCppBackend:
         self._use_extra_bufts = use_extra_bufts
 
         self._load_lock = threading.Lock()
-        self._lock = threading.Lock()
+        self._lock = ModelLock()
         self._llama: Any = None
         self._lc: Any = None  # the llama_cpp.llama_cpp ctypes bindings
         self._vocab: Any = None
@@ -453,15 +455,6 @@ class LlamaCppBackend:
             self._grammars.popitem(last=False)
         return grammar
 
-    def _acquire(self, cancel: threading.Event | None) -> bool:
-        if cancel is None:
-            self._lock.acquire()
-            return True
-        while not cancel.is_set():
-            if self._lock.acquire(timeout=_LOCK_POLL_S):
-                return True
-        return False
-
     def _events(
         self, prompt: str, params: GenerationParams, cancel: threading.Event | None
     ) -> Generator[GenerationEvent, None, None]:
@@ -482,7 +475,8 @@ class LlamaCppBackend:
                 max_new_tokens=params.max_new_tokens,
                 window=window,
             )
-        if not self._acquire(cancel):
+        lease = self._lock.take(cancel)
+        if lease is None:
             return
         try:
             grammar = (
@@ -495,7 +489,7 @@ class LlamaCppBackend:
                 if seed is None:
                     seed = secrets.randbelow(2**31)
                 llama.set_seed(int(seed))
-            yield from self._decode(
+            events = self._decode(
                 llama,
                 tokens,
                 params=params,
@@ -504,8 +498,13 @@ class LlamaCppBackend:
                 seed=seed,
                 cancel=cancel,
             )
+            for event in events:
+                lease.pause()
+                yield event
+                self._lock.resume(lease)
+            events.close()
         finally:
-            self._lock.release()
+            self._lock.give_back(lease)
 
     def _decode(
         self,

@@ -31,8 +31,6 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from huggingface_hub import get_session
-
 from langchain_k2.backends.base import BackendInfo, FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.backends.engines.tgi import HOOKS
 from langchain_k2.backends.http import (
@@ -45,8 +43,8 @@ from langchain_k2.backends.tgi_wire import (
     error_body,
     error_from,
     request_kwargs,
-    retry_after,
 )
+from langchain_k2.backends.wire import retry_after
 from langchain_k2.errors import K2BackendError
 
 __all__ = ["TGIBackend", "map_error", "request_kwargs"]
@@ -101,9 +99,12 @@ class TGIBackend(HTTPBackend):
             (429, 503, timeout, refused connection) sits out ``cooldown`` seconds.
             ``http://user:password@host`` sends ``user:password`` as Basic auth.
         token: bearer token to send, or ``None`` to send none.
-        timeout: seconds before a request is abandoned (``None``: wait forever).
+        timeout: seconds a socket may stay silent, and within which the status line and
+            headers must arrive (``None``: no such bound).
         headers: extra HTTP headers for every request.
         cooldown: seconds a failed replica is skipped (with several replicas).
+        deadline: seconds one whole request may take (``"auto"``: from max_new_tokens;
+            ``None``: none).
     """
 
     name = HOOKS.name
@@ -131,7 +132,7 @@ class TGIBackend(HTTPBackend):
         if self._info is None:
             url = self.replicas.pick()
             with self._errors(url):
-                response = get_session().request(**self._request("GET", f"{url}{HOOKS.info_route}"))
+                response = self._send(self._request("GET", f"{url}{HOOKS.info_route}"))
                 self._info = self._parse_info(response, url)
         return self._recorded(self._info)
 
@@ -162,7 +163,7 @@ class TGIBackend(HTTPBackend):
         """Tokens of ``text`` per the server's own tokenizer (``POST /tokenize``)."""
         url = self.replicas.pick()
         with self._errors(url):
-            response = get_session().request(**self._tokenize(url, text))
+            response = self._send(self._tokenize(url, text), text=text)
             return self._token_count(response, url)
 
     def token_starts(self, text: str) -> list[int]:
@@ -172,7 +173,7 @@ class TGIBackend(HTTPBackend):
         """
         url = self.replicas.pick()
         with self._errors(url):
-            response = get_session().request(**self._tokenize(url, text))
+            response = self._send(self._tokenize(url, text), text=text)
             if response.status_code >= 400:
                 raise _failure(response, response.content, f"{url}{HOOKS.tokenize_route}")
             tokens = _json(response.content, f"{url}{HOOKS.tokenize_route}")
@@ -182,7 +183,7 @@ class TGIBackend(HTTPBackend):
         """Async twin of `count_tokens`."""
         url = self.replicas.pick()
         with self._errors(url):
-            response = await self._asend(self._tokenize(url, text))
+            response = await self._asend(self._tokenize(url, text), text=text)
             return self._token_count(response, url)
 
     # -------------------------------------------------------------- generation
@@ -220,12 +221,12 @@ class TGIBackend(HTTPBackend):
         with self._errors(url):
             if not live and self.prompt_header:
                 request = self._generate(url, prompt, params, stream=False)
-                events = self._whole(get_session().request(**request), url)
+                events = self._whole(self._send(request, params), url)
                 if not self.prompt_header:  # this answer came without its prompt count
                     events = _with_count(events, self._count_or_none(prompt))
                 yield from events
                 return
-            yield from self._events(self._generate(url, prompt, params, stream=True), url)
+            yield from self._events(self._generate(url, prompt, params, stream=True), url, params)
 
     async def astream(
         self, prompt: str, params: GenerationParams, *, live: bool = True
@@ -235,13 +236,14 @@ class TGIBackend(HTTPBackend):
         with self._errors(url):
             if not live and self.prompt_header:
                 request = self._generate(url, prompt, params, stream=False)
-                events = self._whole(await self._asend(request), url)
+                events = self._whole(await self._asend(request, params), url)
                 if not self.prompt_header:
                     events = _with_count(events, await self._acount_or_none(prompt))
                 for event in events:
                     yield event
                 return
-            async for event in self._aevents(self._generate(url, prompt, params, stream=True), url):
+            request = self._generate(url, prompt, params, stream=True)
+            async for event in self._aevents(request, url, params):
                 yield event
 
     def _count_or_none(self, prompt: str) -> int | None:

@@ -11,23 +11,21 @@ carries ``input_length``; a non-streamed one carries it in the ``x-prompt-tokens
 response header instead. In a non-streamed answer, consecutive ordinary tokens are
 joined into one `TokenEvent`: nobody sees them one by one, and the turn then does one
 step of work per run of text rather than per token.
+
+SSE framing, the error-body cap and ``Retry-After`` live in the engine-neutral
+`langchain_k2.backends.wire`.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Iterator, Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, TokenEvent
 from langchain_k2.backends.error_table import Failure, Server, classify
+from langchain_k2.backends.wire import MAX_ERROR_BODY, SSEDecoder
 from langchain_k2.errors import K2BackendError, K2UnavailableError
-
-#: Error bodies longer than this are cut when read (a proxy's HTML page, say).
-MAX_ERROR_BODY = 64 * 1024
 
 
 def request_kwargs(params: GenerationParams) -> dict[str, Any]:
@@ -183,40 +181,6 @@ def stream_event(doc: Any, url: str) -> Iterator[GenerationEvent]:
         )
 
 
-class SSEDecoder:
-    """Server-sent-event framing: feed lines, get each event's data when it completes.
-
-    ``data:`` lines accumulate (joined by newlines) until a blank line dispatches them;
-    comments (``:``), ``event:``, ``id:`` and ``retry:`` lines are skipped. TGI writes one
-    ``data:`` line per event.
-
-    Example:
-        >>> decoder = SSEDecoder()
-        >>> tuple(decoder.feed(line) for line in ['data: {"a": 1}', '', ': keep-alive', ''])
-        (None, '{"a": 1}', None, None)
-    """
-
-    def __init__(self) -> None:
-        self._data: list[str] = []
-
-    def feed(self, line: str) -> str | None:
-        """One line (without its line break); the event's data when ``line`` ends one."""
-        if not line:
-            if not self._data:
-                return None
-            data = "\n".join(self._data)
-            self._data = []
-            return data
-        if line.startswith("data:"):
-            value = line[5:]
-            self._data.append(value[1:] if value.startswith(" ") else value)
-        return None
-
-    def flush(self) -> str | None:
-        """Data of an event the stream ended without a blank line after."""
-        return self.feed("")
-
-
 class StreamDecoder:
     """A streamed answer's lines in, its events out (sans I/O).
 
@@ -285,28 +249,6 @@ SERVER = Server(
     ),
 )
 """TGI as the error table names it."""
-
-
-def retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date).
-
-    Example:
-        >>> retry_after("7"), retry_after("soon"), retry_after(None)
-        (7.0, None, None)
-        >>> retry_after("Wed, 25 Nov 2026 06:00:10 GMT", now=1795586400.0)
-        10.0
-    """
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value).timestamp()
-        except (TypeError, ValueError):
-            return None
-        seconds = when - (time.time() if now is None else now)
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def error_body(body: bytes) -> tuple[str, str | None]:
