@@ -235,6 +235,7 @@ def test_a_dripped_body_ends_at_the_deadline(
     cost.bounded(DEADLINE_S)
     error = cost.failed_with(K2TimeoutError, "request_deadline")
     assert not error.retryable
+    assert not error.is_retryable  # langchain-core's ModelRetryMiddleware agrees
 
 
 @pytest.mark.parametrize(("engine", "mode"), rotation(("stream", "astream")))

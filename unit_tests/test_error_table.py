@@ -148,6 +148,22 @@ def test_transport_failures_are_langchain_connection_and_timeout_errors() -> Non
     assert slow.is_retryable
 
 
+
+def test_a_request_past_its_deadline_is_a_timeout_nobody_retries() -> None:
+    from langchain_k2.backends.wire import DeadlineExceededError
+
+    headers = map_error(DeadlineExceededError("headers", 2.0), URL, "vLLM")
+    late = map_error(DeadlineExceededError("deadline", 30.0), URL, "vLLM")
+    assert isinstance(headers, errors.K2TimeoutError)
+    assert isinstance(late, errors.K2TimeoutError)
+    assert isinstance(late, ModelTimeoutError)
+    assert "`timeout`" in str(headers)
+    assert headers.is_retryable
+    assert "request_deadline" in str(late)
+    # another try would take as long: neither ChatK2 nor ModelRetryMiddleware retries it
+    assert not retryable(late)
+    assert not late.is_retryable
+
 def test_a_404_names_engine_for_every_engine() -> None:
     for engine in ("tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python"):
         err = error_from(engine, 404, "Not Found", None, URL)

@@ -123,6 +123,7 @@ def map_error(exc: BaseException, url: str, server: str = "TGI") -> BaseExceptio
             "deadline) or check the server."
         )
         late.retryable = False  # another try would run as long: the deadline is spent
+        late.is_retryable = False  # and so for langchain-core's ModelRetryMiddleware
         return late
     if isinstance(exc, WireError):
         capped = " (see docs/limits.md)" if isinstance(exc, BodyTooLargeError) else ""
