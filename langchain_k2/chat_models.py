@@ -373,22 +373,7 @@ class ChatK2(BaseChatModel):
         if self.backend is not None:
             return self.backend
         if self._backend is None:
-            secret = self.hf_token
-            token = secret if secret is not None and secret.get_secret_value() else None
-            if "hf_token" not in self.model_fields_set and has_credentials(self.endpoint_url):
-                token = None  # HF_TOKEN from the environment: the URL's own credentials win
-            self._backend = backend_for(
-                endpoint_url=self.endpoint_url,
-                engine=self.engine,
-                token=token,
-                timeout=self.timeout,
-                cooldown=self.replica_cooldown,
-                deadline=self.request_deadline,
-                model_path=self.model_path,
-                special_markers=self.format.special_markers,
-                context_window=self.context_window,
-                model=self.model_name if "model_name" in self.model_fields_set else None,
-            )
+            self._backend = backend_for(self)
         return self._backend
 
     def _note_info(self, info: BackendInfo) -> None:

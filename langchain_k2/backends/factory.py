@@ -35,6 +35,7 @@ from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
+from langchain_k2._urls import has_credentials
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.backends.completions import CompletionsBackend
 from langchain_k2.backends.engines import (
@@ -297,38 +298,31 @@ class AutoBackend(HTTPBackend):
             yield event
 
 
-def backend_for(
-    *,
-    endpoint_url: str | Sequence[str] | None,
-    engine: str,
-    token: SecretStr | None,
-    timeout: float | None,
-    cooldown: float,
-    model_path: str | None,
-    deadline: float | str | None = "auto",
-    special_markers: Sequence[str],
-    context_window: int | None,
-    model: str | None = None,
-) -> Backend:
-    """ChatK2's backend: the engine at ``endpoint_url``, else llama.cpp on ``model_path``.
+def backend_for(chat: Any) -> Backend:
+    """``chat``'s (a ``ChatK2``) backend: the engine at ``endpoint_url``, else llama.cpp.
 
     With ``model_path``, ``context_window`` is the ``n_ctx`` llama.cpp loads with; with a
-    server, ``model`` (the user's ``model_name``) is the name requests carry.
+    server, a ``model_name`` the user set is the name requests carry, and ``hf_token`` the
+    bearer token (unless it came from ``HF_TOKEN`` and the URL carries credentials itself).
     """
-    if endpoint_url:
+    if chat.endpoint_url:
+        secret = chat.hf_token
+        token = secret if secret is not None and secret.get_secret_value() else None
+        if "hf_token" not in chat.model_fields_set and has_credentials(chat.endpoint_url):
+            token = None  # HF_TOKEN from the environment: the URL's own credentials win
         return make_backend(
-            engine,
-            endpoint_url,
+            chat.engine,
+            chat.endpoint_url,
             token=token,
-            timeout=timeout,
-            cooldown=cooldown,
-            model=model,
-            deadline=deadline,
+            timeout=chat.timeout,
+            cooldown=chat.replica_cooldown,
+            model=chat.model_name if "model_name" in chat.model_fields_set else None,
+            deadline=chat.request_deadline,
         )
     from langchain_k2.backends.llamacpp import DEFAULT_N_CTX, LlamaCppBackend
 
     return LlamaCppBackend(
-        str(model_path),
-        special_markers=special_markers,
-        n_ctx=context_window or DEFAULT_N_CTX,
+        str(chat.model_path),
+        special_markers=chat.format.special_markers,
+        n_ctx=chat.context_window or DEFAULT_N_CTX,
     )
