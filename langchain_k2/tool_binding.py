@@ -18,6 +18,7 @@ from langchain_core.messages.tool import invalid_tool_call as create_invalid_too
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 from langchain_k2.errors import K2ConfigError, ToolDefinitionError
+from langchain_k2.schema_forms import function_from_dict, is_handled
 from langchain_k2.tool_block import ToolBlock
 from langchain_k2.tool_schema import function_of
 
@@ -43,7 +44,13 @@ def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
     seen: set[str] = set()
     for position, tool in enumerate(tools):
         try:
-            converted = convert_to_openai_tool(tool)
+            converted = (  # dicts keep their whole schema (langchain-core drops a root anyOf)
+                {"type": "function", "function": function_from_dict(tool)}
+                if isinstance(tool, Mapping) and is_handled(tool)
+                else convert_to_openai_tool(tool)
+            )
+        except ToolDefinitionError as exc:
+            raise ToolDefinitionError(f"tools[{position}]: {exc}") from exc
         except Exception as exc:
             raise ToolDefinitionError(
                 f"tools[{position}] ({_tool_name(tool)}) cannot be used as a tool: {exc}"

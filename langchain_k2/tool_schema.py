@@ -29,8 +29,9 @@ import jsonschema
 
 from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import ToolDefinitionError
+from langchain_k2.schema_support import grammar_schema, warn_dropped
 
-__all__ = ["ToolIndex", "function_of", "tool_index"]
+__all__ = ["ToolIndex", "function_of", "grammar_parameters", "tool_index"]
 
 
 def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -44,6 +45,24 @@ def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     """
     function = tool.get("function")
     return function if isinstance(function, Mapping) else tool
+
+
+def grammar_parameters(function: Mapping[str, Any], engine: str | None) -> dict[str, Any]:
+    """The part of a tool's parameters ``engine`` enforces, for its call grammar.
+
+    Keywords the engine drops or refuses are taken out (said once, as a
+    `langchain_k2.schema_support.K2SchemaWarning`); `ToolIndex` still checks the calls
+    against the whole schema, and a failing call is repaired.
+
+    Example:
+        >>> grammar_parameters({"name": "f", "parameters": {"type": "object", "properties":
+        ...     {"n": {"type": "integer", "multipleOf": 2}}}}, "tgi")  # doctest: +SKIP
+        {'type': 'object', 'properties': {'n': {'type': 'integer'}}}
+    """
+    parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    simplified = grammar_schema(parameters, engine)
+    warn_dropped(f"tool {function.get('name')!r}", engine, simplified.dropped)
+    return simplified.schema
 
 
 class ToolIndex:

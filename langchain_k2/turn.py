@@ -35,7 +35,7 @@ from langchain_k2.prompt import K2Format
 from langchain_k2.stops import StopFilter
 from langchain_k2.tool_binding import refuse_calls
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
-from langchain_k2.tool_schema import function_of
+from langchain_k2.tool_schema import function_of, grammar_parameters
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class GenerationRequest:
     repair: bool = False
 
 
-def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def call_grammar(tools: Sequence[Mapping[str, Any]], engine: str | None = None) -> dict[str, Any]:
     """TGI-shaped grammar constraining output to one call of one of ``tools``.
 
     One tool: ``{"name": <const>, "arguments": <the tool's schema>}``. Several: TGI
@@ -66,7 +66,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """
     functions = [function_of(tool) for tool in tools]
     schemas, definitions = hoist_definitions(
-        [fn.get("parameters") or {"type": "object", "properties": {}} for fn in functions]
+        [grammar_parameters(fn, engine) for fn in functions]  # what the engine enforces
     )
     calls: list[dict[str, Any]] = []
     for fn, params in zip(functions, schemas, strict=True):
@@ -187,7 +187,7 @@ class Turn:
         params = config.params
         constrained = config.forced and self.use_grammar and bool(config.tools)
         if constrained:
-            params = replace(params, grammar=call_grammar(config.tools))
+            params = replace(params, grammar=call_grammar(config.tools, config.engine))
         self._pending: GenerationRequest | None = GenerationRequest(config.prompt, params)
         self._start(primed=config.forced, constrained=constrained)
 
@@ -388,7 +388,7 @@ class Turn:
         params = config.params
         constrained = self.use_grammar and bool(config.tools)
         if constrained:
-            params = replace(params, grammar=call_grammar(config.tools))
+            params = replace(params, grammar=call_grammar(config.tools, config.engine))
         # A forced prompt already ends with the open tag, which starts the first block's raw.
         open_tag = config.fmt.tool_call_open
         base = (
