@@ -219,7 +219,8 @@ def is_handled(tool: Mapping[str, Any]) -> bool:
     return "title" in tool or any(key in tool for key in _SCHEMA_KEYS)
 
 
-_META_KEYS = ("title", "description", "$schema", "$id")
+_META_KEYS = ("title", "description")
+"""Taken out of a JSON schema into the function (``$schema`` stays: it picks the dialect)."""
 _TITLE_HINT = (
     'give it a name: add "title": "<tool_name>" (and a "description") to the schema, or '
     'pass {"type": "function", "function": {"name": ..., "description": ..., '

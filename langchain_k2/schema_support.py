@@ -136,6 +136,9 @@ _COMMON_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
 """The formats every engine enforces (what an unknown engine is sent)."""
 _SCHEMA_MAPS = ("properties", "$defs", "definitions")
 _SCHEMA_LISTS = ("anyOf", "prefixItems")
+_METADATA = frozenset({"$schema", "$id", "$comment"})
+"""Left out of every grammar: no engine constrains by them, and a nested ``$id`` would move
+the base of the references the wrapper grammar hoists."""
 _DATA_KEYS = frozenset({"enum", "const", "default", "examples", "example", "required"})
 
 
@@ -196,6 +199,8 @@ class _Simplifier:
         out: dict[str, Any] = {}
         patterns: list[Any] = []
         for key, value in node.items():
+            if key in _METADATA:
+                continue
             if key in _DATA_KEYS:
                 out[key] = value
             elif key == "patternProperties" and key in self.unsupported:

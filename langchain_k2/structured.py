@@ -40,6 +40,7 @@ from langchain_k2.errors import K2ConfigError, ToolDefinitionError
 from langchain_k2.schema_forms import DEFAULT_OUTPUT_NAME, function_from_dict
 from langchain_k2.schema_support import grammar_schema, warn_dropped
 from langchain_k2.tool_calls import OPEN_TAG, parse_block, strip_fences
+from langchain_k2.tool_schema import compiled_validator
 
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
 
@@ -101,14 +102,16 @@ def schema_name_and_json(schema: Any) -> tuple[str, dict[str, Any]]:
     return str(function["name"]), json_schema
 
 
-def _check_schema(json_schema: Mapping[str, Any]) -> None:
-    """Raise `K2ConfigError` when ``json_schema`` is not a valid JSON schema."""
+def _check_schema(json_schema: Mapping[str, Any]) -> Any:
+    """The schema's validator; `K2ConfigError` when it is not a valid JSON schema."""
     import jsonschema
 
     try:
-        jsonschema.validators.validator_for(json_schema).check_schema(json_schema)
+        return compiled_validator(json_schema)
     except jsonschema.exceptions.SchemaError as exc:
         raise K2ConfigError(f"The structured-output schema is not valid: {exc.message}") from exc
+    except (TypeError, ValueError) as exc:
+        raise K2ConfigError(f"The structured-output schema is not JSON: {exc}") from exc
 
 
 def _validator(schema: Any, json_schema: dict[str, Any] | None) -> Callable[[Any], Any]:
@@ -121,8 +124,7 @@ def _validator(schema: Any, json_schema: dict[str, Any] | None) -> Callable[[Any
         return lambda value: value
     import jsonschema
 
-    _check_schema(json_schema)
-    validator = jsonschema.validators.validator_for(json_schema)(json_schema)
+    validator = _check_schema(json_schema)
 
     def validate(value: Any) -> Any:
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
