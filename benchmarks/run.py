@@ -35,6 +35,7 @@ from benchmarks import (  # noqa: E402 -- after the check that names the missing
     overhead,
     parser,
     report,
+    schemas,
     streaming,
 )
 
@@ -46,6 +47,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     malformed,
     local,
     engines,
+    schemas,
 )
 NAMES = {
     "parser": parser,
@@ -55,6 +57,7 @@ NAMES = {
     "malformed": malformed,
     "local": local,
     "engines": engines,
+    "schemas": schemas,
 }
 #: Every row of the table, in order (the smoke test checks them).
 ROW_KEYS: tuple[str, ...] = tuple(key for module in SECTIONS for key in module.KEYS)

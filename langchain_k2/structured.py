@@ -109,7 +109,14 @@ def _check_schema(json_schema: Mapping[str, Any]) -> Any:
     try:
         return compiled_validator(json_schema)
     except jsonschema.exceptions.SchemaError as exc:
-        raise K2ConfigError(f"The structured-output schema is not valid: {exc.message}") from exc
+        hint = (
+            " (answers are checked with Python's re module, which cannot compile it: "
+            "rewrite the pattern, e.g. without \\p{...} classes)"
+            if exc.validator == "format"
+            else ""
+        )
+        msg = f"The structured-output schema is not valid: {exc.message}{hint}"
+        raise K2ConfigError(msg) from exc
     except (TypeError, ValueError) as exc:
         raise K2ConfigError(f"The structured-output schema is not JSON: {exc}") from exc
 
