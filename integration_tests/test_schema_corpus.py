@@ -132,7 +132,7 @@ def test_schema_binds_keeps_every_constraint_and_builds_grammars(entry: Entry) -
 # ---------------------------------------------------------------- MCP in an agent loop
 
 
-def test_mcp_reference_tools_run_in_create_agent(fake_vllm_server: FakeTGI) -> None:
+async def test_mcp_reference_tools_run_in_create_agent(fake_vllm_server: FakeTGI) -> None:
     from langchain.agents import create_agent
 
     from integration_tests.fake_tgi.client import reply, special, tokens_of
@@ -150,7 +150,8 @@ def test_mcp_reference_tools_run_in_create_agent(fake_vllm_server: FakeTGI) -> N
     )  # fmt: skip
     llm = ChatK2(endpoint_url=server.url, engine="vllm", temperature=0, retry_backoff=0.0)
     agent = create_agent(llm, tools)
-    result = agent.invoke({"messages": [HumanMessage("09:30 in Paris is what in Tokyo?")]})
+    # MCP tools are async only (each call opens a session with the server over stdio).
+    result = await agent.ainvoke({"messages": [HumanMessage("09:30 in Paris is what in Tokyo?")]})
     messages = result["messages"]
     assert messages[1].tool_calls[0]["args"] == args
     content = messages[2].content
@@ -159,6 +160,7 @@ def test_mcp_reference_tools_run_in_create_agent(fake_vllm_server: FakeTGI) -> N
     assert tool_output["target"]["timezone"] == "Asia/Tokyo"
     assert tool_output["time_difference"] in {"+7.0h", "+8.0h"}  # Paris summer / winter
     assert messages[-1].content == "It is 16:30 in Tokyo."
-    prompts = [r["body"]["prompt"] for r in server.requests() if "prompt" in r["body"]]
+    bodies = [r.get("body") for r in server.requests()]
+    prompts = [b["prompt"] for b in bodies if isinstance(b, dict) and "prompt" in b]
     assert '"name": "convert_time"' in prompts[0]
     assert "Asia/Tokyo" in prompts[1]  # the tool's real answer went back to the model
