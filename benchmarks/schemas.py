@@ -263,5 +263,5 @@ def run(settings: Settings) -> list[Row]:
             why = "not run in --quick" if settings.quick else "skipped: no llama.cpp or SmolLM2"
             rows += _not_run(family, why, ("valid", "tokens"))
             continue
-        rows += _answer_rows(family, sample[:12], wholes=wholes, llm=llm, llama=llama, bare=bare)
+        rows += _answer_rows(family, sample[:8], wholes=wholes, llm=llm, llama=llama, bare=bare)
     return rows

@@ -132,6 +132,24 @@ ENGINE_FORMATS: Mapping[str, frozenset[str] | None] = {
 """Per engine, the string formats it enforces; any other ``format`` is taken out."""
 
 _NOT_XGRAMMAR = frozenset({"tgi", "llama.cpp", "llama-cpp-python", "llamacpp"})
+_NOT_LLAMA = frozenset({"tgi", "vllm", "sglang"})
+_LLAMA_RECOGNIZED = frozenset(
+    {"$ref", "oneOf", "anyOf", "allOf", "const", "enum", "type", "properties",
+     "additionalProperties", "items", "prefixItems", "pattern", "format"}
+)  # fmt: skip
+"""The keywords llama.cpp's converter builds a rule from (a schema with none is refused)."""
+
+
+def _plain_anchored(pattern: Any) -> bool:
+    """Whether llama.cpp's converter takes ``pattern``: ``^...$`` without ``(?`` groups."""
+    return (
+        isinstance(pattern, str)
+        and pattern.startswith("^")
+        and pattern.endswith("$")
+        and "(?" not in pattern
+    )
+
+
 _COMMON_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
 """The formats every engine enforces (what an unknown engine is sent)."""
 _SCHEMA_MAPS = ("properties", "$defs", "definitions")
@@ -184,6 +202,7 @@ class _Simplifier:
         self.unsupported = ENGINE_UNSUPPORTED.get(engine or "", _NOWHERE)
         self.formats = ENGINE_FORMATS.get(engine or "", _COMMON_FORMATS)
         self.xgrammar = engine not in _NOT_XGRAMMAR  # an unknown engine may be one
+        self.llama = engine not in _NOT_LLAMA
         self.dropped: set[str] = set()
 
     def visit(self, node: Any) -> Any:
@@ -195,6 +214,9 @@ class _Simplifier:
         ref = node.get("$ref")
         if isinstance(ref, str) and not (ref == "#" or ref.startswith("#/")):
             self.dropped.add("$ref (not local)")
+            return {}
+        if ref == "#" and self.llama:  # the whole schema again: its converter cannot
+            self.dropped.add("$ref to the root")
             return {}
         out: dict[str, Any] = {}
         patterns: list[Any] = []
@@ -222,6 +244,8 @@ class _Simplifier:
                 self.dropped.add(f"{key} over {REPETITION_CAP}")
             elif key == "format" and self.formats is not None and value not in self.formats:
                 self.dropped.add(f"format={value}")
+            elif key == "pattern" and self.llama and not _plain_anchored(value):
+                self.dropped.add("pattern (not ^...$, or with (?...))")
             else:
                 out[key] = value
         if patterns:
@@ -229,6 +253,8 @@ class _Simplifier:
             if extra is not False:
                 patterns.append({} if extra is True else extra)
             out["additionalProperties"] = patterns[0] if len(patterns) == 1 else {"anyOf": patterns}
+        if self.llama and not _LLAMA_RECOGNIZED.intersection(out):
+            return {}  # only annotations or "required": its converter refuses such a schema
         if self.xgrammar and "pattern" in out:
             for key in ("minLength", "maxLength"):
                 if out.pop(key, None) is not None:

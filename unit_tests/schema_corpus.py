@@ -225,7 +225,8 @@ def _bundle(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, An
     pending = [text]
     while pending:
         chunk = pending.pop()
-        for piece in chunk.split(marker)[1:]:
+        pieces = chunk.split(marker)[1:] + chunk.split('"#/$defs/')[1:]  # theirs are local
+        for piece in pieces:
             name = piece.split('"', 1)[0]
             if name not in needed:
                 needed.add(name)
