@@ -132,7 +132,7 @@ ENGINE_FORMATS: Mapping[str, frozenset[str] | None] = {
 """Per engine, the string formats it enforces; any other ``format`` is taken out."""
 
 _NOT_XGRAMMAR = frozenset({"tgi", "llama.cpp", "llama-cpp-python", "llamacpp"})
-_NOT_LLAMA = frozenset({"tgi", "vllm", "sglang"})
+_LLAMA = frozenset({"llama.cpp", "llama-cpp-python", "llamacpp"})
 _LLAMA_RECOGNIZED = frozenset(
     {"$ref", "oneOf", "anyOf", "allOf", "const", "enum", "type", "properties",
      "additionalProperties", "items", "prefixItems", "pattern", "format"}
@@ -202,7 +202,7 @@ class _Simplifier:
         self.unsupported = ENGINE_UNSUPPORTED.get(engine or "", _NOWHERE)
         self.formats = ENGINE_FORMATS.get(engine or "", _COMMON_FORMATS)
         self.xgrammar = engine not in _NOT_XGRAMMAR  # an unknown engine may be one
-        self.llama = engine not in _NOT_LLAMA
+        self.llama = engine in _LLAMA
         self.dropped: set[str] = set()
 
     def visit(self, node: Any) -> Any:
