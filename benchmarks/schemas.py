@@ -45,6 +45,8 @@ KEYS = tuple(
     f"schemas.{family}.{what}" for family in FAMILIES for what in ("bound", "valid", "tokens")
 )
 QUESTION = "Fill in an example that fits."
+SAMPLE = 8
+"""Schemas per family answered on the stand-in model, each side."""
 
 
 def _rejects(schema: dict[str, Any], value: Any) -> bool:
@@ -263,5 +265,5 @@ def run(settings: Settings) -> list[Row]:
             why = "not run in --quick" if settings.quick else "skipped: no llama.cpp or SmolLM2"
             rows += _not_run(family, why, ("valid", "tokens"))
             continue
-        rows += _answer_rows(family, sample[:8], wholes=wholes, llm=llm, llama=llama, bare=bare)
+        rows += _answer_rows(family, sample[:SAMPLE], wholes=wholes, llm=llm, llama=llama, bare=bare)
     return rows
