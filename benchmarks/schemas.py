@@ -265,5 +265,7 @@ def run(settings: Settings) -> list[Row]:
             why = "not run in --quick" if settings.quick else "skipped: no llama.cpp or SmolLM2"
             rows += _not_run(family, why, ("valid", "tokens"))
             continue
-        rows += _answer_rows(family, sample[:SAMPLE], wholes=wholes, llm=llm, llama=llama, bare=bare)
+        rows += _answer_rows(
+            family, sample[:SAMPLE], wholes=wholes, llm=llm, llama=llama, bare=bare
+        )
     return rows
