@@ -36,6 +36,7 @@ from benchmarks import (  # noqa: E402 -- after the check that names the missing
     overhead,
     parser,
     report,
+    schemas,
     streaming,
 )
 
@@ -48,6 +49,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     local,
     engines,
     families,
+    schemas,
 )
 NAMES = {
     "parser": parser,
@@ -58,6 +60,7 @@ NAMES = {
     "local": local,
     "engines": engines,
     "families": families,
+    "schemas": schemas,
 }
 #: Every row of the table, in order (the smoke test checks them).
 ROW_KEYS: tuple[str, ...] = tuple(key for module in SECTIONS for key in module.KEYS)

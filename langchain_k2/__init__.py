@@ -33,6 +33,7 @@ from langchain_k2.errors import (
     ToolDefinitionError,
 )
 from langchain_k2.prompt import K2Format, neutralize, render_prompt, restore
+from langchain_k2.schema_support import K2SchemaWarning
 from langchain_k2.tool_calls import (
     ParsedToolCalls,
     ToolBlock,
@@ -56,6 +57,7 @@ __all__ = [
     "K2InputError",
     "K2NotFoundError",
     "K2OverloadedError",
+    "K2SchemaWarning",
     "K2ServerError",
     "K2StreamInterruptedError",
     "K2TimeoutError",

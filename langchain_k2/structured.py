@@ -36,8 +36,11 @@ from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ValidationError
 
 from langchain_k2.backends.base import Grammar, json_grammar
-from langchain_k2.errors import K2ConfigError
+from langchain_k2.errors import K2ConfigError, ToolDefinitionError
+from langchain_k2.schema_forms import DEFAULT_OUTPUT_NAME, function_from_dict
+from langchain_k2.schema_support import grammar_schema, warn_dropped
 from langchain_k2.tool_calls import OPEN_TAG, parse_block, strip_fences
+from langchain_k2.tool_schema import compiled_validator
 
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
 
@@ -67,19 +70,55 @@ class StructuredSpec:
 
 
 def schema_name_and_json(schema: Any) -> tuple[str, dict[str, Any]]:
-    """The name and JSON schema of a pydantic class, TypedDict or JSON-schema dict."""
+    """The name and JSON schema of a pydantic class, TypedDict or JSON-schema dict.
+
+    A dict keeps its whole schema (a root ``anyOf``, ``$ref``, ``patternProperties``...;
+    `langchain_k2.schema_forms`); one without ``title`` is named ``response_format``.
+
+    Example:
+        >>> schema_name_and_json({"type": "object", "properties": {"a": {"type": "integer"}}})
+        ('response_format', {'type': 'object', 'properties': {'a': {'type': 'integer'}}})
+    """
+    if isinstance(schema, Mapping):
+        try:
+            function = function_from_dict(schema, default_name=DEFAULT_OUTPUT_NAME)
+        except ToolDefinitionError as exc:
+            raise K2ConfigError(f"Cannot use this schema for structured output: {exc}") from exc
+        json_schema = dict(function["parameters"])
+        json_schema.setdefault("type", "object")
+        _check_schema(json_schema)
+        return str(function["name"]), json_schema
     try:
         function = convert_to_openai_tool(schema)["function"]
         json_schema = convert_to_json_schema(schema)
     except (TypeError, ValueError, KeyError) as exc:
         raise K2ConfigError(
             f"Cannot use {schema!r:.80} as a structured-output schema: pass a pydantic class, "
-            f"a TypedDict or a JSON-schema dict with a 'title'. ({exc})"
+            f"a TypedDict or a JSON-schema dict. ({exc})"
         ) from exc
     json_schema = {k: v for k, v in json_schema.items() if k not in {"title", "description"}}
     json_schema.setdefault("type", "object")
     json_schema.setdefault("properties", {})
     return str(function["name"]), json_schema
+
+
+def _check_schema(json_schema: Mapping[str, Any]) -> Any:
+    """The schema's validator; `K2ConfigError` when it is not a valid JSON schema."""
+    import jsonschema
+
+    try:
+        return compiled_validator(json_schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        hint = (
+            " (answers are checked with Python's re module, which cannot compile it: "
+            "rewrite the pattern, e.g. without \\p{...} classes)"
+            if exc.validator == "format"
+            else ""
+        )
+        msg = f"The structured-output schema is not valid: {exc.message}{hint}"
+        raise K2ConfigError(msg) from exc
+    except (TypeError, ValueError) as exc:
+        raise K2ConfigError(f"The structured-output schema is not JSON: {exc}") from exc
 
 
 def _validator(schema: Any, json_schema: dict[str, Any] | None) -> Callable[[Any], Any]:
@@ -92,8 +131,13 @@ def _validator(schema: Any, json_schema: dict[str, Any] | None) -> Callable[[Any
         return lambda value: value
     import jsonschema
 
+    validator = _check_schema(json_schema)
+
     def validate(value: Any) -> Any:
-        jsonschema.validate(value, json_schema)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        if error is not None:
+            path = "/".join(str(p) for p in error.absolute_path)
+            raise ValueError(error.message + (f" (at {path})" if path else ""))
         return value
 
     return validate
@@ -149,10 +193,28 @@ def _json_of(message: AIMessage, name: str, *, lenient: bool) -> Any:
         ) from exc
 
 
-def build_spec(schema: Any, method: str, *, constrain: bool = True) -> StructuredSpec:
+def output_grammar(json_schema: Mapping[str, Any], name: str, engine: str | None) -> Grammar:
+    """The grammar for an output schema: what ``engine`` enforces of it (`grammar_schema`).
+
+    Keywords the engine would drop or refuse are taken out (said once, `K2SchemaWarning`);
+    the answer is still validated against the whole schema. An object root without
+    ``properties`` gets an empty one (TGI refuses a JSON grammar without it).
+    """
+    simplified = grammar_schema(json_schema, engine)
+    warn_dropped(f"structured output {name!r}", engine, simplified.dropped)
+    schema = simplified.schema
+    if schema.get("type") == "object" and "properties" not in schema:
+        schema = {**schema, "properties": {}}
+    return json_grammar(schema)
+
+
+def build_spec(
+    schema: Any, method: str, *, constrain: bool = True, engine: str | None = None
+) -> StructuredSpec:
     """Assemble grammar, instruction and parser for ``schema`` and ``method``.
 
     ``constrain=False`` leaves decoding free (no grammar): instructions and validation only.
+    ``engine`` (``None``: not known) decides which keywords the grammar can carry.
     """
     if method not in METHODS:
         raise K2ConfigError(f"method={method!r} is not one of {list(METHODS)}.")
@@ -199,7 +261,11 @@ def build_spec(schema: Any, method: str, *, constrain: bool = True) -> Structure
             "Respond with a single JSON object and nothing else. It must satisfy this JSON "
             f"schema: {json.dumps(json_schema)}"
         )
-        grammar = json_grammar(json_schema) if method == "json_schema" else JSON_MODE_GRAMMAR
+        grammar = (
+            output_grammar(json_schema, name, engine)
+            if method == "json_schema"
+            else JSON_MODE_GRAMMAR
+        )
     return StructuredSpec(
         name, json_schema, grammar if constrain else None, instruction, parse_json
     )
@@ -342,11 +408,19 @@ def structured_output(
     """``ChatK2.with_structured_output``: ``model`` bound for ``schema``, then validated."""
     if kwargs:
         raise K2ConfigError(f"Unknown with_structured_output option(s): {sorted(kwargs)}.")
-    spec = build_spec(schema, method, constrain=strict is not False)
-    ls_format = {"kwargs": {"method": method}, "schema": schema}
+    engine = "llamacpp" if getattr(model, "model_path", None) else getattr(model, "engine", None)
+    spec = build_spec(schema, method, constrain=strict is not False, engine=engine)
+    # langchain-core reads this schema with its own converter, which crashes on a root
+    # "type" list and drops a root anyOf: it gets the function form read here instead.
+    function = (
+        {"type": "function", "function": function_from_dict(schema, default_name=spec.name)}
+        if isinstance(schema, Mapping)
+        else None
+    )
+    ls_format = {"kwargs": {"method": method}, "schema": function or schema}
     if method == "function_calling":
         bound = model.bind_tools(
-            [cast("Any", schema)],
+            [cast("Any", function or schema)],
             tool_choice=spec.name,
             ls_structured_output_format=ls_format,
             **({"tool_grammar": False} if strict is False else {}),

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from langchain_k2._schema_refs import refs_in
 from langchain_k2.errors import K2ConfigError, ToolDefinitionError
+from langchain_k2.schema_forms import function_from_dict, is_handled
 from langchain_k2.tool_block import ToolBlock
 from langchain_k2.tool_schema import check_depth, function_of
 
@@ -104,7 +105,13 @@ def normalize_tools(tools: Sequence[Any]) -> list[dict[str, Any]]:
         if isinstance(tool, Mapping):  # a dict too deep would overflow the converter
             check_depth(str(function_of(tool).get("name") or f"#{position}")[:80], tool)
         try:
-            converted = convert_to_openai_tool(tool)
+            converted = (  # dicts keep their whole schema (langchain-core drops a root anyOf)
+                {"type": "function", "function": function_from_dict(tool)}
+                if isinstance(tool, Mapping) and is_handled(tool)
+                else convert_to_openai_tool(tool)
+            )
+        except ToolDefinitionError as exc:
+            raise ToolDefinitionError(f"tools[{position}]: {exc}") from exc
         except Exception as exc:
             raise ToolDefinitionError(
                 f"tools[{position}] ({_tool_name(tool)}) cannot be used as a tool: {exc}"

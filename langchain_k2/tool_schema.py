@@ -29,8 +29,17 @@ import jsonschema
 
 from langchain_k2._memo import MemoByValue
 from langchain_k2.errors import ToolDefinitionError
+from langchain_k2.schema_support import grammar_schema, warn_dropped
 
-__all__ = ["MAX_SCHEMA_DEPTH", "ToolIndex", "function_of", "nesting_depth", "tool_index"]
+__all__ = [
+    "MAX_SCHEMA_DEPTH",
+    "ToolIndex",
+    "compiled_validator",
+    "function_of",
+    "grammar_parameters",
+    "nesting_depth",
+    "tool_index",
+]
 
 MAX_SCHEMA_DEPTH = 128
 """Deepest nesting (dicts and lists) of a tool's schema; a deeper one is refused, naming it."""
@@ -83,6 +92,24 @@ def function_of(tool: Mapping[str, Any]) -> Mapping[str, Any]:
     """
     function = tool.get("function")
     return function if isinstance(function, Mapping) else tool
+
+
+def grammar_parameters(function: Mapping[str, Any], engine: str | None) -> dict[str, Any]:
+    """The part of a tool's parameters ``engine`` enforces, for its call grammar.
+
+    Keywords the engine drops or refuses are taken out (said once, as a
+    `langchain_k2.schema_support.K2SchemaWarning`); `ToolIndex` still checks the calls
+    against the whole schema, and a failing call is repaired.
+
+    Example:
+        >>> grammar_parameters({"name": "f", "parameters": {"type": "object", "properties":
+        ...     {"n": {"type": "integer", "multipleOf": 2}}}}, "tgi")  # doctest: +SKIP
+        {'type': 'object', 'properties': {'n': {'type': 'integer'}}}
+    """
+    parameters = function.get("parameters") or {"type": "object", "properties": {}}
+    simplified = grammar_schema(parameters, engine)
+    warn_dropped(f"tool {function.get('name')!r}", engine, simplified.dropped)
+    return simplified.schema
 
 
 class ToolIndex:
@@ -139,6 +166,19 @@ class ToolIndex:
             {'type': 'object'}
         """
         return self._schemas.get(name)
+
+
+def compiled_validator(schema: Mapping[str, Any]) -> Any:
+    """A ``jsonschema`` validator of ``schema``'s own dialect (``$schema``), checked once.
+
+    Cached by the schema's JSON text: checking a large schema against its metaschema takes
+    seconds (JSON Schema Store's renovate.json: about 5 s), and bound schemas repeat.
+
+    Raises:
+        jsonschema.exceptions.SchemaError: the schema is not a valid JSON schema.
+        TypeError: the schema is not JSON-serializable.
+    """
+    return _compiled_schema(json.dumps(schema, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=256)

@@ -44,7 +44,7 @@ from langchain_k2.formats.selection import describe
 from langchain_k2.stops import StopFilter
 from langchain_k2.tool_binding import refuse_calls
 from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
-from langchain_k2.tool_schema import function_of
+from langchain_k2.tool_schema import function_of, grammar_parameters
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ class GenerationRequest:
     repair: bool = False
 
 
-def call_grammar(tools: Sequence[Mapping[str, Any]]) -> Grammar:
-    """The JSON grammar constraining output to one call of one of ``tools``.
+def call_grammar(tools: Sequence[Mapping[str, Any]], engine: str | None = None) -> Grammar:
+    """The JSON grammar constraining output to one call of ``tools`` (as ``engine`` takes it).
 
     One tool: ``{"name": <const>, "arguments": <the tool's schema>}``. Several: TGI
     refuses a grammar without top-level ``properties``, so the schema carries both
@@ -75,7 +75,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> Grammar:
     """
     functions = [function_of(tool) for tool in tools]
     schemas, definitions = hoist_definitions(
-        [fn.get("parameters") or {"type": "object", "properties": {}} for fn in functions]
+        [grammar_parameters(fn, engine) for fn in functions]  # what the engine enforces
     )
     calls: list[dict[str, Any]] = []
     for fn, params in zip(functions, schemas, strict=True):
@@ -201,7 +201,7 @@ class Turn:
         params = config.params
         constrained = config.forced and self.use_grammar and bool(config.tools)
         if constrained:
-            params = replace(params, grammar=call_grammar(config.tools))
+            params = replace(params, grammar=call_grammar(config.tools, config.engine))
         self._pending: GenerationRequest | None = GenerationRequest(config.prompt, params)
         self._start(primed=config.forced, constrained=constrained)
 
@@ -430,7 +430,7 @@ class Turn:
         params = config.params
         constrained = self.use_grammar and bool(config.tools)
         if constrained:
-            params = replace(params, grammar=call_grammar(config.tools))
+            params = replace(params, grammar=call_grammar(config.tools, config.engine))
         # A forced prompt already ends with the open tag, which starts the first block's raw.
         open_tag = config.fmt.tool_call_open
         base = (

@@ -1,0 +1,312 @@
+"""What each engine's constraint compiler enforces, and the schema it is given.
+
+In: a JSON schema (a tool's parameters, a structured-output schema) and the engine name
+(``tgi``, ``vllm``, ``sglang``, ``llama.cpp``, ``llama-cpp-python``, ``llamacpp`` for the
+in-process backend; ``None`` or ``auto`` when not known). Out: a `GrammarSchema`: the
+schema the engine is sent as its grammar, and the keywords taken out of it. Validation
+never uses it: the client validates every answer against the *whole* schema and repairs
+a failing one, so the grammar may be looser than the schema but never stricter.
+
+The engines drop or reject different JSON-schema keywords (read from their sources, late
+2026; ``ENGINE_UNSUPPORTED`` below):
+
+- vLLM and SGLang compile with xgrammar (vLLM's ``auto`` backend falls back to guidance
+  only when xgrammar cannot, and a forced xgrammar answers 400): no ``multipleOf``,
+  ``uniqueItems``, ``contains``, ``patternProperties``, ``propertyNames``,
+  ``min/maxProperties``, conditionals, ``not``; a ``format`` outside its list; a
+  ``pattern`` next to length bounds keeps the pattern and drops the lengths.
+- llama.cpp's converter (the C++ server and llama-cpp-python's Python port) has no
+  ``patternProperties``, ``uniqueItems``, ``multipleOf``, ``not``, conditionals,
+  ``propertyNames``, ``min/maxProperties``; string formats beyond date/time/uuid are
+  plain strings.
+- TGI compiles with outlines: no ``patternProperties``, ``uniqueItems``, ``multipleOf``,
+  conditionals, ``not``, ``propertyNames``, ``min/maxProperties``; few formats.
+
+Every engine gets, besides: ``oneOf`` as ``anyOf`` (looser; exactly-one is checked on the
+client), ``allOf`` merged into one schema (no engine intersects reliably), non-local
+``$ref`` as "any value", and no repetition bound above `REPETITION_CAP`
+(``maxLength``/``maxItems`` in the tens of thousands make llama.cpp build a grammar rule
+per repetition and crash the process). A ``patternProperties`` taken out widens
+``additionalProperties`` to its value schemas, so keys it allowed stay allowed.
+
+Example:
+    >>> simplified = grammar_schema({"type": "array", "uniqueItems": True}, "vllm")
+    >>> simplified.schema, simplified.dropped
+    ({'type': 'array'}, ('uniqueItems',))
+    >>> grammar_schema({"type": "string", "maxLength": 50000}, "llamacpp").schema
+    {'type': 'string'}
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ENGINE_FORMATS",
+    "ENGINE_UNSUPPORTED",
+    "REPETITION_CAP",
+    "GrammarSchema",
+    "K2SchemaWarning",
+    "grammar_schema",
+    "warn_dropped",
+]
+
+
+class K2SchemaWarning(UserWarning):
+    """A schema keyword the engine does not enforce: it is checked on the client instead.
+
+    Silence it with ``warnings.filterwarnings("ignore", category=K2SchemaWarning)``.
+    """
+
+
+REPETITION_CAP = 256
+"""The largest ``minLength``/``maxLength``/``minItems``/``maxItems`` sent in a grammar."""
+
+_REPETITION_KEYS = ("minLength", "maxLength", "minItems", "maxItems")
+
+_NOWHERE = frozenset(
+    {
+        "not",
+        "if",
+        "then",
+        "else",
+        "dependentSchemas",
+        "dependentRequired",
+        "dependencies",
+        "propertyNames",
+        "contains",
+        "minContains",
+        "maxContains",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "uniqueItems",
+        "multipleOf",
+        "patternProperties",
+        "minProperties",
+        "maxProperties",
+    }
+)
+"""Keywords no engine here compiles into its grammar (each drops or rejects them)."""
+
+_XGRAMMAR_FORMATS = frozenset(
+    {
+        "email",
+        "date",
+        "time",
+        "date-time",
+        "duration",
+        "ipv4",
+        "ipv6",
+        "hostname",
+        "uuid",
+        "uri",
+        "uri-reference",
+        "uri-template",
+        "json-pointer",
+        "relative-json-pointer",
+    }
+)
+
+ENGINE_UNSUPPORTED: Mapping[str, frozenset[str]] = {
+    "vllm": _NOWHERE,
+    "sglang": _NOWHERE,
+    "llama.cpp": _NOWHERE,
+    "llama-cpp-python": _NOWHERE,
+    "llamacpp": _NOWHERE,
+    "tgi": _NOWHERE,
+}
+"""Per engine, the keywords its constraint compiler drops or answers 400 for."""
+
+ENGINE_FORMATS: Mapping[str, frozenset[str] | None] = {
+    "vllm": _XGRAMMAR_FORMATS,
+    "sglang": _XGRAMMAR_FORMATS,
+    "tgi": frozenset({"date-time", "date", "time", "uuid", "email", "uri"}),
+    "llama.cpp": frozenset({"date", "time", "date-time", "uuid"}),
+    "llama-cpp-python": frozenset({"date", "time", "date-time", "uuid"}),
+    "llamacpp": frozenset({"date", "time", "date-time", "uuid"}),
+}
+"""Per engine, the string formats it enforces; any other ``format`` is taken out."""
+
+_NOT_XGRAMMAR = frozenset({"tgi", "llama.cpp", "llama-cpp-python", "llamacpp"})
+_LLAMA = frozenset({"llama.cpp", "llama-cpp-python", "llamacpp"})
+_LLAMA_RECOGNIZED = frozenset(
+    {"$ref", "oneOf", "anyOf", "allOf", "const", "enum", "type", "properties",
+     "additionalProperties", "items", "prefixItems", "pattern", "format"}
+)  # fmt: skip
+"""The keywords llama.cpp's converter builds a rule from (a schema with none is refused)."""
+
+
+def _plain_anchored(pattern: Any) -> bool:
+    """Whether llama.cpp's converter takes ``pattern``: ``^...$`` without ``(?`` groups."""
+    return (
+        isinstance(pattern, str)
+        and pattern.startswith("^")
+        and pattern.endswith("$")
+        and "(?" not in pattern
+    )
+
+
+_COMMON_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
+"""The formats every engine enforces (what an unknown engine is sent)."""
+_SCHEMA_MAPS = ("properties", "$defs", "definitions")
+_SCHEMA_LISTS = ("anyOf", "prefixItems")
+_METADATA = frozenset({"$schema", "$id", "$comment"})
+"""Left out of every grammar: no engine constrains by them, and a nested ``$id`` would move
+the base of the references the wrapper grammar hoists."""
+_DATA_KEYS = frozenset({"enum", "const", "default", "examples", "example", "required"})
+
+
+@dataclass(frozen=True)
+class GrammarSchema:
+    """The schema an engine compiles, and the keywords taken out of the given one.
+
+    Attributes:
+        schema: what the grammar is built from (looser than the given schema, or equal).
+        dropped: the keywords taken out, sorted (``format=...`` for a format).
+    """
+
+    schema: dict[str, Any]
+    dropped: tuple[str, ...]
+
+
+def _merge_all_of(node: Mapping[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``allOf`` folded in: union of properties and required, first wins.
+
+    Every instance valid for all branches is valid for the merge (it is looser).
+    """
+    merged: dict[str, Any] = {k: v for k, v in node.items() if k != "allOf"}
+    for given in node.get("allOf") or []:
+        if not isinstance(given, Mapping):
+            continue
+        branch = _merge_all_of(given) if "allOf" in given else given
+        for key, value in branch.items():
+            if key == "properties" and isinstance(value, Mapping):
+                properties = dict(merged.get("properties") or {})
+                for name, sub in value.items():
+                    properties.setdefault(name, sub)
+                merged["properties"] = properties
+            elif key == "required" and isinstance(value, list):
+                required = list(merged.get("required") or [])
+                merged["required"] = required + [r for r in value if r not in required]
+            else:
+                merged.setdefault(key, value)
+    return merged
+
+
+class _Simplifier:
+    def __init__(self, engine: str | None) -> None:
+        self.unsupported = ENGINE_UNSUPPORTED.get(engine or "", _NOWHERE)
+        self.formats = ENGINE_FORMATS.get(engine or "", _COMMON_FORMATS)
+        self.xgrammar = engine not in _NOT_XGRAMMAR  # an unknown engine may be one
+        self.llama = engine in _LLAMA
+        self.dropped: set[str] = set()
+
+    def visit(self, node: Any) -> Any:
+        if not isinstance(node, Mapping):
+            return node
+        if "allOf" in node:
+            self.dropped.add("allOf")
+            node = _merge_all_of(node)
+        ref = node.get("$ref")
+        if isinstance(ref, str) and not (ref == "#" or ref.startswith("#/")):
+            self.dropped.add("$ref (not local)")
+            return {}
+        if ref == "#" and self.llama:  # the whole schema again: its converter cannot
+            self.dropped.add("$ref to the root")
+            return {}
+        out: dict[str, Any] = {}
+        patterns: list[Any] = []
+        for key, value in node.items():
+            if key in _METADATA:
+                continue
+            if key in _DATA_KEYS:
+                out[key] = value
+            elif key == "patternProperties" and key in self.unsupported:
+                self.dropped.add(key)
+                if isinstance(value, Mapping):
+                    patterns.extend(self.visit(sub) for sub in value.values())
+            elif key in self.unsupported:
+                self.dropped.add(key)
+            elif key == "oneOf" and isinstance(value, list):
+                out["anyOf"] = [self.visit(sub) for sub in value]
+            elif key in _SCHEMA_MAPS and isinstance(value, Mapping):
+                out[key] = {name: self.visit(sub) for name, sub in value.items()}
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                out[key] = [self.visit(sub) for sub in value]
+            elif key in {"items", "additionalProperties", "additionalItems"}:
+                is_list = isinstance(value, list)
+                out[key] = [self.visit(sub) for sub in value] if is_list else self.visit(value)
+            elif key in _REPETITION_KEYS and isinstance(value, int) and value > REPETITION_CAP:
+                self.dropped.add(f"{key} over {REPETITION_CAP}")
+            elif key == "format" and self.formats is not None and value not in self.formats:
+                self.dropped.add(f"format={value}")
+            elif key == "pattern" and self.llama and not _plain_anchored(value):
+                self.dropped.add("pattern (not ^...$, or with (?...))")
+            else:
+                out[key] = value
+        if patterns:
+            extra = out.get("additionalProperties", True)
+            if extra is not False:
+                patterns.append({} if extra is True else extra)
+            out["additionalProperties"] = patterns[0] if len(patterns) == 1 else {"anyOf": patterns}
+        if self.llama and not _LLAMA_RECOGNIZED.intersection(out):
+            return {}  # only annotations or "required": its converter refuses such a schema
+        if self.xgrammar and "pattern" in out:
+            for key in ("minLength", "maxLength"):
+                if out.pop(key, None) is not None:
+                    self.dropped.add(f"{key} beside pattern")
+        return out
+
+
+def grammar_schema(schema: Mapping[str, Any], engine: str | None = None) -> GrammarSchema:
+    """The part of ``schema`` that ``engine`` enforces, as the schema to send it.
+
+    Args:
+        schema: the whole JSON schema (left unchanged).
+        engine: the engine's name; ``None``/``"auto"`` takes out what any engine drops.
+
+    Example:
+        >>> grammar_schema({"oneOf": [{"type": "integer"}, {"type": "string"}]}).schema
+        {'anyOf': [{'type': 'integer'}, {'type': 'string'}]}
+        >>> grammar_schema({"type": "object", "patternProperties": {"^x": {"type": "integer"}},
+        ...                 "additionalProperties": False}, "llamacpp").schema
+        {'type': 'object', 'additionalProperties': {'type': 'integer'}}
+    """
+    simplifier = _Simplifier(engine)
+    simplified = simplifier.visit(schema)
+    return GrammarSchema(simplified, tuple(sorted(simplifier.dropped)))
+
+
+_warned: set[tuple[str, str, tuple[str, ...]]] = set()
+_warned_lock = threading.Lock()
+_MAX_WARNED = 1024
+
+
+def warn_dropped(what: str, engine: str | None, dropped: tuple[str, ...]) -> None:
+    """Say once (per schema and engine) that ``dropped`` keywords are checked on the client.
+
+    ``what`` names the schema (``"tool 'search'"``). Nothing is said when nothing was
+    dropped.
+    """
+    if not dropped:
+        return
+    key = (what, engine or "auto", dropped)
+    with _warned_lock:
+        if key in _warned:
+            return
+        if len(_warned) >= _MAX_WARNED:
+            _warned.clear()
+        _warned.add(key)
+    warnings.warn(
+        f"The JSON schema of {what} uses {', '.join(dropped)}, which the grammar of "
+        f"{engine or 'the engine'} does not enforce: decoding is constrained without it, and "
+        "the answer is validated against the whole schema on the client (a failing answer "
+        "is repaired). Silence this with warnings.filterwarnings('ignore', "
+        "category=langchain_k2.K2SchemaWarning).",
+        K2SchemaWarning,
+        stacklevel=3,
+    )
