@@ -21,8 +21,7 @@ from integration_tests.fake_tgi.client import http_error, reply
 from langchain_k2 import ChatK2, ContextWindowExceededError
 
 REFUSAL = (
-    "Grammar error: Invalid regex pattern '[a-z' in json schema "
-    "(xgrammar could not compile it)"
+    "Grammar error: Invalid regex pattern '[a-z' in json schema (xgrammar could not compile it)"
 )
 
 
