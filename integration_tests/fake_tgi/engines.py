@@ -366,12 +366,17 @@ def _valid(state: Any, req: Request) -> Valid:
     window = state.config["max_total_tokens"]
     max_tokens = req.max_tokens
     if req.engine == "vllm":  # vLLM 0.32: only the prompt must fit; max_tokens is cut
-        if len(tokens) >= window:
+        if len(tokens) > window:  # vLLM stops counting at window + 1
             raise EngineError(
                 400,
                 f"This model's maximum context length is {window} tokens. However, your "
-                f"request has {len(tokens)} input tokens. Please reduce the length of the "
-                "input messages.",
+                f"prompt contains at least {window + 1} input tokens, which exceeds this "
+                "limit even without any output tokens. Please reduce the length of the input "
+                f"prompt. (parameter=input_tokens, value={window + 1})",
+            )
+        if len(tokens) == window:
+            raise EngineError(
+                400, "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"
             )
         max_tokens = min(max_tokens, window - len(tokens))
     elif len(tokens) + req.max_tokens > window:
