@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from langchain_k2.backends.base import GenerationParams
+from langchain_k2.backends.base import GenerationParams, Grammar
 from langchain_k2.errors import K2ConfigError
 
 ALIASES: Mapping[str, str] = {
@@ -163,5 +163,5 @@ def call_params(
         repetition_penalty=options.repetition_penalty,
         seed=options.seed,
         stop=stops,
-        grammar=kwargs.get("grammar"),
+        grammar=Grammar.of(kwargs.get("grammar")),
     )

@@ -20,6 +20,7 @@ import warnings
 
 from langchain_k2._urls import redact_url
 from langchain_k2.backends.base import Backend, BackendInfo
+from langchain_k2.backends.engines import LABELS
 
 
 def _base(name: str) -> str:
@@ -53,8 +54,8 @@ def mismatch_message(served: str, expected: str, engine: str, url: str | None) -
 __all__ = ["mismatch_message", "same_model"]
 
 
-_ENGINES = {"tgi": "TGI", "llamacpp": "llama.cpp"}
-"""Engine names as messages write them."""
+_ENGINES = {**LABELS, "llamacpp": "llama.cpp"}
+"""Engine names as messages write them (the in-process backend is ``llamacpp``)."""
 
 
 def warn_if_other_model(info: BackendInfo, expected: str, backend: Backend) -> None:

@@ -36,7 +36,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
-from langchain_k2.backends.base import GenerationParams, json_grammar
+from langchain_k2.backends.base import GenerationParams, Grammar, json_grammar
 from langchain_k2.errors import K2ConfigError
 from langchain_k2.structured import schema_name_and_json, with_instruction
 
@@ -125,7 +125,7 @@ and nothing else.'
     return text[0].upper() + text[1:]
 
 
-def response_grammar(response_format: Mapping[str, Any]) -> dict[str, Any]:
+def response_grammar(response_format: Mapping[str, Any]) -> Grammar:
     """The grammar constraining the answer to ``response_format`` (no tools offered)."""
     schema = response_format.get("schema")
     if schema is None:

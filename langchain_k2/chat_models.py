@@ -41,6 +41,7 @@ from langchain_k2._arguments import (
 from langchain_k2._served import warn_if_other_model
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends.base import Backend, BackendInfo
+from langchain_k2.backends.engines import ENGINE_CHOICES, EngineChoice
 from langchain_k2.backends.factory import backend_for
 from langchain_k2.bind_options import bind_options
 from langchain_k2.counting import PieceCounter, anchor_of, render_parts
@@ -67,6 +68,13 @@ def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
             "Both endpoint_url and model_path are set: pass endpoint_url for a TGI server "
             "or model_path for a local GGUF model, not both."
         )
+    if values.get("engine") is None:  # from K2_ENGINE: checked here, naming the variable
+        named = from_env("K2_ENGINE", default=None)()
+        if named is not None and named not in ENGINE_CHOICES:
+            raise K2ConfigError(
+                f"K2_ENGINE={named!r} (an environment variable) is not one of "
+                f"{ENGINE_CHOICES}: set it to one of them, or unset it to probe the server."
+            )
     if values.get("model_path") is not None and values.get("engine") not in {None, "auto"}:
         raise K2ConfigError(
             f"engine={values['engine']!r} names the server at endpoint_url, but model_path "
@@ -128,7 +136,7 @@ class ChatK2(BaseChatModel):
     """The serving engine's base URL, or a list of replicas' URLs (default: env
     ``K2_ENDPOINT_URL``, which may hold several, comma-separated). Credentials in it
     (``https://user:password@host``) are sent as Basic auth and shown nowhere else."""
-    engine: Literal["auto", "tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python"] = Field(
+    engine: EngineChoice = Field(
         default_factory=cast("Callable[[], Any]", from_env("K2_ENGINE", default="auto"))
     )
     """The engine at ``endpoint_url`` (default: env ``K2_ENGINE``, else ``"auto"``: ask the
@@ -359,6 +367,7 @@ class ChatK2(BaseChatModel):
                 model_path=self.model_path,
                 special_markers=self.format.special_markers,
                 context_window=self.context_window,
+                model=self.model_name if "model_name" in self.model_fields_set else None,
             )
         return self._backend
 

@@ -2,7 +2,7 @@
 
 In: a pydantic class, TypedDict or JSON-schema dict, and a method (``json_schema``,
 ``function_calling``, ``json_mode``). Out: the pieces ``ChatK2.with_structured_output``
-assembles: the JSON schema, the TGI-shaped grammar, an instruction for the system
+assembles: the JSON schema, the JSON `Grammar`, an instruction for the system
 prompt, and a parser from ``AIMessage`` to the validated value. Nothing here talks to a
 backend; a retry loop re-asks the model when validation fails, telling it why (`feedback`),
 so no re-ask repeats a request byte for byte.
@@ -35,13 +35,13 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ValidationError
 
-from langchain_k2.backends.base import json_grammar
+from langchain_k2.backends.base import Grammar, json_grammar
 from langchain_k2.errors import K2ConfigError
 from langchain_k2.tool_calls import OPEN_TAG, parse_block, strip_fences
 
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
 
-JSON_MODE_GRAMMAR: dict[str, Any] = json_grammar(
+JSON_MODE_GRAMMAR: Grammar = json_grammar(
     {"type": "object", "properties": {}, "additionalProperties": True}
 )
 """Any JSON object (TGI requires a top-level ``properties`` key in every JSON grammar)."""
@@ -54,14 +54,14 @@ class StructuredSpec:
     Attributes:
         name: the schema's name (the tool name for ``function_calling``).
         json_schema: the JSON schema the output must satisfy (``None``: any object).
-        grammar: TGI-shaped grammar constraining decoding, or ``None``.
+        grammar: the JSON grammar constraining decoding, or ``None``.
         instruction: text appended to the system prompt.
         parse: ``AIMessage`` -> value; raises ``OutputParserException`` when invalid.
     """
 
     name: str
     json_schema: dict[str, Any] | None
-    grammar: dict[str, Any] | None
+    grammar: Grammar | None
     instruction: str | None
     parse: Callable[[AIMessage], Any]
 
@@ -193,7 +193,7 @@ def build_spec(schema: Any, method: str, *, constrain: bool = True) -> Structure
 
     if json_schema is None:
         instruction = "Respond with a single JSON object and nothing else."
-        grammar: dict[str, Any] | None = JSON_MODE_GRAMMAR
+        grammar: Grammar | None = JSON_MODE_GRAMMAR
     else:
         instruction = (
             "Respond with a single JSON object and nothing else. It must satisfy this JSON "
@@ -352,7 +352,8 @@ def structured_output(
             **({"tool_grammar": False} if strict is False else {}),
         )
     else:
-        bound = model.bind(grammar=spec.grammar, ls_structured_output_format=ls_format)
+        grammar = None if spec.grammar is None else spec.grammar.as_option()  # serializable
+        bound = model.bind(grammar=grammar, ls_structured_output_format=ls_format)
     return structured_runnable(
         bound,
         lambda value: model._convert_input(value).to_messages(),

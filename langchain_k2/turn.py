@@ -30,7 +30,13 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk
 
 from langchain_k2._schema_refs import hoist_definitions
-from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, json_grammar
+from langchain_k2.backends.base import (
+    FinalEvent,
+    GenerationEvent,
+    GenerationParams,
+    Grammar,
+    json_grammar,
+)
 from langchain_k2.prompt import K2Format
 from langchain_k2.stops import StopFilter
 from langchain_k2.tool_binding import refuse_calls
@@ -47,8 +53,8 @@ class GenerationRequest:
     repair: bool = False
 
 
-def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """TGI-shaped grammar constraining output to one call of one of ``tools``.
+def call_grammar(tools: Sequence[Mapping[str, Any]]) -> Grammar:
+    """The JSON grammar constraining output to one call of one of ``tools``.
 
     One tool: ``{"name": <const>, "arguments": <the tool's schema>}``. Several: TGI
     refuses a grammar without top-level ``properties``, so the schema carries both
@@ -61,7 +67,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Example:
         >>> call_grammar([{"name": "f", "parameters": {"type": "object", "properties": {}}}])
-        {'type': 'json', 'value': {'type': 'object', 'properties': {'name': {'const': 'f'}, \
+        Grammar(kind='json', value={'type': 'object', 'properties': {'name': {'const': 'f'}, \
 'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']}}
     """
     functions = [function_of(tool) for tool in tools]

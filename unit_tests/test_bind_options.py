@@ -113,8 +113,8 @@ def test_response_format_without_tools_is_the_json_schema_grammar(response_forma
     assert json.loads(message.content) == {"name": "Lima", "population": 10}
     prompt, params = backend.requests[0]
     assert params.grammar is not None
-    assert params.grammar["type"] == "json"
-    assert params.grammar["value"]["required"] == ["name", "population"]
+    assert params.grammar.kind == "json"
+    assert params.grammar.value["required"] == ["name", "population"]
     assert "Respond with a single JSON object and nothing else." in prompt
     assert '"population"' in prompt
 
@@ -136,4 +136,4 @@ def test_json_object_response_format_is_json_mode() -> None:
     backend.script(['{"x": 1}'])
     llm.bind_tools([], response_format={"type": "json_object"}).invoke("q")
     grammar = backend.requests[0][1].grammar
-    assert grammar["value"]["additionalProperties"] is True
+    assert grammar.value["additionalProperties"] is True

@@ -201,7 +201,7 @@ def test_malformed_call_is_repaired_from_the_broken_block():
     repair_prompt, repair_params = backend.requests[1]
     assert repair_prompt == first_prompt + "Let me add. <tool_call>"
     assert repair_params.grammar is not None
-    schema = repair_params.grammar["value"]
+    schema = repair_params.grammar.value
     assert schema["properties"]["name"] == {"enum": ["add", "weather"]}
     assert len(schema["properties"]["arguments"]["anyOf"]) == 2
 
@@ -309,7 +309,7 @@ def test_tool_choice_by_name_restricts_grammar_and_validation():
     message = llm.bind_tools(
         [add, weather], tool_choice={"type": "function", "function": {"name": "weather"}}
     ).invoke("q")
-    schema = backend.requests[0][1].grammar["value"]
+    schema = backend.requests[0][1].grammar.value
     assert schema["properties"]["name"] == {"const": "weather"}
     assert message.tool_calls == []
     assert "add" in message.invalid_tool_calls[0]["error"]

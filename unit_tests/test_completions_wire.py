@@ -23,12 +23,13 @@ from langchain_k2 import (
     K2AuthenticationError,
     K2BackendError,
     K2ConfigError,
+    K2ContextOverflowError,
     K2GenerationError,
     K2GrammarUnsupportedError,
     K2NotFoundError,
     K2OverloadedError,
+    K2ServerError,
     K2UnavailableError,
-    K2ValidationError,
 )
 from langchain_k2.backends.base import FinalEvent, GenerationParams, TokenEvent
 from langchain_k2.backends.completions import CompletionsBackend
@@ -299,7 +300,7 @@ def test_error_bodies_nested_flat_and_plain() -> None:
 @pytest.mark.parametrize(
     ("status", "message", "raised"),
     [
-        (400, "This model's maximum context length is 4096 tokens", K2ValidationError),
+        (400, "This model's maximum context length is 4096 tokens", K2ContextOverflowError),
         (
             400,
             "The provided JSON schema contains features not supported by xgrammar",
@@ -307,7 +308,7 @@ def test_error_bodies_nested_flat_and_plain() -> None:
         ),
         (429, "busy", K2OverloadedError),
         (503, "loading", K2UnavailableError),
-        (500, "EngineCore died", K2BackendError),
+        (500, "EngineCore died", K2ServerError),
     ],
 )
 def test_error_mapping(status: int, message: str, raised: type[Exception]) -> None:

@@ -47,7 +47,7 @@ GOOD_PERSON = {"name": "Ada", "home": {"street": "1 Main St", "city": "London"}}
 
 
 def validator(tools: list[dict[str, Any]]) -> Any:
-    schema = call_grammar(tools)["value"]
+    schema = call_grammar(tools).value
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
@@ -72,14 +72,14 @@ def test_one_tool_with_defs_validates_calls() -> None:
     assert errors([PERSON], {"name": "save_person", "arguments": bad_list}) == [
         "3 is not of type 'string'"
     ]
-    grammar = call_grammar([PERSON])["value"]
+    grammar = call_grammar([PERSON]).value
     assert sorted(grammar["$defs"]) == ["Address"]
     assert "$defs" not in grammar["properties"]["arguments"]
 
 
 def test_two_tools_with_colliding_definition_names() -> None:
     tools = [PERSON, INVOICE]
-    grammar = call_grammar(tools)["value"]
+    grammar = call_grammar(tools).value
     assert sorted(grammar["$defs"]) == ["Address", "Address_2"]
     assert errors(tools, {"name": "save_person", "arguments": GOOD_PERSON}) == []
     invoice = {"total": 9.5, "billing": {"country": "FR"}}
@@ -115,7 +115,7 @@ def test_draft7_definitions_and_a_pointer_to_the_schema_root() -> None:
 def test_schemas_without_pointers_are_left_as_they_are() -> None:
     plain = {"type": "object", "properties": {"q": {"type": "string"}}}
     assert hoist_definitions([plain]) == ([plain], {})
-    assert "$defs" not in call_grammar([{"name": "search", "parameters": plain}])["value"]
+    assert "$defs" not in call_grammar([{"name": "search", "parameters": plain}]).value
     url_ref = {"type": "object", "properties": {"q": {"$ref": "https://example.org/q.json"}}}
     assert hoist_definitions([url_ref]) == ([url_ref], {})
 

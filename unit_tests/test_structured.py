@@ -59,8 +59,8 @@ def test_json_schema_method_constrains_with_grammar(schema, expected):
     assert llm.with_structured_output(schema).invoke("Alice is 30.") == expected
     prompt, params = backend.requests[0]
     assert params.grammar is not None
-    assert params.grammar["type"] == "json"
-    assert set(params.grammar["value"]["properties"]) == {"name", "age"}
+    assert params.grammar.kind == "json"
+    assert set(params.grammar.value["properties"]) == {"name", "age"}
     assert "It must satisfy this JSON schema" in prompt
 
 
@@ -75,7 +75,7 @@ def test_function_calling_method_forces_the_schema_tool(schema, name):
     assert got == {"name": "Bob", "age": 4}
     prompt, params = backend.requests[0]
     assert prompt.endswith("<tool_call>")
-    assert params.grammar["value"]["properties"]["name"] == {"const": name}
+    assert params.grammar.value["properties"]["name"] == {"const": name}
 
 
 def test_strict_false_instructs_without_grammar():
@@ -94,7 +94,7 @@ def test_json_mode_without_schema_returns_any_object():
     backend.script(['{"anything": [1, 2]}'])
     assert llm.with_structured_output(None, method="json_mode").invoke("q") == {"anything": [1, 2]}
     prompt, params = backend.requests[0]
-    assert params.grammar["value"]["type"] == "object"
+    assert params.grammar.value["type"] == "object"
     assert "Respond with a single JSON object" in prompt
 
 

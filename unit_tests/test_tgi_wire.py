@@ -20,11 +20,13 @@ from huggingface_hub.utils._http import default_client_factory
 from langchain_k2 import (
     K2AuthenticationError,
     K2BackendError,
+    K2ContextOverflowError,
     K2GenerationError,
     K2GrammarUnsupportedError,
     K2IncompleteGenerationError,
     K2NotFoundError,
     K2OverloadedError,
+    K2ServerError,
     K2UnavailableError,
     K2ValidationError,
 )
@@ -206,7 +208,7 @@ def test_stream_event_that_is_not_json_is_refused() -> None:
         ("generation", K2GenerationError, 424),
         ("overloaded", K2OverloadedError, 429),
         ("incomplete_generation", K2IncompleteGenerationError, 500),
-        ("something_new", K2BackendError, None),
+        ("something_new", K2GenerationError, None),  # an error event: generation failed
     ],
 )
 def test_error_events_map_by_type(
@@ -241,7 +243,7 @@ def test_error_events_map_by_type(
         (
             422,
             {"error": "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 2048"},
-            K2ValidationError,
+            K2ContextOverflowError,
             "--max-total-tokens",
         ),
         (
@@ -264,7 +266,7 @@ def test_error_events_map_by_type(
         (401, {"error": "no"}, K2AuthenticationError, "set hf_token"),
         (403, {"error": "no"}, K2AuthenticationError, "set hf_token"),
         (404, "Not Found", K2NotFoundError, "base URL"),
-        (500, {"error": "Internal error"}, K2BackendError, "failed (500): Internal error"),
+        (500, {"error": "Internal error"}, K2ServerError, "failed (500): Internal error"),
     ],
 )
 def test_error_answers(

@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import get_session
 
 from langchain_k2.backends.tgi import map_error
-from langchain_k2.errors import K2TimeoutError, K2UnavailableError
+from langchain_k2.errors import K2ConnectionError, K2TimeoutError, K2UnavailableError
 
 MODULES = [
     pytest.param(name, id=name)
@@ -27,9 +27,9 @@ MODULES = [
 @pytest.mark.parametrize(
     ("exception", "expected", "retryable"),
     [
-        ("ConnectError", K2UnavailableError, True),
-        ("ReadError", K2UnavailableError, True),
-        ("RemoteProtocolError", K2UnavailableError, True),
+        ("ConnectError", K2ConnectionError, True),
+        ("ReadError", K2ConnectionError, True),
+        ("RemoteProtocolError", K2ConnectionError, True),
         ("ReadTimeout", K2TimeoutError, True),
         ("PoolTimeout", K2TimeoutError, None),
     ],

@@ -14,6 +14,8 @@ plus TGI's OpenAI-style `POST /v1/chat/completions` for the benchmark's ChatOpen
   - a stop string or the EOS token that ends the text is not part of it
     (`include_stop_str_in_output` false); `finish_reason` `stop`/`length`, `stop_reason` the
     matched string;
+  - `model`, when sent, must be the served model's id (404 "The model `x` does not exist."
+    otherwise, as vLLM and routers in front of it answer);
   - unknown fields are ignored with 200 (e.g. the removed `guided_json`); validation errors
     are 400 with `{"error": {"message", "type", "param", "code"}}`; a prompt that alone
     fills `max_total_tokens` (its `max_model_len`) is 400 "...maximum context length...",
@@ -335,6 +337,7 @@ async def _completion_inner(
         return await _serve_fault(request, fault[0], entry, body_of=error_body)
     try:
         req = Request(engine, body)
+        _served_model(state, engine, body)
         valid = _valid(state, req)
     except EngineError as err:
         entry["status"] = err.status
@@ -359,6 +362,13 @@ async def _completion_inner(
         return await _respond(request, entry, engine, spec, req, gen)
     finally:
         state.in_flight -= 1
+
+
+def _served_model(state: Any, engine: str, body: dict[str, Any]) -> None:
+    """vLLM answers 404 to a ``model`` it does not serve (a router, to one no worker has)."""
+    model = body.get("model")
+    if engine == "vllm" and model is not None and model != state.config["model_id"]:
+        raise EngineError(404, f"The model `{model}` does not exist.")
 
 
 def _valid(state: Any, req: Request) -> Valid:

@@ -1,6 +1,7 @@
 """The one small protocol every backend implements, and the values that cross it.
 
-In: a prompt string and `GenerationParams`. Out: a stream of
+In: a prompt string and `GenerationParams` (its constraint a typed `Grammar`: a JSON
+schema, a regex or GBNF, built by `Grammar.of` / `json_grammar`). Out: a stream of
 `TokenEvent` (one per generated token, special tokens included with their text)
 ending with one `FinalEvent` (finish reason, token counts, seed).
 
@@ -12,19 +13,107 @@ event), so there is one path from a backend event to a message chunk.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from langchain_k2.errors import K2ConfigError, K2ValidationError
+
+GrammarKind = Literal["json", "regex", "gbnf"]
+"""What a `Grammar` holds: a JSON schema, a regular expression, or a GBNF grammar's text."""
+
+_GRAMMAR_SHAPES = (
+    '{"type": "json", "value": <JSON schema>}, {"type": "regex", "value": <pattern>} or '
+    '{"type": "gbnf", "value": <GBNF text>}'
+)
 
 
-def json_grammar(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The grammar (TGI's shape, which every backend reads) constraining output to ``schema``.
+@dataclass(frozen=True)
+class Grammar:
+    """A decoding constraint: a JSON schema, a regular expression, or a GBNF grammar.
+
+    Built in one place (`Grammar.of`, `json_grammar`); every engine's hooks read it and
+    send it the way that engine takes it (TGI's ``grammar``, vLLM's ``structured_outputs``,
+    SGLang's ``json_schema``, GBNF for the llama.cpp flavours).
+
+    Example:
+        >>> Grammar.of({"type": "json", "value": {"type": "object", "properties": {}}})
+        Grammar(kind='json', value={'type': 'object', 'properties': {}})
+        >>> Grammar.of({"type": "regex", "value": "[0-9]+"}).tgi()
+        {'type': 'regex', 'value': '[0-9]+'}
+    """
+
+    kind: GrammarKind
+    value: Any
+    """The JSON schema (a dict, or a bool) for ``json``; the text for ``regex`` and ``gbnf``."""
+
+    @classmethod
+    def of(cls, given: Grammar | Mapping[str, Any] | None) -> Grammar | None:
+        """The grammar a caller passed as ``grammar=`` (TGI's dict shape, or a `Grammar`).
+
+        ``{"type": "json_schema", "value": {"schema": ...}}`` (OpenAI's wrapper) and a
+        schema given as JSON text are taken too.
+
+        Raises:
+            K2ConfigError: another shape; the message shows the accepted ones.
+        """
+        if given is None or isinstance(given, Grammar):
+            return given
+        kind = given.get("type") if isinstance(given, Mapping) else None
+        value = given.get("value") if isinstance(given, Mapping) else None
+        if kind == "json_schema" and isinstance(value, Mapping):
+            kind, value = "json", value.get("schema")
+        if kind == "json" and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                message = f"grammar= holds a JSON schema that is not JSON: {exc}"
+                raise K2ConfigError(message) from exc
+        if kind == "json" and isinstance(value, Mapping | bool):
+            return cls("json", dict(value) if isinstance(value, Mapping) else value)
+        if kind in {"regex", "gbnf"} and isinstance(value, str):
+            return cls(kind, value)
+        raise K2ConfigError(f"grammar={given!r:.160} is not understood: pass {_GRAMMAR_SHAPES}.")
+
+    def schema_text(self) -> str:
+        """The JSON schema as JSON text (``json`` grammars).
+
+        Raises:
+            K2ValidationError: the schema cannot be written as JSON.
+        """
+        try:
+            return json.dumps(self.value)
+        except (TypeError, ValueError) as exc:
+            raise K2ValidationError(
+                f"grammar JSON schema is not JSON-serializable: {exc}", error_type="validation"
+            ) from exc
+
+    def as_option(self) -> dict[str, Any]:
+        """The ``grammar=`` call option that `Grammar.of` reads back (plain JSON data).
+
+        >>> Grammar("gbnf", 'root ::= "a"').as_option()
+        {'type': 'gbnf', 'value': 'root ::= "a"'}
+        """
+        return {"type": self.kind, "value": self.value}
+
+    def tgi(self) -> dict[str, Any]:
+        """TGI's ``grammar`` object (``json`` or ``regex``; TGI takes no GBNF)."""
+        if self.kind == "gbnf":
+            raise K2ConfigError(
+                "TGI takes no GBNF grammar: pass a JSON schema or a regex as grammar=."
+            )
+        return self.as_option()
+
+
+def json_grammar(schema: Mapping[str, Any] | bool) -> Grammar:
+    """The grammar constraining output to ``schema`` (the one builder of JSON grammars).
 
     Example:
         >>> json_grammar({"type": "object", "properties": {}})
-        {'type': 'json', 'value': {'type': 'object', 'properties': {}}}
+        Grammar(kind='json', value={'type': 'object', 'properties': {}})
     """
-    return {"type": "json", "value": dict(schema)}
+    return Grammar("json", dict(schema) if isinstance(schema, Mapping) else schema)
 
 
 @dataclass(frozen=True)
@@ -32,7 +121,7 @@ class GenerationParams:
     """Sampling and decoding parameters of one generation request.
 
     ``temperature == 0`` means greedy decoding; ``None`` means the backend's default.
-    ``grammar`` is TGI's shape, built by `json_grammar`: ``{"type": "json", "value": <schema>}``.
+    ``grammar`` is a `Grammar` (built by `Grammar.of` or `json_grammar`).
     """
 
     max_new_tokens: int = 1024
@@ -42,7 +131,12 @@ class GenerationParams:
     repetition_penalty: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    grammar: Mapping[str, Any] | None = None
+    grammar: Grammar | None = None
+
+    def __post_init__(self) -> None:
+        # A grammar given in TGI's dict shape becomes a `Grammar` (the one builder).
+        if self.grammar is not None and not isinstance(self.grammar, Grammar):
+            object.__setattr__(self, "grammar", Grammar.of(self.grammar))
 
     def without_grammar(self) -> GenerationParams:
         """The same parameters with no grammar constraint."""

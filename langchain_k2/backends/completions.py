@@ -4,8 +4,12 @@ In: a prompt and `GenerationParams`. Out: `TokenEvent` values (the text as the e
 decodes it, special tokens kept) and one `FinalEvent` (finish reason, token counts).
 
 The HTTP side only: replicas, auth, retries-friendly errors and sessions come from
-`langchain_k2.backends.http` (shared with TGI); bodies, stream decoding and error mapping
-come from the pure `completions_wire`. ``live=False`` (invoke) fetches one non-streamed
+`langchain_k2.backends.http` (shared with TGI); what differs per engine (routes, bodies,
+info and token counts, decoding) comes from its hooks (`langchain_k2.backends.engines`),
+driven through the pure `completions_wire`. Where the engine takes a ``model`` (the
+OpenAI-style routes), every request names the served model: ``model_name`` when the user
+set it, else the id the info route reports (routers such as vLLM's production stack route
+by it). ``live=False`` (invoke) fetches one non-streamed
 answer; ``stream``/``astream`` read the engine's event stream as it arrives.
 
 What each engine reports (``engines.md``):
@@ -19,7 +23,9 @@ engine                 context window (``info``)    token counts (``count_tokens
                        ``context_length`` (none     ``max_new_tokens: 0``
                        behind the Model Gateway)    (``meta_info.prompt_tokens``)
 ``llama.cpp``          ``GET /props`` ``n_ctx``     ``POST /tokenize``
-``llama-cpp-python``   unknown (``context_window``  ``POST /extras/tokenize``
+``llama-cpp-python``   ``GET /v1/models`` (the     ``POST /extras/tokenize``
+                       model id; the window is
+                       unknown: ``context_window``
                        sets it)
 =====================  ===========================  ==================================
 """
@@ -34,15 +40,13 @@ from pydantic import SecretStr
 
 from langchain_k2.backends.base import BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.backends.completions_wire import (
-    GBNF,
-    LABELS,
-    ROUTES,
     StreamDecoder,
     answer_events,
     error_body,
     error_from,
     request_body,
 )
+from langchain_k2.backends.engines import GBNF, EngineHooks, hooks_for
 from langchain_k2.backends.http import (
     HTTPBackend,
     HTTPResponse,
@@ -50,35 +54,9 @@ from langchain_k2.backends.http import (
     parse_json,
 )
 from langchain_k2.backends.tgi_wire import retry_after
-from langchain_k2.errors import K2BackendError, K2ConfigError
+from langchain_k2.errors import K2BackendError
 
 __all__ = ["CompletionsBackend"]
-
-_INFO_ROUTES = {
-    "vllm": ("GET", "/v1/models"),
-    "sglang": ("GET", "/server_info"),
-    "llama.cpp": ("GET", "/props"),
-}
-
-
-def _window(engine: str, data: Any) -> tuple[int | None, str | None]:
-    """``(context window, model id)`` from the engine's info document."""
-    if not isinstance(data, dict):
-        return None, None
-    if engine == "vllm":
-        models = data.get("data")
-        first = models[0] if isinstance(models, list) and models else {}
-        first = first if isinstance(first, dict) else {}
-        return _int(first.get("max_model_len")), first.get("id")
-    if engine == "sglang":
-        return _int(data.get("context_length")), data.get("model_path")
-    settings = data.get("default_generation_settings")
-    n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
-    return _int(n_ctx if n_ctx is not None else data.get("n_ctx")), data.get("model_path")
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class CompletionsBackend(HTTPBackend):
@@ -86,13 +64,16 @@ class CompletionsBackend(HTTPBackend):
 
     Args:
         engine: ``"vllm"``, ``"sglang"``, ``"llama.cpp"`` (llama-server) or
-            ``"llama-cpp-python"`` (that package's server).
+            ``"llama-cpp-python"`` (that package's server), or an engine's hooks.
         endpoint_url: the server's base URL, or a list of replicas' URLs (one engine).
         token: bearer token to send (vLLM's ``--api-key``, llama-server's ``--api-key``).
         timeout: seconds before a request is abandoned (``None``: wait forever).
         headers: extra HTTP headers for every request.
         cooldown: seconds a failed replica is skipped (with several replicas).
-        gbnf: JSON-schema-to-GBNF converter for llama-cpp-python (default: its own).
+        gbnf: JSON-schema-to-GBNF converter for llama-cpp-python (default:
+            `langchain_k2.backends.gbnf`'s).
+        model: the model name to send as ``model`` (default: the served model's id, read
+            from the info route).
 
     Example:
         >>> backend = CompletionsBackend("vllm", "http://127.0.0.1:8000")
@@ -102,7 +83,7 @@ class CompletionsBackend(HTTPBackend):
 
     def __init__(
         self,
-        engine: str,
+        engine: str | EngineHooks,
         endpoint_url: str | Sequence[str],
         *,
         token: SecretStr | None = None,
@@ -110,13 +91,14 @@ class CompletionsBackend(HTTPBackend):
         headers: dict[str, str] | None = None,
         cooldown: float = 10.0,
         gbnf: GBNF | None = None,
+        model: str | None = None,
     ) -> None:
-        if engine not in ROUTES:
-            raise K2ConfigError(f"engine={engine!r} is not one of {tuple(ROUTES)}.")
-        self.name = engine
-        self.server = LABELS[engine]
-        self.route = ROUTES[engine]
+        self.hooks = hooks_for(engine)
+        self.name = self.hooks.name
+        self.server = self.hooks.label
+        self.route = self.hooks.generate_route
         self._gbnf = gbnf
+        self._model = model
         super().__init__(
             endpoint_url, token=token, timeout=timeout, headers=headers, cooldown=cooldown
         )
@@ -126,7 +108,7 @@ class CompletionsBackend(HTTPBackend):
     def _failure(self, response: HTTPResponse, body: bytes, url: str) -> K2BackendError:
         message, error_type = error_body(body)
         return error_from(
-            self.name,
+            self.hooks,
             response.status_code,
             message,
             error_type,
@@ -142,21 +124,16 @@ class CompletionsBackend(HTTPBackend):
     # -------------------------------------------------------------- info and tokens
 
     def _info_request(self, url: str) -> dict[str, Any] | None:
-        route = _INFO_ROUTES.get(self.name)
-        return None if route is None else self._request(route[0], f"{url}{route[1]}")
+        route = self.hooks.info_route
+        return None if route is None else self._request("GET", f"{url}{route}")
 
     def _parse_info(self, response: HTTPResponse, url: str) -> BackendInfo:
         if response.status_code == 404:  # a gateway or proxy in front: limits unknown
             return BackendInfo(supports_grammar=True)
-        window, model = _window(self.name, self._json(response, url))
-        return BackendInfo(
-            model_id=model if isinstance(model, str) else None,
-            max_total_tokens=window,
-            supports_grammar=True,
-        )
+        return self.hooks.info(self._json(response, url))
 
     def info(self) -> BackendInfo:
-        """The context window the engine reports (read once; ``None`` when unknown)."""
+        """The context window and model the engine reports (read once; ``None``: unknown)."""
         if self._info is None:
             url = self.replicas.pick()
             request = self._info_request(url)
@@ -182,28 +159,12 @@ class CompletionsBackend(HTTPBackend):
         return self._recorded(self._info)
 
     def _tokenize(self, url: str, text: str) -> dict[str, Any]:
-        if self.name == "vllm":
-            body: dict[str, Any] = {"prompt": text, "add_special_tokens": True}
-            return self._request("POST", f"{url}/tokenize", json=body)
-        if self.name == "sglang":
-            sampling = {"max_new_tokens": 0}
-            body = {"text": text, "sampling_params": sampling, "stream": False}
-            return self._request("POST", f"{url}/generate", json=body)
-        if self.name == "llama.cpp":
-            body = {"content": text, "add_special": True}
-            return self._request("POST", f"{url}/tokenize", json=body)
-        return self._request("POST", f"{url}/extras/tokenize", json={"input": text})
+        route = self.hooks.tokenize_route
+        return self._request("POST", f"{url}{route}", json=self.hooks.tokenize_body(text))
 
     def _token_count(self, response: HTTPResponse, url: str) -> int:
         data = self._json(response, url)
-        if self.name == "sglang":
-            meta = data.get("meta_info") if isinstance(data, dict) else None
-            count = meta.get("prompt_tokens") if isinstance(meta, dict) else None
-        elif self.name == "vllm":
-            count = data.get("count") if isinstance(data, dict) else None
-        else:
-            tokens = data.get("tokens") if isinstance(data, dict) else None
-            count = len(tokens) if isinstance(tokens, list) else None
+        count = self.hooks.token_count(data)
         if not isinstance(count, int):
             raise K2BackendError(
                 f"{self.server} at {url} answered {str(data)[:200]} to a token count; "
@@ -227,8 +188,21 @@ class CompletionsBackend(HTTPBackend):
 
     # -------------------------------------------------------------- generation
 
-    def _generate(self, url: str, prompt: str, params: GenerationParams, *, stream: bool) -> Any:
-        body = request_body(self.name, prompt, params, stream=stream, gbnf=self._gbnf)
+    def _model_name(self) -> str | None:
+        """The ``model`` to send: the user's, else the served one (info read first)."""
+        if self._model is not None or not self.hooks.sends_model:
+            return self._model
+        return self.info().model_id
+
+    async def _amodel_name(self) -> str | None:
+        if self._model is not None or not self.hooks.sends_model:
+            return self._model
+        return (await self.ainfo()).model_id
+
+    def _generate(
+        self, url: str, prompt: str, params: GenerationParams, *, stream: bool, model: str | None
+    ) -> Any:
+        body = request_body(self.hooks, prompt, params, stream=stream, gbnf=self._gbnf, model=model)
         return self._request("POST", f"{url}{self.route}", json=body)
 
     def _opened(self, response: HTTPResponse, body: bytes | None, url: str) -> StreamDecoder:
@@ -241,18 +215,19 @@ class CompletionsBackend(HTTPBackend):
                 f"event stream ({(body or b'')[:200]!r}); check endpoint_url and engine=.",
                 status=response.status_code,
             )
-        return StreamDecoder(self.name, url)
+        return StreamDecoder(self.hooks, url)
 
     def stream(
         self, prompt: str, params: GenerationParams, *, live: bool = True
     ) -> Iterator[GenerationEvent]:
         """Generate from ``prompt``: the engine's stream as it arrives (``live=False``: whole)."""
+        model = self._model_name()
         url = self.replicas.pick()
-        request = self._generate(url, prompt, params, stream=live)
+        request = self._generate(url, prompt, params, stream=live, model=model)
         with self._errors(url):
             if not live:
                 response = get_session().request(**request)
-                yield from answer_events(self.name, self._json(response, url), url)
+                yield from answer_events(self.hooks, self._json(response, url), url)
                 return
             yield from self._events(request, url)
 
@@ -260,12 +235,13 @@ class CompletionsBackend(HTTPBackend):
         self, prompt: str, params: GenerationParams, *, live: bool = True
     ) -> AsyncIterator[GenerationEvent]:
         """Async twin of `stream`."""
+        model = await self._amodel_name()
         url = self.replicas.pick()
-        request = self._generate(url, prompt, params, stream=live)
+        request = self._generate(url, prompt, params, stream=live, model=model)
         with self._errors(url):
             if not live:
                 response = await self._asend(request)
-                for event in answer_events(self.name, self._json(response, url), url):
+                for event in answer_events(self.hooks, self._json(response, url), url):
                     yield event
                 return
             async for event in self._aevents(request, url):

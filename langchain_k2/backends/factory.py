@@ -5,7 +5,9 @@ settings. Out: a `Backend`: `TGIBackend`, a `CompletionsBackend`, or an `AutoBac
 that probes the server once, on first use (sync or async alike), and then delegates.
 
 Probing reads a few GET routes, in this order, and stops at the first that answers like
-its engine (`identify` is the pure part):
+its engine (`identify` is the pure part). Each engine's hooks name its probe routes and
+recognise their answers (`langchain_k2.backends.engines`); the order follows their
+``probe_rank``. Today that is:
 
 =====================  ==========================================================
 route                  answers like
@@ -36,32 +38,29 @@ from pydantic import SecretStr
 
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent, GenerationParams
 from langchain_k2.backends.completions import CompletionsBackend
+from langchain_k2.backends.engines import (
+    ENGINE_CHOICES,
+    ENGINES,
+    LABELS,
+    PROBES,
+    EngineHooks,
+    hooks_for,
+    probes,
+)
 from langchain_k2.backends.http import HTTPBackend, HTTPResponse
 from langchain_k2.backends.tgi import TGIBackend
 from langchain_k2.errors import K2ConfigError, K2UnavailableError
 
 __all__ = ["ENGINE_CHOICES", "PROBES", "AutoBackend", "identify", "make_backend"]
 
-ENGINE_CHOICES = ("auto", "tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python")
-"""The values ``ChatK2(engine=...)`` accepts."""
-
-PROBES = (
-    "/info",
-    "/server_info",
-    "/get_server_info",
-    "/model_info",
-    "/version",
-    "/props",
-    "/openapi.json",
-)
-"""The GET routes `AutoBackend` reads, in order, until one identifies the engine."""
-
-_SGLANG_KEYS = {"context_length", "model_path", "tp_size", "tokenizer_path"}
-_GATEWAY_KEYS = {"router_manager", "routers_count", "workers_count"}
+AUTO = "auto"
+"""``engine=`` asking the server which engine it runs."""
 
 
 def identify(route: str, status: int, doc: Any) -> str | None:
     """The engine a probe's answer shows (``None``: this answer shows none).
+
+    Each engine's hooks recognise the answers of their own probe routes.
 
     Example:
         >>> identify("/version", 200, {"version": "0.11.0"})
@@ -74,26 +73,20 @@ def identify(route: str, status: int, doc: Any) -> str | None:
     """
     if status != 200 or not isinstance(doc, dict):
         return None
-    if (
-        route == "/info"
-        and "model_id" in doc
-        and ("max_total_tokens" in doc or doc.get("router") == "text-generation-router")
-    ):
-        return "tgi"
-    if route in {"/server_info", "/get_server_info"} and (
-        _SGLANG_KEYS & doc.keys() or _GATEWAY_KEYS & doc.keys()
-    ):
-        return "sglang"
-    if route == "/model_info" and "model_path" in doc:
-        return "sglang"
-    if route == "/version" and isinstance(doc.get("version"), str) and len(doc) == 1:
-        return "vllm"
-    if route == "/props" and isinstance(doc.get("default_generation_settings"), dict):
-        return "llama.cpp"
-    paths = doc.get("paths")
-    if route == "/openapi.json" and isinstance(paths, dict) and "/extras/tokenize" in paths:
-        return "llama-cpp-python"
-    return None
+    ranked = sorted(ENGINES.values(), key=lambda hooks: hooks.probe_rank)
+    return next((h.name for h in ranked if route in h.probes and h.identify(route, doc)), None)
+
+
+def _tgi(_: EngineHooks, endpoint_url: str | Sequence[str], **settings: Any) -> Backend:
+    return TGIBackend(endpoint_url, **settings)
+
+
+def _completions(hooks: EngineHooks, endpoint_url: str | Sequence[str], **settings: Any) -> Backend:
+    return CompletionsBackend(hooks, endpoint_url, **settings)
+
+
+_WIRES: dict[str, Callable[..., Backend]] = {"tgi": _tgi, "completions": _completions}
+"""The backend class that drives each kind of wire (`EngineHooks.wire`)."""
 
 
 def make_backend(
@@ -103,8 +96,12 @@ def make_backend(
     token: SecretStr | None = None,
     timeout: float | None = None,
     cooldown: float = 10.0,
+    model: str | None = None,
 ) -> Backend:
     """The backend for ``engine`` at ``endpoint_url`` (``"auto"``: probed on first use).
+
+    ``model`` is sent as the model's name where the engine takes one (default: the id the
+    engine reports).
 
     Example:
         >>> make_backend("sglang", "http://127.0.0.1:30000").name
@@ -118,15 +115,14 @@ def make_backend(
 'vllm', 'sglang', 'llama.cpp', 'llama-cpp-python').
     """
     settings: dict[str, Any] = {"token": token, "timeout": timeout, "cooldown": cooldown}
-    if engine == "auto":
-        return AutoBackend(endpoint_url, **settings)
-    if engine == "tgi":
-        from langchain_k2.backends.tgi import TGIBackend
-
-        return TGIBackend(endpoint_url, **settings)
-    if engine not in ENGINE_CHOICES:
-        raise K2ConfigError(f"engine={engine!r} is not one of {ENGINE_CHOICES}.")
-    return CompletionsBackend(engine, endpoint_url, **settings)
+    if engine not in ENGINES:
+        if engine != AUTO:
+            hooks_for(engine)  # raises, listing the engines
+        return AutoBackend(endpoint_url, model=model, **settings)
+    hooks = ENGINES[engine]
+    if hooks.sends_model:
+        settings["model"] = model
+    return _WIRES[hooks.wire](hooks, endpoint_url, **settings)
 
 
 class AutoBackend(HTTPBackend):
@@ -145,11 +141,17 @@ class AutoBackend(HTTPBackend):
         token: SecretStr | None = None,
         timeout: float | None = None,
         cooldown: float = 10.0,
+        model: str | None = None,
     ) -> None:
         super().__init__(endpoint_url, token=token, timeout=timeout, cooldown=cooldown)
         self.replicas.server = "endpoint"  # the engine's name once it is known
         self._endpoint = endpoint_url
-        self._settings: dict[str, Any] = {"token": token, "timeout": timeout, "cooldown": cooldown}
+        self._settings: dict[str, Any] = {
+            "token": token,
+            "timeout": timeout,
+            "cooldown": cooldown,
+            "model": model,
+        }
         self._inner: Backend | None = None
         self._lock = threading.Lock()
         self.name = "auto"
@@ -167,7 +169,10 @@ class AutoBackend(HTTPBackend):
         if isinstance(inner, HTTPBackend):
             inner.replicas = self.replicas  # one cool-down state for every request
             self.replicas.server = inner.server
-        if route == "/info" and isinstance(inner, TGIBackend):  # TGI's limits: read already
+        if (
+            isinstance(inner, TGIBackend | CompletionsBackend)
+            and route == ENGINES[engine].info_route
+        ):  # the probe read the engine's info already
             inner._info = inner._parse_info(response, url)
         self._inner = inner
         self.name = inner.name
@@ -198,8 +203,8 @@ class AutoBackend(HTTPBackend):
         )
         return K2ConfigError(
             f"Could not tell which engine serves {url}: tried {'; '.join(tried)}. None "
-            "answered like TGI, vLLM, SGLang (or its Model Gateway), llama-server or "
-            f"llama-cpp-python's server.{hint} Pass engine= (one of "
+            f"answered like {', '.join(LABELS.values())} (or the SGLang Model Gateway)."
+            f"{hint} Pass engine= (one of "
             f"{', '.join(repr(e) for e in ENGINE_CHOICES[1:])}) to ChatK2."
         )
 
@@ -213,7 +218,7 @@ class AutoBackend(HTTPBackend):
             url = self.replicas.pick()
             tried: list[str] = []
             with self._errors(url):
-                for route in PROBES:
+                for route in probes():
                     response = get_session().request(**self._request("GET", f"{url}{route}"))
                     engine = self._verdict(route, response, tried)
                     if engine is not None:
@@ -227,7 +232,7 @@ class AutoBackend(HTTPBackend):
         url = self.replicas.pick()
         tried: list[str] = []
         with self._errors(url):
-            for route in PROBES:
+            for route in probes():
                 response = await self._asend(self._request("GET", f"{url}{route}"))
                 engine = self._verdict(route, response, tried)
                 if engine is not None:
@@ -293,13 +298,17 @@ def backend_for(
     model_path: str | None,
     special_markers: Sequence[str],
     context_window: int | None,
+    model: str | None = None,
 ) -> Backend:
     """ChatK2's backend: the engine at ``endpoint_url``, else llama.cpp on ``model_path``.
 
-    With ``model_path``, ``context_window`` is the ``n_ctx`` llama.cpp loads with.
+    With ``model_path``, ``context_window`` is the ``n_ctx`` llama.cpp loads with; with a
+    server, ``model`` (the user's ``model_name``) is the name requests carry.
     """
     if endpoint_url:
-        return make_backend(engine, endpoint_url, token=token, timeout=timeout, cooldown=cooldown)
+        return make_backend(
+            engine, endpoint_url, token=token, timeout=timeout, cooldown=cooldown, model=model
+        )
     from langchain_k2.backends.llamacpp import DEFAULT_N_CTX, LlamaCppBackend
 
     return LlamaCppBackend(

@@ -39,9 +39,9 @@ from langchain_k2.backends.tgi_wire import MAX_ERROR_BODY
 from langchain_k2.errors import (
     K2BackendError,
     K2ConfigError,
+    K2ConnectionError,
     K2GrammarUnsupportedError,
     K2TimeoutError,
-    K2UnavailableError,
 )
 
 __all__ = ["HTTPBackend", "map_error"]
@@ -80,7 +80,7 @@ def map_error(exc: BaseException, url: str, server: str = "TGI") -> BaseExceptio
     Example:
         >>> err = map_error(httpx.ConnectError("connection refused"), "http://tgi")
         >>> type(err).__name__, err.retryable
-        ('K2UnavailableError', True)
+        ('K2ConnectionError', True)
     """
     if isinstance(exc, K2BackendError):
         return exc
@@ -104,7 +104,7 @@ def map_error(exc: BaseException, url: str, server: str = "TGI") -> BaseExceptio
             "the server."
         )
     if isinstance(exc, _TRANSPORT_ERRORS):
-        return K2UnavailableError(f"Could not reach {server} at {url}: {detail}.")
+        return K2ConnectionError(f"Could not reach {server} at {url}: {detail}.")
     return exc
 
 

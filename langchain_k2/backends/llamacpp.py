@@ -1,8 +1,8 @@
 """The in-process llama.cpp backend: a GGUF file driven through llama-cpp-python.
 
 In: a rendered prompt string and `langchain_k2.backends.base.GenerationParams`
-(sampling, ``max_new_tokens``, stop strings, and TGI's grammar shape
-``{"type": "json", "value": <JSON schema>}``).
+(sampling, ``max_new_tokens``, stop strings, and a `Grammar`: a JSON schema, converted
+to GBNF by `langchain_k2.backends.gbnf` as for llama-cpp-python's server, or GBNF).
 Out: one `langchain_k2.backends.base.TokenEvent` per generated token, then one
 `langchain_k2.backends.base.FinalEvent` (``eos_token``, ``stop_sequence`` or
 ``length``; prompt and output token counts from llama.cpp's own tokenizer; the seed).
@@ -75,16 +75,17 @@ from langchain_k2.backends.base import (
     FinalEvent,
     GenerationEvent,
     GenerationParams,
+    Grammar,
     TokenEvent,
 )
+from langchain_k2.backends.gbnf import grammar_gbnf, schema_label
 from langchain_k2.backends.llamacpp_compat import (
     construct_llama,
     cpu_advertises_amx,
     grammar_is_usable,
-    schema_to_gbnf,
 )
 from langchain_k2.backends.llamacpp_request import (
-    grammar_schema_text,
+    grammar_key,
     reusable_prefix,
     sampling_kwargs,
 )
@@ -423,19 +424,23 @@ class LlamaCppBackend:
             self._token_info[token] = info
         return info
 
-    def _grammar(self, schema_text: str) -> Any:
-        """A ``LlamaGrammar`` for the schema, built once and cached (model loaded)."""
-        grammar = self._grammars.get(schema_text)
+    def _grammar(self, key: str, given: Grammar) -> Any:
+        """A ``LlamaGrammar`` for ``given``, built once and cached (model loaded).
+
+        GBNF comes from `langchain_k2.backends.gbnf`, the builder llama-cpp-python's
+        server engine uses too.
+        """
+        grammar = self._grammars.get(key)
         if grammar is not None:
-            self._grammars.move_to_end(schema_text)
+            self._grammars.move_to_end(key)
             return grammar
         llama_cpp = _import_llama_cpp()
+        gbnf = grammar_gbnf(given, label="llama.cpp")
         try:
-            gbnf = schema_to_gbnf(llama_cpp, schema_text)
             grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
-        except Exception as exc:  # the converter raises bare Exception/ValueError/KeyError
+        except Exception as exc:  # llama.cpp's parser raises bare ValueError
             raise K2ValidationError(
-                f"llama.cpp cannot turn this JSON schema into a grammar: {exc}",
+                f"llama.cpp cannot parse the grammar built for {schema_label(given.value)}: {exc}",
                 error_type="validation",
             ) from exc
         if not grammar_is_usable(self._lc, self._vocab, grammar):
@@ -443,7 +448,7 @@ class LlamaCppBackend:
                 "llama.cpp rejected the grammar built from this JSON schema",
                 error_type="validation",
             )
-        self._grammars[schema_text] = grammar
+        self._grammars[key] = grammar
         while len(self._grammars) > _GRAMMAR_CACHE_SIZE:
             self._grammars.popitem(last=False)
         return grammar
@@ -461,7 +466,7 @@ class LlamaCppBackend:
         self, prompt: str, params: GenerationParams, cancel: threading.Event | None
     ) -> Generator[GenerationEvent, None, None]:
         sampling, greedy = sampling_kwargs(params)
-        schema_text = grammar_schema_text(params.grammar)
+        key = grammar_key(params.grammar)
         llama = self._ensure_loaded()
         tokens = self._tokenize(llama, prompt)
         if not tokens:
@@ -480,7 +485,11 @@ class LlamaCppBackend:
         if not self._acquire(cancel):
             return
         try:
-            grammar = self._grammar(schema_text) if schema_text is not None else None
+            grammar = (
+                self._grammar(key, params.grammar)
+                if key is not None and params.grammar is not None
+                else None
+            )
             seed = params.seed
             if not greedy:
                 if seed is None:

@@ -1,22 +1,21 @@
 """What one request asks of llama.cpp: sampling keywords, a grammar's schema, reusable state.
 
-In: `langchain_k2.backends.base.GenerationParams` (sampling, a TGI-shaped grammar), and the
+In: `langchain_k2.backends.base.GenerationParams` (sampling, a `Grammar`), and the
 token ids of the previous and the next prompt. Out: ``Llama.generate`` keyword arguments and
-whether decoding is greedy, the JSON schema text to build a grammar from, and how many
+whether decoding is greedy, a grammar's cache key (checked before loading), and how many
 leading prompt tokens may keep the state the previous prompt left. Pure: nothing here loads
 a model; every parameter is checked before `langchain_k2.backends.llamacpp` loads one.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from langchain_k2.backends.base import GenerationParams
+from langchain_k2.backends.base import GenerationParams, Grammar
 from langchain_k2.errors import K2GrammarUnsupportedError, K2ValidationError
 
-__all__ = ["SAMPLING_DEFAULTS", "grammar_schema_text", "reusable_prefix", "sampling_kwargs"]
+__all__ = ["SAMPLING_DEFAULTS", "grammar_key", "reusable_prefix", "sampling_kwargs"]
 
 SAMPLING_DEFAULTS: dict[str, float] = {
     "temp": 0.8,
@@ -78,55 +77,27 @@ def sampling_kwargs(params: GenerationParams) -> tuple[dict[str, Any], bool]:
     return kwargs, False
 
 
-def grammar_schema_text(grammar: Mapping[str, Any] | None) -> str | None:
-    """The JSON schema of a TGI-shaped grammar, as text; validated before any loading.
+def grammar_key(grammar: Grammar | None) -> str | None:
+    """A grammar's cache key (its kind and text), validated before any loading.
 
     Example:
-        >>> grammar_schema_text({"type": "json", "value": {"type": "object"}})
-        '{"type": "object"}'
+        >>> grammar_key(Grammar("json", {"type": "object"}))
+        'json:{"type": "object"}'
 
     Raises:
         K2GrammarUnsupportedError: a regex grammar (llama.cpp has none).
-        K2ValidationError: the grammar is not ``{"type": "json", "value": <schema>}``.
+        K2ValidationError: a JSON schema that cannot be written as JSON.
     """
     if grammar is None:
         return None
-    kind = grammar.get("type")
-    value = grammar.get("value")
-    if kind == "regex":
+    if grammar.kind == "regex":
         raise K2GrammarUnsupportedError(
             "llama.cpp has no regex grammar: constrain the output with a JSON schema "
             '({"type": "json", "value": <schema>}) or use the TGI backend.',
             error_type="validation",
         )
-    if kind == "json_schema" and isinstance(value, Mapping):
-        value = value.get("schema")
-    elif kind != "json":
-        raise K2ValidationError(
-            f'grammar type must be "json" (or "json_schema"), got {kind!r}',
-            error_type="validation",
-        )
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError as exc:
-            raise K2ValidationError(
-                f"grammar value is not valid JSON: {exc}", error_type="validation"
-            ) from exc
-        return value
-    if isinstance(value, Mapping | bool):
-        try:
-            return json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise K2ValidationError(
-                f"grammar JSON schema is not JSON-serializable: {exc}",
-                error_type="validation",
-            ) from exc
-    raise K2ValidationError(
-        "grammar value must be a JSON schema (a dict or its JSON text), "
-        f"got {type(value).__name__}",
-        error_type="validation",
-    )
+    text = str(grammar.value) if grammar.kind == "gbnf" else grammar.schema_text()
+    return f"{grammar.kind}:{text}"
 
 
 def reusable_prefix(evaluated: Sequence[int], tokens: Sequence[int], chunk: int) -> int:

@@ -34,6 +34,7 @@ from typing import Any
 from huggingface_hub import get_session
 
 from langchain_k2.backends.base import BackendInfo, FinalEvent, GenerationEvent, GenerationParams
+from langchain_k2.backends.engines.tgi import HOOKS
 from langchain_k2.backends.http import (
     HTTPBackend,
     HTTPResponse,
@@ -41,10 +42,8 @@ from langchain_k2.backends.http import (
 )
 from langchain_k2.backends.tgi_wire import (
     StreamDecoder,
-    answer_events,
     error_body,
     error_from,
-    request_body,
     request_kwargs,
     retry_after,
 )
@@ -107,8 +106,10 @@ class TGIBackend(HTTPBackend):
         cooldown: seconds a failed replica is skipped (with several replicas).
     """
 
-    name = "tgi"
-    server = "TGI"
+    name = HOOKS.name
+    server = HOOKS.label
+    hooks = HOOKS
+    """TGI's hooks (`langchain_k2.backends.engines.tgi`): routes, info, counts, decoding."""
 
     prompt_header = True
     """Whether non-streamed answers carry ``x-prompt-tokens``. The first answer without
@@ -122,22 +123,15 @@ class TGIBackend(HTTPBackend):
         if response.status_code == 404:  # not TGI's router (some proxies): limits unknown
             return BackendInfo()
         if response.status_code >= 400:  # a 503 while loading is retried, not cached
-            raise _failure(response, response.content, f"{url}/info")
-        data = _json(response.content, f"{url}/info")
-        return BackendInfo(
-            model_id=data.get("model_id"),
-            max_stop_sequences=data.get("max_stop_sequences"),
-            max_input_tokens=data.get("max_input_tokens"),
-            max_total_tokens=data.get("max_total_tokens"),
-            supports_grammar=None,
-        )
+            raise _failure(response, response.content, f"{url}{HOOKS.info_route}")
+        return HOOKS.info(_json(response.content, f"{url}{HOOKS.info_route}"))
 
     def info(self) -> BackendInfo:
         """``GET /info``, read once; unknown limits are ``None`` if the route is missing."""
         if self._info is None:
             url = self.replicas.pick()
             with self._errors(url):
-                response = get_session().request(**self._request("GET", f"{url}/info"))
+                response = get_session().request(**self._request("GET", f"{url}{HOOKS.info_route}"))
                 self._info = self._parse_info(response, url)
         return self._recorded(self._info)
 
@@ -146,18 +140,23 @@ class TGIBackend(HTTPBackend):
         if self._info is None:
             url = self.replicas.pick()
             with self._errors(url):
-                response = await self._asend(self._request("GET", f"{url}/info"))
+                response = await self._asend(self._request("GET", f"{url}{HOOKS.info_route}"))
                 self._info = self._parse_info(response, url)
         return self._recorded(self._info)
 
     def _tokenize(self, url: str, text: str) -> dict[str, Any]:
-        return self._request("POST", f"{url}/tokenize", json={"inputs": text})
+        route = f"{url}{HOOKS.tokenize_route}"
+        return self._request("POST", route, json=HOOKS.tokenize_body(text))
 
     @staticmethod
     def _token_count(response: HTTPResponse, url: str) -> int:
+        route = f"{url}{HOOKS.tokenize_route}"
         if response.status_code >= 400:
-            raise _failure(response, response.content, f"{url}/tokenize")
-        return len(_json(response.content, f"{url}/tokenize"))
+            raise _failure(response, response.content, route)
+        count = HOOKS.token_count(_json(response.content, route))
+        if count is None:
+            raise K2BackendError(f"TGI at {route} answered no token list to a token count.")
+        return count
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` per the server's own tokenizer (``POST /tokenize``)."""
@@ -175,8 +174,8 @@ class TGIBackend(HTTPBackend):
         with self._errors(url):
             response = get_session().request(**self._tokenize(url, text))
             if response.status_code >= 400:
-                raise _failure(response, response.content, f"{url}/tokenize")
-            tokens = _json(response.content, f"{url}/tokenize")
+                raise _failure(response, response.content, f"{url}{HOOKS.tokenize_route}")
+            tokens = _json(response.content, f"{url}{HOOKS.tokenize_route}")
             return [int(token.get("start") or 0) for token in tokens]
 
     async def acount_tokens(self, text: str) -> int:
@@ -189,7 +188,10 @@ class TGIBackend(HTTPBackend):
     # -------------------------------------------------------------- generation
 
     def _generate(self, url: str, prompt: str, params: GenerationParams, *, stream: bool) -> Any:
-        return self._request("POST", url, json=request_body(prompt, params, stream=stream))
+        grammar = params.grammar
+        constraint = {} if grammar is None else HOOKS.constraint(grammar, None)
+        body = HOOKS.request_body(prompt, params, stream=stream, model=None, constraint=constraint)
+        return self._request("POST", f"{url}{HOOKS.generate_route}", json=body)
 
     def _whole(self, response: HTTPResponse, url: str) -> list[GenerationEvent]:
         """The events of a non-streamed answer (raises for an error answer)."""
@@ -197,7 +199,7 @@ class TGIBackend(HTTPBackend):
             raise _failure(response, response.content, url)
         if response.headers.get("x-prompt-tokens") is None:
             self.prompt_header = False
-        return answer_events(_json(response.content, url), response.headers, url)
+        return HOOKS.answer_events(_json(response.content, url), response.headers, url)
 
     def _opened(self, response: HTTPResponse, body: bytes | None, url: str) -> StreamDecoder:
         """The decoder for a streamed answer, once its headers (and an error's body) are in."""
@@ -205,7 +207,7 @@ class TGIBackend(HTTPBackend):
             raise _failure(response, body or b"", url)
         if "text/event-stream" not in response.headers.get("content-type", ""):
             raise _not_a_stream(response, body or b"", url)
-        return StreamDecoder(url)
+        return HOOKS.stream_decoder(url)
 
     def stream(
         self, prompt: str, params: GenerationParams, *, live: bool = True

@@ -23,17 +23,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams, TokenEvent
-from langchain_k2.errors import (
-    K2AuthenticationError,
-    K2BackendError,
-    K2GenerationError,
-    K2GrammarUnsupportedError,
-    K2IncompleteGenerationError,
-    K2NotFoundError,
-    K2OverloadedError,
-    K2UnavailableError,
-    K2ValidationError,
-)
+from langchain_k2.backends.error_table import Failure, Server, classify
+from langchain_k2.errors import K2BackendError, K2UnavailableError
 
 #: Error bodies longer than this are cut when read (a proxy's HTML page, say).
 MAX_ERROR_BODY = 64 * 1024
@@ -68,7 +59,7 @@ def request_kwargs(params: GenerationParams) -> dict[str, Any]:
     if params.stop:
         kwargs["stop"] = list(params.stop)
     if params.grammar is not None:
-        kwargs["grammar"] = dict(params.grammar)
+        kwargs["grammar"] = params.grammar.tgi()
     return kwargs
 
 
@@ -272,29 +263,17 @@ class StreamDecoder:
 
 # ------------------------------------------------------------------ errors
 
-_HINTS = (
-    ("temperature", "use temperature=0 for greedy decoding (ChatK2 then sends do_sample=false)"),
-    ("top_p", "top_p must be in (0, 1); leave it unset or 1.0 to disable nucleus sampling"),
-    ("stop", "pass fewer stop strings; the server's limit is its --max-stop-sequences"),
-    (
-        "max_new_tokens",
-        "shorten the conversation, lower max_new_tokens, or raise the server's "
-        "--max-total-tokens / --max-input-tokens",
-    ),
-    (
-        "inputs",
-        "shorten the conversation, lower max_new_tokens, or raise the server's "
-        "--max-total-tokens / --max-input-tokens",
+SERVER = Server(
+    "tgi",
+    "TGI",
+    "TGI --max-total-tokens / --max-input-tokens",
+    grammar_words=(
+        "grammar is not supported",
+        "grammars are not supported",
+        "grammar and tools are not supported",
     ),
 )
-
-_TYPE_STATUS = {
-    "validation": 422,
-    "tool_error": 422,
-    "generation": 424,
-    "overloaded": 429,
-    "incomplete_generation": 500,
-}
+"""TGI as the error table names it."""
 
 
 def retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -350,7 +329,7 @@ def error_from(
     retry_after_s: float | None = None,
     in_stream: bool = False,
 ) -> K2BackendError:
-    """The K2 error for a failed request: an HTTP status, or an error event in a stream.
+    """The K2 error for a failed request, per `langchain_k2.backends.error_table`.
 
     Example:
         >>> err = error_from(422, "`temperature` must be strictly positive", "validation",
@@ -360,63 +339,4 @@ def error_from(
         >>> "use temperature=0" in str(err)
         True
     """
-    first = message.splitlines()[0].strip().rstrip(".") if message.strip() else ""
-    detail = first or (f"HTTP {status}" if status is not None else "no message")
-    if status is None:
-        status = _TYPE_STATUS.get(error_type or "")
-    where = f"TGI at {url}"
-    said = " in the stream" if in_stream else ""
-    if error_type in {"validation", "tool_error"} or status == 422:
-        lowered = message.lower()
-        if "grammar" in lowered and "not supported" in lowered:
-            return K2GrammarUnsupportedError(
-                f"{where} refuses grammars ({detail}); it was started with "
-                "--disable-grammar-support. ChatK2 falls back to prompting.",
-                status=422,
-                error_type=error_type or "validation",
-            )
-        hint = next((h for key, h in _HINTS if key in message), "check the request parameters")
-        return K2ValidationError(
-            f"{where} rejected the request{said}: {message.strip()} -- {hint}.",
-            status=422,
-            error_type=error_type or "validation",
-        )
-    if error_type == "overloaded" or status == 429:
-        return K2OverloadedError(
-            f"{where} is overloaded (429){said}: {detail}. Retried with backoff up to "
-            "max_retries; raise max_retries or add replicas.",
-            status=429,
-            error_type="overloaded",
-            retry_after=retry_after_s,
-        )
-    if error_type == "incomplete_generation":
-        return K2IncompleteGenerationError(
-            f"{where} reported an incomplete generation{said}: {detail}.",
-            status=500,
-            error_type="incomplete_generation",
-        )
-    if error_type == "generation" or status == 424:
-        return K2GenerationError(
-            f"Generation failed on {where}{said}: {detail}.", status=424, error_type="generation"
-        )
-    if status in {502, 503, 504}:
-        return K2UnavailableError(
-            f"{where} is unavailable ({status}): {detail}. It may still be loading "
-            "the model; retried with backoff.",
-            status=status,
-            retry_after=retry_after_s,
-        )
-    if status in {401, 403}:
-        return K2AuthenticationError(
-            f"{where} refused the credentials ({status}): set hf_token (or HF_TOKEN) "
-            "to a token that may use this endpoint.",
-            status=status,
-        )
-    if status == 404:
-        return K2NotFoundError(
-            f"No TGI route at {url} (404): endpoint_url must be the server's base URL, "
-            "e.g. http://host:8080.",
-            status=404,
-        )
-    kind = f" ({status})" if status is not None else said
-    return K2BackendError(f"{where} failed{kind}: {detail}.", status=status, error_type=error_type)
+    return classify(Failure(status, message, error_type, url, retry_after_s, in_stream), SERVER)
