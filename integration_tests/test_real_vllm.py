@@ -28,7 +28,13 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from integration_tests.real_servers import CONTEXT, SERVED_NAME, RealServer
-from langchain_k2 import ChatK2, ContextWindowExceededError, K2Format, K2StreamInterruptedError
+from langchain_k2 import (
+    ChatK2,
+    ContextWindowExceededError,
+    K2Format,
+    K2NotFoundError,
+    K2StreamInterruptedError,
+)
 from langchain_k2.demo import SYSTEM, TOOLS, _force_on_user_turn, calculator
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(900)]
@@ -170,6 +176,28 @@ def test_special_tokens_are_kept_in_the_text(real_vllm: RealServer, sent: Sent) 
         del body[field]
     default = httpx.post(f"{real_vllm.url}/v1/completions", json=body, timeout=300).json()
     assert "<|im_end|>" not in default["choices"][0]["text"]
+
+
+def test_the_served_model_and_the_formats_end_markers_are_sent(
+    real_vllm: RealServer, sent: Sent
+) -> None:
+    llm = chat(real_vllm)
+    answer = llm.invoke("Name a color.")
+    body = completions(sent)[0]
+    assert body["model"] == SERVED_NAME  # what routers in front of vLLM route on
+    # vLLM takes any number of stop strings: every end marker of the format is sent, so the
+    # server stops at a marker it does not know as end-of-sequence.
+    for marker in K2Format.chatml().stop_markers:
+        assert marker in body["stop"]
+    assert answer.content == chat(real_vllm, max_new_tokens=24).invoke("Name a color.").content
+
+
+def test_a_model_vllm_does_not_serve_is_its_own_404(real_vllm: RealServer) -> None:
+    llm = chat(real_vllm, model_name="org/not-served", max_retries=0)
+    with pytest.raises(K2NotFoundError) as caught:
+        llm.invoke("Name a color.")
+    assert "does not exist" in str(caught.value)  # vLLM's own words
+    assert caught.value.status == 404
 
 
 # --------------------------------------------------------------------------- tools

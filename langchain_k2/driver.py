@@ -117,11 +117,15 @@ def server_stops(
 ) -> tuple[str, ...]:
     """The stop strings to send: the caller's, then turn-ending markers while ``limit`` allows.
 
-    Markers are cut client-side anyway; sending them lets the server stop generating.
+    Markers are cut client-side anyway; sending them lets the server stop generating where
+    it does not know them as end-of-sequence tokens (a marker that opens the next turn). With
+    no limit known (vLLM, SGLang, llama.cpp take any number) every marker is sent.
 
     Example:
         >>> server_stops(["END"], ["<|endoftext|>", "<|beginofuser|>"], limit=2)
         ('END', '<|endoftext|>')
+        >>> server_stops([], ["<|endoftext|>", "<|beginofuser|>"], limit=None)
+        ('<|endoftext|>', '<|beginofuser|>')
         >>> server_stops(["a", "b", "c"], [], limit=2)
         Traceback (most recent call last):
         ...
@@ -133,7 +137,7 @@ at most 2 (TGI's --max-stop-sequences): pass at most 2.
             f"{len(user_stops)} stop strings were given but the server accepts at most "
             f"{limit} (TGI's --max-stop-sequences): pass at most {limit}."
         )
-    room = 0 if limit is None else max(0, limit - len(user_stops))
+    room = len(markers) if limit is None else max(0, limit - len(user_stops))
     extra = tuple(m for m in markers if m not in user_stops)[:room]
     return (*user_stops, *extra)
 
