@@ -34,6 +34,7 @@ from benchmarks import (  # noqa: E402 -- after the check that names the missing
     malformed,
     overhead,
     parser,
+    real_vllm,
     report,
     streaming,
 )
@@ -46,6 +47,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     malformed,
     local,
     engines,
+    real_vllm,
 )
 NAMES = {
     "parser": parser,
@@ -55,6 +57,7 @@ NAMES = {
     "malformed": malformed,
     "local": local,
     "engines": engines,
+    "real_vllm": real_vllm,
 }
 #: Every row of the table, in order (the smoke test checks them).
 ROW_KEYS: tuple[str, ...] = tuple(key for module in SECTIONS for key in module.KEYS)
