@@ -35,6 +35,7 @@ from benchmarks import (  # noqa: E402 -- after the check that names the missing
     malformed,
     overhead,
     parser,
+    real_vllm,
     report,
     schemas,
     streaming,
@@ -50,6 +51,7 @@ SECTIONS: tuple[ModuleType, ...] = (
     engines,
     families,
     schemas,
+    real_vllm,
 )
 NAMES = {
     "parser": parser,
@@ -61,6 +63,7 @@ NAMES = {
     "engines": engines,
     "families": families,
     "schemas": schemas,
+    "real_vllm": real_vllm,
 }
 #: Every row of the table, in order (the smoke test checks them).
 ROW_KEYS: tuple[str, ...] = tuple(key for module in SECTIONS for key in module.KEYS)

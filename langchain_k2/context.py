@@ -73,9 +73,21 @@ def _prompt_budget(
     return min(limits, default=None)
 
 
+WINDOW_SETTINGS: dict[str, tuple[str, str]] = {
+    "tgi": ("TGI's", "--max-total-tokens"),
+    "vllm": ("vLLM's", "--max-model-len"),
+    "sglang": ("SGLang's", "--context-length"),
+    "llama.cpp": ("llama-server's", "--ctx-size"),
+    "llama-cpp-python": ("llama-cpp-python's", "--n_ctx"),
+    "llamacpp": ("llama.cpp's", "n_ctx (context_window=)"),
+}
+"""Per engine: whose setting sets the context window, and its name."""
+
+
 def _exceeded(
     prompt_tokens: int,
     *,
+    engine: str,
     window: int | None,
     max_new_tokens: int,
     max_input_tokens: int | None,
@@ -87,12 +99,13 @@ def _exceeded(
     reasons: list[str] = []
     ways: list[str] = []
     flags: list[str] = []
+    whose, setting = WINDOW_SETTINGS.get(engine, WINDOW_SETTINGS["tgi"])
     if over_total:
         reasons.append(
             f"together {prompt_tokens + max_new_tokens} tokens, more than the context window "
-            f"of {window} (prompt + new tokens, TGI's --max-total-tokens)"
+            f"of {window} (prompt + new tokens, {whose} {setting})"
         )
-        flags.append("--max-total-tokens")
+        flags.append(setting)
         if not over_input and window is not None and prompt_tokens < window:
             ways.append(f"lower max_new_tokens to at most {window - prompt_tokens}")
     if over_input:
@@ -129,6 +142,7 @@ def fit_messages(
     max_new_tokens: int,
     trim: bool,
     max_input_tokens: int | None = None,
+    engine: str = "tgi",
 ) -> list[BaseMessage]:
     """Return ``messages`` if their prompt fits, else the newest whole turns that fit.
 
@@ -153,6 +167,7 @@ def fit_messages(
         max_new_tokens: tokens the request may generate.
         trim: drop the oldest turns instead of raising.
         max_input_tokens: most prompt tokens (``None``: unknown).
+        engine: the engine serving the model, whose setting the error names (`WINDOW_SETTINGS`).
 
     Returns:
         ``messages`` (as a new list) when they fit; otherwise their trimmed tail, with
@@ -169,6 +184,7 @@ def fit_messages(
         return messages
     exceeded = partial(
         _exceeded,
+        engine=engine,
         window=window,
         max_new_tokens=max_new_tokens,
         max_input_tokens=max_input_tokens,

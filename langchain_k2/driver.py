@@ -88,6 +88,7 @@ def fitted_prompt(
     *,
     trim: bool,
     count: Count | None,
+    engine: str = "tgi",
 ) -> str:
     """The rendered prompt, checked (and with ``trim``, trimmed) against the window.
 
@@ -106,6 +107,7 @@ def fitted_prompt(
         max_input_tokens=limits.max_input_tokens,
         max_new_tokens=max_new_tokens,
         trim=trim,
+        engine=engine,
     )
     return prompt if fitted is messages else render(fitted)
 
@@ -115,11 +117,15 @@ def server_stops(
 ) -> tuple[str, ...]:
     """The stop strings to send: the caller's, then turn-ending markers while ``limit`` allows.
 
-    Markers are cut client-side anyway; sending them lets the server stop generating.
+    Markers are cut client-side anyway; sending them lets the server stop generating where
+    it does not know them as end-of-sequence tokens (a marker that opens the next turn). With
+    no limit known (vLLM, SGLang, llama.cpp take any number) every marker is sent.
 
     Example:
         >>> server_stops(["END"], ["<|endoftext|>", "<|beginofuser|>"], limit=2)
         ('END', '<|endoftext|>')
+        >>> server_stops([], ["<|endoftext|>", "<|beginofuser|>"], limit=None)
+        ('<|endoftext|>', '<|beginofuser|>')
         >>> server_stops(["a", "b", "c"], [], limit=2)
         Traceback (most recent call last):
         ...
@@ -131,7 +137,7 @@ at most 2 (TGI's --max-stop-sequences): pass at most 2.
             f"{len(user_stops)} stop strings were given but the server accepts at most "
             f"{limit} (TGI's --max-stop-sequences): pass at most {limit}."
         )
-    room = 0 if limit is None else max(0, limit - len(user_stops))
+    room = len(markers) if limit is None else max(0, limit - len(user_stops))
     extra = tuple(m for m in markers if m not in user_stops)[:room]
     return (*user_stops, *extra)
 
@@ -259,6 +265,16 @@ class Driver:
         except MustCount:
             return await asyncio.to_thread(setup, info, self.count)
 
+    @staticmethod
+    def _refusal(refused: K2GrammarUnsupportedError, info: BackendInfo) -> str | None:
+        """What to tell of a refused constraint: the engine's words when about this schema.
+
+        A backend that refuses every grammar (TGI's ``--disable-grammar-support``) records
+        it in ``info`` and the fixed note says so; one that refused only this schema (a
+        pattern it cannot compile) is quoted.
+        """
+        return None if info.supports_grammar is False else str(refused)
+
     # ------------------------------------------------------------------ sync driver
 
     def _open(
@@ -270,10 +286,10 @@ class Driver:
         try:
             events = iter(self.backend.stream(request.prompt, request.params, live=live))
             return events, next(events, None)
-        except K2GrammarUnsupportedError:
+        except K2GrammarUnsupportedError as refused:
             if request.params.grammar is None:
                 raise
-            request = turn.drop_grammar(request)
+            request = turn.drop_grammar(request, self._refusal(refused, self.backend.info()))
             events = iter(self.backend.stream(request.prompt, request.params, live=live))
             return events, next(events, None)
 
@@ -319,10 +335,11 @@ class Driver:
         try:
             events = aiter(self.backend.astream(request.prompt, request.params, live=live))
             return events, await anext(events, None)
-        except K2GrammarUnsupportedError:
+        except K2GrammarUnsupportedError as refused:
             if request.params.grammar is None:
                 raise
-            request = turn.drop_grammar(request)
+            reason = self._refusal(refused, await self.backend.ainfo())
+            request = turn.drop_grammar(request, reason)
             events = aiter(self.backend.astream(request.prompt, request.params, live=live))
             return events, await anext(events, None)
 

@@ -162,6 +162,7 @@ class Turn:
         config: what the turn was asked to do (`TurnConfig`).
         use_grammar: whether requests may still carry a grammar (a refusal clears it).
         grammar_fallback: a grammar was dropped because the backend refuses them.
+        grammar_refusal: the server's refusal of this turn's constraint, if it gave one.
         repairs: malformed calls sent for repair so far.
         aborted: the current request was abandoned at a broken block.
         repair_skipped: why a broken call was kept unrepaired (no room in the window, or
@@ -176,6 +177,7 @@ class Turn:
         self.config = config
         self.use_grammar = config.use_grammar
         self.grammar_fallback = config.grammar_fallback
+        self.grammar_refusal: str | None = None
         self.repairs = 0
         self.aborted = False
         self.repair_skipped: str | None = None
@@ -229,10 +231,13 @@ class Turn:
         """Add a request's prompt tokens to the turn's usage (see `uncounted_prompt`)."""
         self._usage_in += count
 
-    def drop_grammar(self, request: GenerationRequest) -> GenerationRequest:
-        """The same request without grammar (the server refused it before any output)."""
+    def drop_grammar(
+        self, request: GenerationRequest, reason: str | None = None
+    ) -> GenerationRequest:
+        """The same request without grammar (the server refused it, ``reason``, before output)."""
         self.use_grammar = False
         self.grammar_fallback = True
+        self.grammar_refusal = reason or self.grammar_refusal
         if isinstance(self._parser, _ConstrainedCall):
             self._start(primed=True, constrained=False)
         return GenerationRequest(request.prompt, request.params.without_grammar(), request.repair)
@@ -507,7 +512,9 @@ class Turn:
             metadata["tool_call_repair_skipped"] = self.repair_skipped
         if self.grammar_fallback:
             metadata["grammar_fallback"] = (
-                "the backend refuses grammars; output was steered by instructions only"
+                f"the server refused the constraint: {self.grammar_refusal}"
+                if self.grammar_refusal
+                else "the backend refuses grammars; output was steered by instructions only"
             )
         return metadata
 

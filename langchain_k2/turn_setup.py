@@ -73,8 +73,15 @@ def prepare_turn(
         )
 
     limits = window_from_info(info.max_input_tokens, info.max_total_tokens, model.context_window)
+    engine = model._get_backend().name
     prompt = fitted_prompt(
-        messages, render, limits, params.max_new_tokens, trim=model.trim_history, count=count
+        messages,
+        render,
+        limits,
+        params.max_new_tokens,
+        trim=model.trim_history,
+        count=count,
+        engine=engine,
     )
     user_stops = params.stop
     stops = server_stops(user_stops, fmt.stop_markers, info.max_stop_sequences)
@@ -98,7 +105,7 @@ def prepare_turn(
             refusal=refusal,
             user_stops=user_stops,
             model_name=info.model_id or model.model_name,  # the served model, when known
-            engine=model._get_backend().name,
+            engine=engine,
             emit_chunks=streaming,
             window=limits.window,
             max_input_tokens=limits.max_input_tokens,

@@ -17,9 +17,14 @@ plus TGI's OpenAI-style `POST /v1/chat/completions` for the benchmark's ChatOpen
   - `model`, when sent, must be the served model's id (404 "The model `x` does not exist."
     otherwise, as vLLM and routers in front of it answer);
   - unknown fields are ignored with 200 (e.g. the removed `guided_json`); validation errors
-    are 400 with `{"error": {"message", "type", "param", "code"}}`; a prompt over
-    `max_total_tokens` (its `max_model_len`) is 400 "...maximum context length...";
-    `stream_options` without `stream` is 400;
+    are 400 with `{"error": {"message", "type", "param", "code"}}`; a prompt that alone
+    fills `max_total_tokens` (its `max_model_len`) is 400 "...maximum context length...",
+    while a prompt that fits with `max_tokens` over the window is answered 200, the
+    completion cut to the room left (as vLLM 0.32 does); `stream_options` without `stream`
+    is 400;
+  - `structured_outputs` is honoured (the reply is taken as constrained); with the default
+    backend vLLM falls back to another one for a schema xgrammar cannot compile, so no
+    schema is refused here (the real server's 400s are tested in test_real_vllm.py);
   - streams: `data: {json}` per token, the finish reason on the last text chunk, a usage
     chunk with `"choices": []` when `stream_options.include_usage`, then `data: [DONE]`;
     a scripted in-stream error is `data: {"error": {...}}` followed by `[DONE]`.
@@ -132,6 +137,7 @@ class Request:
         if not isinstance(body, dict):
             raise EngineError(400, "The request body must be a JSON object.")
         self.stream = bool(body.get("stream", False))
+        self.engine = engine
         if engine == "vllm":
             prompt, fields, default_max = body.get("prompt"), body, 16
             if body.get("stream_options") is not None and not self.stream:
@@ -368,7 +374,22 @@ def _served_model(state: Any, engine: str, body: dict[str, Any]) -> None:
 def _valid(state: Any, req: Request) -> Valid:
     tokens = state.tokenizer.encode(req.prompt)
     window = state.config["max_total_tokens"]
-    if len(tokens) + req.max_tokens > window:
+    max_tokens = req.max_tokens
+    if req.engine == "vllm":  # vLLM 0.32: only the prompt must fit; max_tokens is cut
+        if len(tokens) > window:  # vLLM stops counting at window + 1
+            raise EngineError(
+                400,
+                f"This model's maximum context length is {window} tokens. However, your "
+                f"prompt contains at least {window + 1} input tokens, which exceeds this "
+                "limit even without any output tokens. Please reduce the length of the input "
+                f"prompt. (parameter=input_tokens, value={window + 1})",
+            )
+        if len(tokens) == window:
+            raise EngineError(
+                400, "max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)"
+            )
+        max_tokens = min(max_tokens, window - len(tokens))
+    elif len(tokens) + req.max_tokens > window:
         raise EngineError(
             400,
             f"This model's maximum context length is {window} tokens. However, you requested "
@@ -380,7 +401,7 @@ def _valid(state: Any, req: Request) -> Valid:
         inputs=req.prompt,
         input_tokens=tokens,
         input_length=len(tokens),
-        max_new_tokens=max(req.max_tokens, 1),
+        max_new_tokens=max(max_tokens, 1),
         stop=req.stop,
         sampling=req.temperature != 0.0,
         seed=req.seed,

@@ -358,7 +358,10 @@ class HTTPBackend:
             secrets = (s.get_secret_value() for s in (self._token, *self._auth.values()) if s)
             scrub_exception(exc, secrets)
             mapped = map_error(exc, url, self.server)
-            if isinstance(mapped, K2GrammarUnsupportedError):  # info() says so from now on
+            # TGI's refusal is the server's (--disable-grammar-support): info() says so from
+            # now on. The other engines refuse one schema they cannot compile (a bad
+            # pattern): the next request is constrained again.
+            if isinstance(mapped, K2GrammarUnsupportedError) and self.name == "tgi":
                 self._grammar_refused = True
             # A full pool on this side (httpx.PoolTimeout) is no fault of the replica's.
             if (
