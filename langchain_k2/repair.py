@@ -98,4 +98,31 @@ class Continuation:
         )
 
 
-__all__ = ["Broken", "Continuation", "Repair", "Retry"]
+@dataclass
+class Budget:
+    """The retries one call may still spend; every strategy of the call draws on it.
+
+    ``max_tool_call_retries`` fills it. The turn's repairs spend it (they come back as
+    ``response_metadata["tool_call_retries"]``), and so do structured output's re-asks
+    (`langchain_k2.structured.ReAsk`): one call sends at most ``left + 1`` requests.
+
+    Example:
+        >>> budget = Budget(2)
+        >>> budget.spend(1)
+        >>> budget.left, budget.exhausted
+        (1, False)
+    """
+
+    left: int
+
+    def spend(self, count: int = 1) -> None:
+        """Take ``count`` retries (a negative or unknown count takes none)."""
+        self.left -= max(0, count)
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether no retry is left."""
+        return self.left < 1
+
+
+__all__ = ["Broken", "Budget", "Continuation", "Repair", "Retry"]
