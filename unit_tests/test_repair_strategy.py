@@ -177,3 +177,36 @@ def test_a_repaired_family_stream_merges_to_the_invoked_message(
         (c["name"], c["args"]) for c in invoked.tool_calls
     ]
     assert streamed.response_metadata["tool_call_retries"] == 1
+
+
+class Narrow:
+    """A turn seen through the seam only: any other member is an AttributeError."""
+
+    SEAM = frozenset({"step", "feed", "reading", "counted", "failed"})
+
+    def __init__(self, turn: Turn) -> None:
+        self._turn = turn
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.SEAM:
+            raise AttributeError(f"the driver reached Turn.{name}, outside the seam")
+        return getattr(self._turn, name)
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream", "ainvoke", "astream"])
+async def test_the_driver_needs_only_the_five_seam_members(mode: str) -> None:
+    backend = ScriptedBackend()
+    backend.script(["Looking. ", BROKEN], ['{"query": "1984"}}', "</tool_call>"])
+    turn = turn_with(NamePrefilled())
+    narrow: Any = Narrow(turn)
+    driver = Driver(backend=backend)
+    if mode == "invoke":
+        driver.invoke(lambda info, count: narrow)
+    elif mode == "stream":
+        list(driver.stream(lambda info, count: narrow))
+    elif mode == "ainvoke":
+        await driver.ainvoke(lambda info, count: narrow)
+    else:
+        [chunk async for chunk in driver.astream(lambda info, count: narrow)]
+    assert [c["args"] for c in turn.message().tool_calls] == [{"query": "1984"}]
+    assert len(backend.requests) == 2
