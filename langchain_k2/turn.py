@@ -1,22 +1,23 @@
 """One model turn as a sans-IO state machine: backend events in, message chunks out.
 
 In: a `TurnConfig` (the rendered prompt, `langchain_k2.backends.base.GenerationParams`,
-the tools to validate calls against...), and backend events fed one at a time.
-Out: ``ChatGenerationChunk`` objects (text deltas, validated tool-call blocks, a last
-chunk with usage and metadata), the next `GenerationRequest` when a malformed
-call must be repaired, and the final ``AIMessage``.
+the tools to validate calls against, the repair strategy...), then the driver's answers:
+backend events, token counts, faults. Out: the steps it needs next (`langchain_k2.steps`:
+a `GenerationRequest`, a `CountTokens`, `Finished` with the result), and
+``ChatGenerationChunk`` objects (text deltas, validated tool-call blocks, a last chunk
+with usage and metadata).
 
 No I/O happens here: `langchain_k2.driver` holds two thin drivers (sync and async)
-that pass requests to a backend and events back in, so the logic exists once. A turn is
-built from a frozen `TurnConfig` (what it was asked to do); `Turn` holds only what
-changes as it runs.
+that answer the steps, so the logic exists once. A turn is built from a frozen
+`TurnConfig` (what it was asked to do); `Turn` holds only what changes as it runs.
 
 Repair (``k2-format.md`` section 5): when a block fails to parse or validate and
-retries remain, generation is abandoned at that block; the next request's prompt is
-the original prompt, the text before the broken block and ``<tool_call>``, with a
-grammar for the call when the backend supports one. The broken block and whatever
-followed it are replaced by the repaired continuation. Blocks are emitted only after
-validation, so nothing wrong is ever streamed before a repair.
+retries remain, generation is abandoned at that block and the strategy
+(`langchain_k2.repair`; by default `Continuation`: the prompt, the raw text before the
+broken block and the call's open tag, with a grammar for K2-Chat's call when the backend
+takes one) gives the next request. The broken block and whatever followed it are replaced
+by the repaired continuation. Blocks are emitted only after validation, so nothing wrong
+is ever streamed before a repair.
 """
 
 from __future__ import annotations
