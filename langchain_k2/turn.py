@@ -465,7 +465,7 @@ class Turn:
         self.repairs += 1
         self._broken = block
         self.aborted = True
-        params = config.params
+        params = config.params.without_grammar()  # the first's (a thought's) does not apply
         constrained = retry.grammar and self.use_grammar and bool(config.tools)
         if constrained:
             params = replace(params, grammar=call_grammar(config.tools))

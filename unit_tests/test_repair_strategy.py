@@ -14,7 +14,7 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 
 from langchain_k2 import ChatK2
-from langchain_k2.backends.base import GenerationParams
+from langchain_k2.backends.base import GenerationParams, json_grammar
 from langchain_k2.driver import Driver
 from langchain_k2.prompt import DEFAULT_FORMAT
 from langchain_k2.repair import Broken, Retry
@@ -91,6 +91,26 @@ def test_a_strategy_defined_in_a_test_drives_the_repair() -> None:
         'PROMPT Looking. (one call, please)\n<tool_call>{"name": "search", "arguments": '
     )
     assert backend.requests[1][1].grammar is None  # the strategy asked for none
+
+
+def test_a_repair_request_carries_only_the_grammar_its_strategy_asks_for() -> None:
+    # The first request's grammar (a JSON answer, or a family's thought-then-call grammar)
+    # describes output from the prompt's end; a repair's prompt ends inside the call.
+    backend = ScriptedBackend()
+    backend.script(["Looking. ", BROKEN], ['{"query": "1984"}}', "</tool_call>"])
+    config = TurnConfig(
+        prompt="PROMPT ",
+        params=GenerationParams(max_new_tokens=64, grammar=json_grammar({"type": "object"})),
+        fmt=DEFAULT_FORMAT,
+        tools=[TOOL],
+        repair=NamePrefilled(),
+    )
+    result = Driver(backend=backend).invoke(lambda info, count: Turn(config))
+    message = result.generations[0].message
+    assert isinstance(message, AIMessage)
+    assert [c["args"] for c in message.tool_calls] == [{"query": "1984"}]
+    assert backend.requests[0][1].grammar == json_grammar({"type": "object"})
+    assert backend.requests[1][1].grammar is None
 
 
 def test_a_strategy_that_declines_keeps_the_broken_call_and_spends_nothing() -> None:
