@@ -5,12 +5,12 @@ backend's `BackendInfo` and a counter that builds the turn: ``ChatK2`` supplies 
 Out: ``ChatGenerationChunk`` objects as the turn releases them, or one ``ChatResult``.
 
 Two thin twins share the turn's logic: `Driver.drive` (sync) and `Driver.adrive` (async)
-move each of the turn's requests to the backend and its events back into the turn, with
-transport retries (`langchain_k2.retries`), the window check of repair prompts, and the
-grammar-refusal handshake (the request is sent again without grammar; the backend
-records the refusal in its ``info()``). Counting a prompt's tokens may be a request to the
-server, so it is done only when the byte bound (`surely_fits`) cannot rule out an
-overflow, and never on the event loop (`MustCount`).
+answer each step the turn asks for (`langchain_k2.steps`: generate, count, finished) with
+transport retries (`langchain_k2.retries`) and hand every fault to the turn, which decides
+(a repair that failed, a grammar the server refused, a stream cut midway). They touch five
+members of `Turn`: ``step``, ``feed``, ``reading``, ``counted``, ``failed``. Counting a
+prompt's tokens may be a request to the server, so setup does it only when the byte bound
+(`surely_fits`) cannot rule out an overflow, and never on the event loop (`MustCount`).
 
 This module does not import ``chat_models``.
 """
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from langchain_core.messages import BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 
 from langchain_k2.backends.base import Backend, BackendInfo, GenerationEvent
 from langchain_k2.context import ContextLimits, fit_messages
@@ -34,8 +34,9 @@ from langchain_k2.errors import (
     K2StreamInterruptedError,
 )
 from langchain_k2.retries import acall_with_retries, call_with_retries
+from langchain_k2.steps import CountTokens, Finished, GenerationRequest, surely_fits
 from langchain_k2.tokenizer import count_prompt_tokens
-from langchain_k2.turn import GenerationRequest, Turn
+from langchain_k2.turn import Turn
 
 _T = TypeVar("_T")
 
@@ -58,26 +59,6 @@ def retryable(exc: BaseException) -> bool:
 def restartable(exc: BaseException) -> bool:
     """A stream cut by a retryable fault, when nothing of it reached the caller."""
     return isinstance(exc, K2StreamInterruptedError) and retryable(exc.cause or exc)
-
-
-def surely_fits(
-    prompt: str, max_new_tokens: int, window: int | None, max_input_tokens: int | None
-) -> bool:
-    """True when no tokenizer can make ``prompt`` overflow the limits.
-
-    A token covers at least one UTF-8 byte, so the byte count (plus two for BOS/EOS)
-    bounds the token count without asking the backend.
-
-    Example:
-        >>> surely_fits("hello", 10, window=20, max_input_tokens=None)
-        True
-        >>> surely_fits("hello", 10, window=16, max_input_tokens=None)
-        False
-    """
-    bound = len(prompt.encode("utf-8")) + 2
-    if window is not None and bound + max_new_tokens > window:
-        return False
-    return max_input_tokens is None or bound <= max_input_tokens
 
 
 def fitted_prompt(
@@ -142,14 +123,6 @@ at most 2 (TGI's --max-stop-sequences): pass at most 2.
     return (*user_stops, *extra)
 
 
-def must_count(request: GenerationRequest, turn: Turn) -> bool:
-    """Whether a repair prompt's tokens must be counted to fit it in the window."""
-    params = request.params
-    return request.repair and not surely_fits(
-        request.prompt, params.max_new_tokens, turn.config.window, turn.config.max_input_tokens
-    )
-
-
 @dataclass(frozen=True)
 class Driver:
     """Runs turns against ``backend``.
@@ -178,20 +151,6 @@ class Driver:
         if self.tokenizer is None:
             return await self.backend.acount_tokens(prompt)
         return await asyncio.to_thread(self.count, prompt)
-
-    def _count_or_zero(self, prompt: str) -> int:
-        """`count` for usage: a server that cannot count (no ``/tokenize``) counts nothing."""
-        try:
-            return self.count(prompt)
-        except K2BackendError:
-            return 0
-
-    async def _acount_or_zero(self, prompt: str) -> int:
-        """Async twin of `_count_or_zero`."""
-        try:
-            return await self.acount(prompt)
-        except K2BackendError:
-            return 0
 
     # ------------------------------------------------------------------ retries
 
@@ -231,7 +190,7 @@ class Driver:
             turn = setup(self.backend.info(), self.count)
             for _ in self.drive(turn):
                 pass
-            return result_of(turn)
+            return outcome(turn)
 
         return self.retry(once, restart=True)
 
@@ -243,7 +202,7 @@ class Driver:
             turn = await self.aprepare(setup, await self.backend.ainfo())
             async for _ in self.adrive(turn):
                 pass
-            return result_of(turn)
+            return outcome(turn)
 
         return await self.aretry(once, restart=True)
 
@@ -266,146 +225,88 @@ class Driver:
             return await asyncio.to_thread(setup, info, self.count)
 
     @staticmethod
-    def _refusal(refused: K2GrammarUnsupportedError, info: BackendInfo) -> str | None:
+    def _refusal(exc: K2BackendError, info: BackendInfo | None) -> str | None:
         """What to tell of a refused constraint: the engine's words when about this schema.
 
         A backend that refuses every grammar (TGI's ``--disable-grammar-support``) records
         it in ``info`` and the fixed note says so; one that refused only this schema (a
-        pattern it cannot compile) is quoted.
+        pattern it cannot compile) is quoted. ``None`` for any other failure.
         """
-        return None if info.supports_grammar is False else str(refused)
+        if info is None or info.supports_grammar is False:
+            return None
+        return str(exc)
 
     # ------------------------------------------------------------------ sync driver
 
     def _open(
-        self, turn: Turn, request: GenerationRequest
+        self, request: GenerationRequest
     ) -> tuple[Iterator[GenerationEvent], GenerationEvent | None]:
-        live = turn.config.emit_chunks
-        if request.params.grammar is not None and turn.grammar_fallback:
-            request = turn.drop_grammar(request)  # refused on an earlier attempt of this call
-        try:
-            events = iter(self.backend.stream(request.prompt, request.params, live=live))
-            return events, next(events, None)
-        except K2GrammarUnsupportedError as refused:
-            if request.params.grammar is None:
-                raise
-            request = turn.drop_grammar(request, self._refusal(refused, self.backend.info()))
-            events = iter(self.backend.stream(request.prompt, request.params, live=live))
-            return events, next(events, None)
+        events = iter(self.backend.stream(request.prompt, request.params, live=request.live))
+        return events, next(events, None)
 
     def drive(self, turn: Turn) -> Iterator[ChatGenerationChunk]:
-        """Run ``turn``'s requests; yield the chunks it releases."""
-        while (request := turn.next_request()) is not None:
-            size = self.count(request.prompt) if must_count(request, turn) else None
-            fitted = request if size is None else turn.fit_repair(request, size)
-            if fitted is None:
-                yield from turn.skip_repair(cast("int", size))
-                continue
+        """Answer ``turn``'s steps; yield the chunks it releases."""
+        while not isinstance(step := turn.step(), Finished):
             try:
-                events, event = self.retry(self._open, turn, fitted)
+                if isinstance(step, CountTokens):
+                    yield from turn.counted(self.count(step.prompt))
+                    continue
+                events, event = self.retry(self._open, step)
+                try:
+                    while event is not None and turn.reading:
+                        yield from turn.feed(event)
+                        event = next(events, None) if turn.reading else None
+                finally:
+                    cast("Any", events).close()
+                yield from turn.feed(None)
             except K2BackendError as exc:
-                if not fitted.repair:
-                    raise
-                yield from turn.fail_repair(exc)  # the first generation stands
-                continue
-            try:
-                while event is not None:
-                    yield from turn.feed(event)
-                    if turn.aborted:
-                        break
-                    event = next(events, None)
-            except K2BackendError as exc:
-                raise interrupted(turn, exc) from exc
-            finally:
-                cast("Any", events).close()
-            yield from turn.end_request()
-            if (prompt := turn.uncounted_prompt()) is not None:
-                turn.add_input_tokens(self._count_or_zero(prompt))
-        if turn.config.emit_chunks:  # invoke reads turn.message() instead
-            yield turn.last_chunk()
+                refused = isinstance(exc, K2GrammarUnsupportedError)
+                info = self.backend.info() if refused else None
+                yield from turn.failed(exc, self._refusal(exc, info))
+        if step.last is not None:  # invoke reads step.result instead
+            yield step.last
 
     # ------------------------------------------------------------------ async driver
 
     async def _aopen(
-        self, turn: Turn, request: GenerationRequest
+        self, request: GenerationRequest
     ) -> tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]:
-        live = turn.config.emit_chunks
-        if request.params.grammar is not None and turn.grammar_fallback:
-            request = turn.drop_grammar(request)  # refused on an earlier attempt of this call
-        try:
-            events = aiter(self.backend.astream(request.prompt, request.params, live=live))
-            return events, await anext(events, None)
-        except K2GrammarUnsupportedError as refused:
-            if request.params.grammar is None:
-                raise
-            reason = self._refusal(refused, await self.backend.ainfo())
-            request = turn.drop_grammar(request, reason)
-            events = aiter(self.backend.astream(request.prompt, request.params, live=live))
-            return events, await anext(events, None)
+        events = aiter(self.backend.astream(request.prompt, request.params, live=request.live))
+        return events, await anext(events, None)
 
     async def adrive(self, turn: Turn) -> AsyncIterator[ChatGenerationChunk]:
         """Async twin of `drive`."""
-        while (request := turn.next_request()) is not None:
-            size = await self.acount(request.prompt) if must_count(request, turn) else None
-            fitted = request if size is None else turn.fit_repair(request, size)
-            if fitted is None:
-                for chunk in turn.skip_repair(cast("int", size)):
-                    yield chunk
-                continue
-            opened: tuple[AsyncIterator[GenerationEvent], GenerationEvent | None]
+        while not isinstance(step := turn.step(), Finished):
+            chunks: list[ChatGenerationChunk] = []
             try:
-                opened = await self.aretry(self._aopen, turn, fitted)
+                if isinstance(step, CountTokens):
+                    chunks = turn.counted(await self.acount(step.prompt))
+                else:
+                    events, event = await self.aretry(self._aopen, step)
+                    try:
+                        while event is not None and turn.reading:
+                            for chunk in turn.feed(event):
+                                yield chunk
+                            event = await anext(events, None) if turn.reading else None
+                    finally:
+                        await cast("Any", events).aclose()
+                    chunks = turn.feed(None)
             except K2BackendError as exc:
-                if not fitted.repair:
-                    raise
-                for chunk in turn.fail_repair(exc):  # the first generation stands
-                    yield chunk
-                continue
-            events: AsyncIterator[GenerationEvent] = opened[0]
-            event: GenerationEvent | None = opened[1]
-            try:
-                while event is not None:
-                    for chunk in turn.feed(event):
-                        yield chunk
-                    if turn.aborted:
-                        break
-                    event = await anext(events, None)
-            except K2BackendError as exc:
-                raise interrupted(turn, exc) from exc
-            finally:
-                await cast("Any", events).aclose()
-            for chunk in turn.end_request():
+                refused = isinstance(exc, K2GrammarUnsupportedError)
+                info = await self.backend.ainfo() if refused else None
+                chunks = turn.failed(exc, self._refusal(exc, info))
+            for chunk in chunks:
                 yield chunk
-            if (prompt := turn.uncounted_prompt()) is not None:
-                turn.add_input_tokens(await self._acount_or_zero(prompt))
-        if turn.config.emit_chunks:  # invoke reads turn.message() instead
-            yield turn.last_chunk()
+        if step.last is not None:  # ainvoke reads step.result instead
+            yield step.last
 
 
-def result_of(turn: Turn) -> ChatResult:
-    """The finished turn as LangChain's ``ChatResult``."""
-    message = turn.message()
-    return ChatResult(
-        generations=[
-            ChatGeneration(
-                message=message,
-                generation_info={"finish_reason": message.response_metadata["finish_reason"]},
-            )
-        ],
-        llm_output={"model_name": turn.config.model_name},
-    )
-
-
-def interrupted(turn: Turn, exc: K2BackendError) -> K2StreamInterruptedError:
-    """The error for a stream cut after part of it was delivered."""
-    partial = turn.completion_text()
-    return K2StreamInterruptedError(
-        f"The stream broke after {len(partial)} characters had been received ({exc}); it was "
-        "not retried because part of it was already delivered. The partial text is on "
-        "this exception's partial_text.",
-        partial_text=partial,
-        cause=exc,
-    )
+def outcome(turn: Turn) -> ChatResult:
+    """The finished turn as LangChain's ``ChatResult`` (after `Driver.drive` ran it)."""
+    step = turn.step()
+    if not isinstance(step, Finished):
+        raise TypeError(f"the turn has not finished: it asks for {type(step).__name__}")
+    return step.result
 
 
 __all__ = ["Driver", "MustCount", "fitted_prompt", "server_stops", "surely_fits"]

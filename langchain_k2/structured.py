@@ -37,6 +37,7 @@ from pydantic import BaseModel, ValidationError
 
 from langchain_k2.backends.base import Grammar, json_grammar
 from langchain_k2.errors import K2ConfigError, ToolDefinitionError
+from langchain_k2.repair import Budget
 from langchain_k2.schema_forms import DEFAULT_OUTPUT_NAME, function_from_dict
 from langchain_k2.schema_support import grammar_schema, warn_dropped
 from langchain_k2.tool_calls import OPEN_TAG, parse_block, strip_fences
@@ -334,6 +335,56 @@ def _repairs(raw: AIMessage) -> int:
     return count if isinstance(count, int) else 0
 
 
+@dataclass
+class ReAsk:
+    """Structured output's repair strategy: ask again, telling the model why (`feedback`).
+
+    The second strategy beside the turn's `langchain_k2.repair.Continuation`, drawing on the
+    same `Budget`: each request may repair its calls with what is left (passed as
+    ``max_tool_call_retries``), the repairs it made are spent, then a re-ask spends one.
+    Feed each answer to `answer` until `done`; `outcome` is the value (or raises).
+    """
+
+    spec: StructuredSpec
+    messages: list[BaseMessage]
+    budget: Budget
+    include_raw: bool
+    attempt: int = 0
+    done: bool = False
+    _outcome: Any = None
+    _error: Exception | None = None
+
+    def options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The call options of the next request: the budget left for its repairs."""
+        return {**options, "max_tool_call_retries": self.budget.left}
+
+    def answer(self, raw: AIMessage) -> None:
+        """Read the model's answer: done, or the conversation grows by a re-ask."""
+        self.budget.spend(_repairs(raw))
+        parsed, error = None, None
+        try:
+            parsed = self.spec.parse(raw)
+        except OutputParserException as exc:
+            if not self.budget.exhausted:
+                self.messages = [*self.messages, *feedback(raw, exc, self.spec.name)]
+                self.budget.spend(1)
+                self.attempt += 1
+                return
+            error = exc
+        raw.response_metadata["structured_output_retries"] = self.attempt
+        self.done = True
+        if self.include_raw:
+            self._outcome = raw_result(raw, parsed, error)
+        else:
+            self._outcome, self._error = parsed, error
+
+    def outcome(self) -> Any:
+        """The parsed value (``include_raw``: the raw/parsed/parsing_error mapping)."""
+        if self._error is not None:
+            raise self._error
+        return self._outcome
+
+
 def structured_runnable(
     bound: Runnable[Any, AIMessage],
     to_messages: Callable[[Any], list[BaseMessage]],
@@ -346,52 +397,27 @@ def structured_runnable(
 
     It adds the spec's instruction to the system prompt, calls ``bound`` (the model with
     its grammar or forced tool) and parses; output that fails validation is asked for
-    again. Those re-asks and the repairs of a malformed tool call inside a request share
-    one budget of ``retries`` (passed to ``bound`` as ``max_tool_call_retries``, what is
-    left of it), so one call sends at most ``retries + 1`` generation requests. The raw
-    message records the re-asks in ``response_metadata["structured_output_retries"]``.
+    again (`ReAsk`). Those re-asks and the repairs of a malformed tool call inside a request
+    share one `Budget` of ``retries``, so one call sends at most ``retries + 1`` generation
+    requests. The raw message records the re-asks in
+    ``response_metadata["structured_output_retries"]``.
     """
 
-    def finish(raw: AIMessage, attempt: int, parsed: Any, error: Exception | None) -> Any:
-        raw.response_metadata["structured_output_retries"] = attempt
-        if include_raw:
-            return raw_result(raw, parsed, error)
-        if error is not None:
-            raise error
-        return parsed
-
-    def settle(raw: AIMessage, attempt: int, last: bool) -> tuple[bool, Any]:
-        try:
-            return True, finish(raw, attempt, spec.parse(raw), None)
-        except OutputParserException as exc:
-            if last:
-                return True, finish(raw, attempt, None, exc)
-            return False, exc
+    def asking(value: Any) -> ReAsk:
+        messages = with_instruction(to_messages(value), spec.instruction)
+        return ReAsk(spec, messages, Budget(retries), include_raw)
 
     def run(value: Any, config: RunnableConfig, **options: Any) -> Any:
-        messages = with_instruction(to_messages(value), spec.instruction)
-        left, attempt = retries, 0
-        while True:
-            raw = bound.invoke(messages, config, **{**options, "max_tool_call_retries": left})
-            left -= _repairs(raw)
-            done, result = settle(raw, attempt, last=left < 1)
-            if done:
-                return result
-            messages = [*messages, *feedback(raw, result, spec.name)]
-            left, attempt = left - 1, attempt + 1
+        ask = asking(value)
+        while not ask.done:
+            ask.answer(bound.invoke(ask.messages, config, **ask.options(options)))
+        return ask.outcome()
 
     async def arun(value: Any, config: RunnableConfig, **options: Any) -> Any:
-        messages = with_instruction(to_messages(value), spec.instruction)
-        left, attempt = retries, 0
-        while True:
-            options = {**options, "max_tool_call_retries": left}
-            raw = await bound.ainvoke(messages, config, **options)
-            left -= _repairs(raw)
-            done, result = settle(raw, attempt, last=left < 1)
-            if done:
-                return result
-            messages = [*messages, *feedback(raw, result, spec.name)]
-            left, attempt = left - 1, attempt + 1
+        ask = asking(value)
+        while not ask.done:
+            ask.answer(await bound.ainvoke(ask.messages, config, **ask.options(options)))
+        return ask.outcome()
 
     return RunnableLambda(run, afunc=arun, name="ChatK2StructuredOutput")
 

@@ -1,22 +1,23 @@
 """One model turn as a sans-IO state machine: backend events in, message chunks out.
 
 In: a `TurnConfig` (the rendered prompt, `langchain_k2.backends.base.GenerationParams`,
-the tools to validate calls against...), and backend events fed one at a time.
-Out: ``ChatGenerationChunk`` objects (text deltas, validated tool-call blocks, a last
-chunk with usage and metadata), the next `GenerationRequest` when a malformed
-call must be repaired, and the final ``AIMessage``.
+the tools to validate calls against, the repair strategy...), then the driver's answers:
+backend events, token counts, faults. Out: the steps it needs next (`langchain_k2.steps`:
+a `GenerationRequest`, a `CountTokens`, `Finished` with the result), and
+``ChatGenerationChunk`` objects (text deltas, validated tool-call blocks, a last chunk
+with usage and metadata).
 
 No I/O happens here: `langchain_k2.driver` holds two thin drivers (sync and async)
-that pass requests to a backend and events back in, so the logic exists once. A turn is
-built from a frozen `TurnConfig` (what it was asked to do); `Turn` holds only what
-changes as it runs.
+that answer the steps, so the logic exists once. A turn is built from a frozen
+`TurnConfig` (what it was asked to do); `Turn` holds only what changes as it runs.
 
 Repair (``k2-format.md`` section 5): when a block fails to parse or validate and
-retries remain, generation is abandoned at that block; the next request's prompt is
-the original prompt, the text before the broken block and ``<tool_call>``, with a
-grammar for the call when the backend supports one. The broken block and whatever
-followed it are replaced by the repaired continuation. Blocks are emitted only after
-validation, so nothing wrong is ever streamed before a repair.
+retries remain, generation is abandoned at that block and the strategy
+(`langchain_k2.repair`; by default `Continuation`: the prompt, the raw text before the
+broken block and the call's open tag, with a grammar for K2-Chat's call when the backend
+takes one) gives the next request. The broken block and whatever followed it are replaced
+by the repaired continuation. Blocks are emitted only after validation, so nothing wrong
+is ever streamed before a repair.
 """
 
 from __future__ import annotations
@@ -27,79 +28,28 @@ from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, ToolCall
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGenerationChunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from langchain_k2._schema_refs import hoist_definitions
 from langchain_k2._unicode import clean_surrogates
-from langchain_k2.backends.base import (
-    FinalEvent,
-    GenerationEvent,
-    GenerationParams,
-    Grammar,
-    json_grammar,
-)
+from langchain_k2.backends.base import FinalEvent, GenerationEvent, GenerationParams
+from langchain_k2.call_grammar import _ConstrainedCall, call_grammar
+from langchain_k2.errors import K2GrammarUnsupportedError
 from langchain_k2.formats._pieces import Piece, Reasoning
 from langchain_k2.formats.base import FormatSettings, PromptFormat
 from langchain_k2.formats.selection import describe
+from langchain_k2.repair import Broken, Continuation, Repair
+from langchain_k2.steps import (
+    CountTokens,
+    Finished,
+    GenerationRequest,
+    Step,
+    fit_request,
+    interrupted,
+    surely_fits,
+)
 from langchain_k2.stops import StopFilter
 from langchain_k2.tool_binding import refuse_calls
-from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk, parse_block
-from langchain_k2.tool_schema import function_of, grammar_parameters
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """A prompt and the parameters to generate from it."""
-
-    prompt: str
-    params: GenerationParams
-    repair: bool = False
-
-
-def call_grammar(tools: Sequence[Mapping[str, Any]], engine: str | None = None) -> Grammar:
-    """The JSON grammar constraining output to one call of ``tools`` (as ``engine`` takes it).
-
-    One tool: ``{"name": <const>, "arguments": <the tool's schema>}``. Several: TGI
-    refuses a grammar without top-level ``properties``, so the schema carries both
-    ``properties`` (``name`` an ``enum``, ``arguments`` an ``anyOf`` of the schemas: what
-    TGI's outlines compiles) and a top-level ``anyOf`` of the exact per-tool calls (what
-    llama.cpp compiles; nested ``anyOf`` of objects derails its grammar). Either way a
-    name paired with another tool's arguments fails validation and is repaired. The
-    tools' ``$defs``/``definitions`` move to the grammar's top level, where their ``$ref``
-    pointers (read from the document root) find them (`hoist_definitions`).
-
-    Example:
-        >>> call_grammar([{"name": "f", "parameters": {"type": "object", "properties": {}}}])
-        Grammar(kind='json', value={'type': 'object', 'properties': {'name': {'const': 'f'}, \
-'arguments': {'type': 'object', 'properties': {}}}, 'required': ['name', 'arguments']})
-    """
-    functions = [function_of(tool) for tool in tools]
-    schemas, definitions = hoist_definitions(
-        [grammar_parameters(fn, engine) for fn in functions]  # what the engine enforces
-    )
-    calls: list[dict[str, Any]] = []
-    for fn, params in zip(functions, schemas, strict=True):
-        params.setdefault("type", "object")
-        calls.append(
-            {
-                "type": "object",
-                "properties": {"name": {"const": fn["name"]}, "arguments": params},
-                "required": ["name", "arguments"],
-            }
-        )
-    if len(calls) == 1:
-        return json_grammar(calls[0] if not definitions else {**calls[0], "$defs": definitions})
-    names = [c["properties"]["name"]["const"] for c in calls]
-    arguments = [c["properties"]["arguments"] for c in calls]
-    schema = {
-        "type": "object",
-        "properties": {"name": {"enum": names}, "arguments": {"anyOf": arguments}},
-        "required": ["name", "arguments"],
-        "anyOf": calls,
-    }
-    if definitions:
-        schema["$defs"] = definitions
-    return json_grammar(schema)
+from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, block_chunk
 
 
 @dataclass(frozen=True)
@@ -133,6 +83,8 @@ class TurnConfig:
             are reported in ``response_metadata["dropped_tool_calls"]``.
         settings: the format's settings of this call (effort, call form); the output
             parser is built from them, ``response_metadata`` reports them.
+        repair: the strategy asked what to do with a broken call while ``max_repairs``
+            allows (`langchain_k2.repair.Continuation`: write the call again).
     """
 
     prompt: str
@@ -153,10 +105,17 @@ class TurnConfig:
     indexed_text: bool = False
     one_call: bool = False
     settings: FormatSettings = field(default_factory=FormatSettings)
+    repair: Repair = field(default_factory=Continuation)
 
 
 class Turn:
     """The state of one model turn across its generation requests.
+
+    A driver asks `step` what the turn needs next (a `GenerationRequest`, a `CountTokens`
+    or `Finished`), feeds a request's events to `feed` while `reading` (then ``None``),
+    answers a count with `counted`, and reports a fault with `failed`: those five members are
+    the whole seam (`langchain_k2.steps`). Repairs, their window fit and their failures are
+    the turn's own business.
 
     Attributes:
         config: what the turn was asked to do (`TurnConfig`).
@@ -196,6 +155,17 @@ class Turn:
         self._final: FinalEvent | None = None
         self._prompt = config.prompt
         self._uncounted: str | None = None
+        self._asked: CountTokens | None = None  # a count the driver has not answered yet
+        self._fitting: GenerationRequest | None = None  # a repair waiting for its size
+        self._sized: GenerationRequest | None = None  # a repair fitted to the window
+        self._current: GenerationRequest | None = None  # the request being read
+        self._fed = False  # an event of the current request was fed
+        self._finished: Finished | None = None
+        self._settings = config.settings  # the parser's (a repair starts after the reasoning)
+        open_tag = config.fmt.tool_call_open
+        self._context = config.prompt[: -len(open_tag)] if config.forced else config.prompt
+        self._written: list[str] = []  # what the current request wrote (primer included)
+        self._primer = open_tag  # what a primed request's prompt ends with, of the output
         self._parser: ToolCallStreamParser | _ConstrainedCall
         self._stop: StopFilter
         fmt = config.fmt
@@ -207,29 +177,93 @@ class Turn:
         self._pending: GenerationRequest | None = GenerationRequest(config.prompt, params)
         self._start(primed=config.forced, constrained=constrained)
 
-    # ------------------------------------------------------------------ requests
+    # ------------------------------------------------------------------ the seam
 
-    def next_request(self) -> GenerationRequest | None:
-        """The request to run next, or ``None`` when the turn is complete."""
+    def step(self) -> Step:
+        """What the turn needs next: a generation, a token count, or nothing (`Finished`)."""
+        if self._asked is not None:
+            return self._asked
+        if self._uncounted is not None:  # usage of an abandoned or uncounted request
+            self._asked = CountTokens(self._uncounted, usage=True)
+            self._uncounted = None
+            return self._asked
         request, self._pending = self._pending, None
-        if request is not None:
-            self.aborted = False
-            self._prompt = request.prompt
-        return request
+        if request is None:
+            return self._finish()
+        if request.params.grammar is not None and self.grammar_fallback:
+            request = self.drop_grammar(request)  # refused on an earlier request of this call
+        config = self.config
+        params = request.params
+        if (
+            request.repair
+            and request is not self._sized
+            and not surely_fits(
+                request.prompt, params.max_new_tokens, config.window, config.max_input_tokens
+            )
+        ):
+            self._fitting = request
+            self._asked = CountTokens(request.prompt)
+            return self._asked
+        self.aborted, self._fed = False, False
+        self._prompt = request.prompt
+        self._current = replace(request, live=config.emit_chunks)
+        return self._current
 
-    def uncounted_prompt(self) -> str | None:
-        """The prompt of the request just ended, when its size is still unknown.
+    @property
+    def reading(self) -> bool:
+        """Whether the current request's events are still wanted (not abandoned at a break)."""
+        return not self.aborted
 
-        A request abandoned at a broken block never reaches its end event, which carries
-        the prompt's token count; the driver counts the prompt and calls `add_input_tokens`,
-        so usage is the sum over every request the turn made.
+    def counted(self, tokens: int) -> list[ChatGenerationChunk]:
+        """The answer to the `CountTokens` step; the chunks it releases."""
+        asked, self._asked = self._asked, None
+        if asked is None:
+            raise RuntimeError("no count was asked")
+        if asked.usage:
+            self._usage_in += tokens
+            return []
+        request, self._fitting = self._fitting, None
+        fitted = None if request is None else self.fit_repair(request, tokens)
+        if fitted is None:
+            return self._skip_repair(tokens)
+        self._pending = self._sized = fitted
+        return []
+
+    def failed(self, error: BaseException, refusal: str | None = None) -> list[ChatGenerationChunk]:
+        """The last step failed with ``error`` (after the driver's transport retries).
+
+        A usage count counts nothing; a failed repair keeps the broken call; a grammar the
+        server refuses is dropped and the request sent again; a stream cut after part of it
+        was read raises `K2StreamInterruptedError`; anything else is raised as it is.
         """
-        prompt, self._uncounted = self._uncounted, None
-        return prompt
+        asked, self._asked = self._asked, None
+        if asked is not None:
+            if asked.usage:
+                return []
+            raise error
+        request, self._current = self._current, None
+        if request is None:
+            raise error
+        if self._fed:
+            raise interrupted(self.completion_text(), error) from error
+        if isinstance(error, K2GrammarUnsupportedError) and request.params.grammar is not None:
+            self._pending = self.drop_grammar(request, refusal)
+            return []
+        if request.repair:
+            return self._keep_broken(f"the repair request failed ({type(error).__name__}: {error})")
+        raise error
 
-    def add_input_tokens(self, count: int) -> None:
-        """Add a request's prompt tokens to the turn's usage (see `uncounted_prompt`)."""
-        self._usage_in += count
+    def _finish(self) -> Finished:
+        if self._finished is None:
+            message = self.message()
+            info = {"finish_reason": message.response_metadata["finish_reason"]}
+            generation = ChatGeneration(message=message, generation_info=info)
+            result = ChatResult(
+                generations=[generation], llm_output={"model_name": self.config.model_name}
+            )
+            last = self.last_chunk() if self.config.emit_chunks else None
+            self._finished = Finished(last=last, result=result)
+        return self._finished
 
     def drop_grammar(
         self, request: GenerationRequest, reason: str | None = None
@@ -248,16 +282,21 @@ class Turn:
         self._parser = (
             _ConstrainedCall(tools, **tags)
             if constrained
-            else fmt.parser(tools, self.config.settings)  # the family's output parser
+            else fmt.parser(tools, self._settings)  # the family's output parser
         )
+        self._written = [self._primer] if primed else []
         if primed:
-            self._parser.feed(fmt.tool_call_open)
+            self._parser.feed(self._primer)
         self._stop = StopFilter([*self.config.user_stops, *fmt.stop_markers])
 
     # ------------------------------------------------------------------ events
 
-    def feed(self, event: GenerationEvent) -> list[ChatGenerationChunk]:
-        """Consume one backend event; return the chunks it releases."""
+    def feed(self, event: GenerationEvent | None) -> list[ChatGenerationChunk]:
+        """Consume one event of the current request (``None``: they ended); the chunks released."""
+        if event is None:
+            self._current = None
+            return self._end_request()
+        self._fed = True
         if isinstance(event, FinalEvent):
             self._final = event
             self._add_usage(event)
@@ -270,11 +309,16 @@ class Turn:
         if event.special and event.text and event.text not in self._tag_tokens:
             # A special token that is not a tool-call tag (EOS, a turn marker) ends the turn.
             held = self._stop.end()
-            return self._release(self._parser.feed(held)) if held else []
+            return self._release(self._read(held)) if held else []
         text = self._stop.feed(clean_surrogates(event.text))  # "\ud800" is legal JSON
-        return self._release(self._parser.feed(text)) if text else []
+        return self._release(self._read(text)) if text else []
 
-    def end_request(self) -> list[ChatGenerationChunk]:
+    def _read(self, text: str) -> Sequence[Piece]:
+        """``text`` the model wrote, through the output parser."""
+        self._written.append(text)
+        return cast("Sequence[Piece]", self._parser.feed(text))
+
+    def _end_request(self) -> list[ChatGenerationChunk]:
         """The current request's events are exhausted; flush what it held back."""
         if self._final is None:  # abandoned: what was read was generated; the prompt is counted
             self._usage_out += self._tokens
@@ -283,7 +327,7 @@ class Turn:
         if self.aborted:
             self._final = None
             return []
-        chunks = self._release(self._parser.feed(self._stop.flush()))
+        chunks = self._release(self._read(self._stop.flush()))
         chunks += self._release(self._parser.close())
         return chunks
 
@@ -303,9 +347,8 @@ class Turn:
                         chunks.append(ChatGenerationChunk(message=self._text_chunk(item)))
                 continue
             block = item if self.config.refusal is None else self._refused(item)
-            repairable = isinstance(self._parser, (ToolCallStreamParser, _ConstrainedCall))
-            if repairable and block.invalid_tool_calls and self.repairs < self.config.max_repairs:
-                self._schedule_repair(block)
+            room = self.repairs < self.config.max_repairs
+            if block.invalid_tool_calls and room and self._schedule_repair(block):
                 break
             chunks += self._keep(block)
         return chunks
@@ -384,24 +427,12 @@ class Turn:
         """``request`` (a repair) with ``max_new_tokens`` cut to what the window leaves.
 
         ``prompt_tokens`` is the repair prompt's size. ``None`` when the prompt leaves no room
-        (or is longer than the backend takes): the broken block must then stay as it is
-        (`skip_repair`), since the server would refuse the request.
+        (or is longer than the backend takes): the broken block then stays as it is.
         """
-        window, max_input = self.config.window, self.config.max_input_tokens
-        room = None if window is None else window - prompt_tokens
-        too_long = max_input is not None and prompt_tokens > max_input
-        if too_long or (room is not None and room < 1):
-            return None
-        if room is None or room >= request.params.max_new_tokens:
-            return request
-        return replace(request, params=replace(request.params, max_new_tokens=room))
+        return fit_request(request, prompt_tokens, self.config.window, self.config.max_input_tokens)
 
-    def skip_repair(self, prompt_tokens: int) -> list[ChatGenerationChunk]:
-        """Keep the broken block (invalid, with its raw text) instead of repairing it.
-
-        For a repair whose ``prompt_tokens``-token prompt `fit_repair` found no room for;
-        the turn ends with the block as its last item.
-        """
+    def _skip_repair(self, prompt_tokens: int) -> list[ChatGenerationChunk]:
+        """Keep the broken block (invalid, with its raw text): no room for its repair."""
         self.repairs -= 1
         window, max_input = self.config.window, self.config.max_input_tokens
         limits = [f"{window} tokens"] if window is not None else []
@@ -412,14 +443,6 @@ class Turn:
             f"context window ({', '.join(limits)})"
         )
 
-    def fail_repair(self, error: BaseException) -> list[ChatGenerationChunk]:
-        """Keep the broken block (invalid, with its raw text): its repair request failed.
-
-        For a repair the server refused (a 422 "grammar too complex", say) or that kept
-        failing after transport retries: the turn ends with what the first request made.
-        """
-        return self._keep_broken(f"the repair request failed ({type(error).__name__}: {error})")
-
     def _keep_broken(self, why: str) -> list[ChatGenerationChunk]:
         broken, self._broken, self._pending = self._broken, None, None
         if broken is None:
@@ -427,24 +450,36 @@ class Turn:
         self.repair_skipped = f"{why}: the malformed call is kept as an invalid tool call"
         return self._keep(broken)
 
-    def _schedule_repair(self, broken: ToolBlock) -> None:
-        self.repairs += 1
-        self._broken = broken
-        self.aborted = True
+    def _schedule_repair(self, block: ToolBlock) -> bool:
+        """Ask the repair strategy for the next request; ``False``: it keeps the block."""
         config = self.config
-        params = config.params
-        constrained = self.use_grammar and bool(config.tools)
+        written = "".join(self._written)
+        at = written.find(block.raw)
+        at = at if at >= 0 else written.rfind(config.fmt.tool_call_open)
+        broken = Broken(
+            block,
+            context=self._context,
+            written=written[:at] if at >= 0 else written,
+            fmt=config.fmt,
+            repairs=self.repairs,
+            settings=config.settings,
+        )
+        retry = config.repair(broken)
+        if retry is None:
+            return False
+        self.repairs += 1
+        self._broken = block
+        self.aborted = True
+        params = config.params.without_grammar()  # the first's (a thought's) does not apply
+        constrained = retry.grammar and self.use_grammar and bool(config.tools)
         if constrained:
             params = replace(params, grammar=call_grammar(config.tools, config.engine))
-        # A forced prompt already ends with the open tag, which starts the first block's raw.
-        open_tag = config.fmt.tool_call_open
-        base = (
-            config.prompt[: len(config.prompt) - len(open_tag)] if config.forced else config.prompt
-        )
-        self._pending = GenerationRequest(
-            base + self.completion_text() + open_tag, params, repair=True
-        )
+        self._context = retry.context
+        self._pending = GenerationRequest(retry.context + retry.primer, params, repair=True)
+        self._settings = replace(config.settings, opened=False)  # the thought is in the prompt
+        self._primer = retry.primer
         self._start(primed=True, constrained=constrained)
+        return True
 
     def _add_usage(self, event: FinalEvent) -> None:
         if event.input_tokens is None:  # e.g. llama-cpp-python's streams: the driver counts
@@ -557,30 +592,3 @@ class Turn:
             for item in self.emitted
             if not isinstance(item, Reasoning)
         )
-
-
-class _ConstrainedCall:
-    """The sink for a grammar-constrained call: the whole completion is one JSON call.
-
-    A grammar makes the output exactly the call's JSON, so the close tag is not looked
-    for (a string value may legitimately contain ``</tool_call>``); the block is read
-    once, when generation ends.
-    """
-
-    def __init__(
-        self, tools: Sequence[Mapping[str, Any]] | None, *, open_tag: str, close_tag: str
-    ) -> None:
-        self._tools = tools
-        self._open, self._close = open_tag, close_tag
-        self._parts: list[str] = []
-
-    def feed(self, delta: str) -> list[str | ToolBlock]:
-        self._parts.append(delta)
-        return []
-
-    def close(self) -> list[str | ToolBlock]:
-        raw = "".join(self._parts)
-        self._parts = []
-        if not raw.startswith(self._open):
-            raw = self._open + raw
-        return [parse_block(raw, self._tools, open_tag=self._open, close_tag=self._close)]

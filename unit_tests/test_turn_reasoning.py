@@ -47,7 +47,12 @@ def v3() -> K2V3OutputParser:
 
 
 def run(
-    make: Callable[[], Any], tokens: list[str], *, stream: bool, v1: bool = False
+    make: Callable[[], Any],
+    tokens: list[str],
+    *,
+    stream: bool,
+    v1: bool = False,
+    repairs: int = 2,
 ) -> tuple[list[AIMessageChunk], AIMessage]:
     backend = ScriptedBackend()
     backend.script(tokens)
@@ -58,7 +63,7 @@ def run(
         tools=TOOLS,
         emit_chunks=stream,
         indexed_text=v1,
-        max_repairs=2,
+        max_repairs=repairs,
     )
     turn = FamilyTurn(config, make)
     driver = Driver(backend=backend)
@@ -175,9 +180,10 @@ def test_k2_v3_output_without_a_close_tag_has_no_reasoning_and_counts_none() -> 
     assert message.usage_metadata["output_token_details"] == {"reasoning": 0}
 
 
-def test_an_invalid_group_is_kept_as_invalid_calls_not_repaired_k2_chat_style() -> None:
+def test_an_invalid_group_without_repairs_left_is_kept_as_invalid_calls() -> None:
+    # Repairs of the families' broken calls: unit_tests/test_repair_strategy.py.
     bad = "<ifm|tool_calls>\n<ifm|tool_call>launch\n</ifm|tool_call>\n</ifm|tool_calls>"
-    _, message = run(v3, ["Go.</ifm|think>", bad], stream=False)
+    _, message = run(v3, ["Go.</ifm|think>", bad], stream=False, repairs=0)
     assert message.tool_calls == []
     [invalid] = message.invalid_tool_calls
     assert invalid["args"] == "<ifm|tool_call>launch\n</ifm|tool_call>"

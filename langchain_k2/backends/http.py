@@ -361,7 +361,10 @@ class HTTPBackend:
             # TGI's refusal is the server's (--disable-grammar-support): info() says so from
             # now on. The other engines refuse one schema they cannot compile (a bad
             # pattern): the next request is constrained again.
-            if isinstance(mapped, K2GrammarUnsupportedError) and self.name == "tgi":
+            hooks = getattr(self, "hooks", None)
+            if isinstance(mapped, K2GrammarUnsupportedError) and getattr(
+                hooks, "refuses_all_grammars", False
+            ):
                 self._grammar_refused = True
             # A full pool on this side (httpx.PoolTimeout) is no fault of the replica's.
             if (

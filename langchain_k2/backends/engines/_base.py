@@ -105,6 +105,9 @@ class EngineHooks:
         sends_model: whether requests carry the served model's id as ``model``.
         cumulative_stream: whether each stream event holds the whole text so far.
         grammar_words: words of its 400/422 that mean the constraint was refused.
+        refuses_all_grammars: whether such a refusal is the server's for every grammar
+            (TGI's ``--disable-grammar-support``), rather than about one schema it cannot
+            compile (a bad pattern): later requests then carry none.
     """
 
     name: str
@@ -119,6 +122,7 @@ class EngineHooks:
     sends_model: bool = False
     cumulative_stream: bool = False
     grammar_words: tuple[str, ...] = GRAMMAR_WORDS
+    refuses_all_grammars: bool = False
 
     # ------------------------------------------------------------------ probing and info
 

@@ -99,6 +99,7 @@ HOOKS = TGI(
     tokenize_route="/tokenize",
     context_setting=tgi_wire.SERVER.context_setting,
     grammar_words=tgi_wire.SERVER.grammar_words,
+    refuses_all_grammars=True,
     probes=("/info",),
     probe_rank=0,
     wire="tgi",
