@@ -415,3 +415,22 @@ def test_missing_llama_cpp_is_a_config_error_with_the_install_hint(
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(K2ConfigError, match=re.escape('pip install "langchain-k2[local]"')):
         LlamaCppBackend(gguf)
+
+
+def test_a_stop_token_id_ends_the_turn_like_end_of_generation(backend: LlamaCppBackend) -> None:
+    # A family's stop_token_ids (K2-V3's end of turn) end generation on the token itself,
+    # which comes last, special, as the end-of-generation token does.
+    full, _ = split(run(backend, STORY, GREEDY))
+    llama = backend._ensure_loaded()
+    pick = next(
+        i
+        for i, t in enumerate(full)
+        if i >= 3 and len(llama.tokenize(t.text.encode(), add_bos=False, special=False)) == 1
+    )
+    (stop_id,) = llama.tokenize(full[pick].text.encode(), add_bos=False, special=False)
+    first = next(i for i, t in enumerate(full) if t.text == full[pick].text)
+    tokens, final = split(run(backend, STORY, replace(GREEDY, stop_token_ids=(stop_id,))))
+    assert final.finish_reason == "eos_token"
+    assert text_of(tokens[:-1]) == text_of(full[:first])
+    assert tokens[-1] == TokenEvent(full[pick].text, special=True)
+    assert final.output_tokens == first + 1

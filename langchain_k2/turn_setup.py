@@ -78,7 +78,13 @@ def prepare_turn(
     )
     user_stops = params.stop
     stops = server_stops(user_stops, fmt.stop_markers, info.max_stop_sequences)
-    params = replace(params, stop=stops)
+    params = replace(
+        params,
+        stop=stops,
+        stop_token_ids=fmt.stop_token_ids,
+        stop_markers=fmt.stop_markers,
+        bos_in_prompt=fmt.bos_in_prompt,
+    )
     use_grammar = info.supports_grammar is not False
     fallback = params.grammar is not None and not use_grammar
     if fallback:
