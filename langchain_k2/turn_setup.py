@@ -103,7 +103,9 @@ def prepare_turn(
             max_repairs=max_repairs(kwargs, model.max_tool_call_retries) if refusal is None else 0,
             refusal=refusal,
             user_stops=user_stops,
-            model_name=info.model_id or model.model_name,  # the served model, when known
+            # The served model when known, else the user's model=, else the family's.
+            model_name=info.model_id
+            or (model.model_name if "model_name" in model.model_fields_set else fmt.model_id),
             engine=model._get_backend().name,
             emit_chunks=streaming,
             window=limits.window,

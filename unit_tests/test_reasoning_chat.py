@@ -238,3 +238,23 @@ async def test_async_twins_return_the_same_reasoning() -> None:
     assert invoked.additional_kwargs == {"reasoning_content": "Short thought."}
     assert (total.content, total.additional_kwargs) == (invoked.content, invoked.additional_kwargs)
     assert chunks[-1].chunk_position == "last"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [
+        ("k2-chat", "LLM360/K2-Chat"),
+        ("k2-v2", "LLM360/K2-V2-Instruct"),
+        ("k2-think-v2", "LLM360/K2-Think-V2"),
+        ("k2-v3", "IFM/K2-Horizon"),
+    ],
+)
+def test_model_name_names_the_familys_model_unless_the_user_or_engine_does(
+    fmt: str, name: str
+) -> None:
+    llm, backend = model(fmt)
+    backend.script(["Hi."])
+    assert llm.invoke("q").response_metadata["model_name"] == name
+    llm, backend = model(fmt, model="my/own-k2")
+    backend.script(["Hi."])
+    assert llm.invoke("q").response_metadata["model_name"] == "my/own-k2"

@@ -123,6 +123,7 @@ class K2V3Format(PromptFormat):
     """K2-V3 / K2 Horizon's prompt format (``IFM/K2-Horizon-*``); effort default high."""
 
     name: ClassVar[str] = "k2-v3"
+    model_id: ClassVar[str] = "IFM/K2-Horizon"
     reasoning_efforts: ClassVar[tuple[str, ...]] = EFFORTS
     default_effort: ClassVar[str | None] = "high"
     tool_call_formats: ClassVar[tuple[str, ...]] = ("xml", "xml_typed", "json")
