@@ -116,7 +116,8 @@ def _parser(family: str, fmt: str = "xml") -> Any:
         return ToolCallStreamParser(index)
     if family == "k2-v2":
         return K2V2OutputParser(index, effort="medium")
-    return K2V3OutputParser(index, effort="high", tool_call_format=fmt)  # type: ignore[arg-type]
+    # ChatK2's default reading of a missing close tag (K2V3Format.unclosed).
+    return K2V3OutputParser(index, effort="high", tool_call_format=fmt, unclosed="live")  # type: ignore[arg-type]
 
 
 def _parse_all(family: str, tokens: list[str], fmt: str = "xml") -> int:

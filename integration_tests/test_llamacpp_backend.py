@@ -445,3 +445,22 @@ def test_another_thread_takes_the_model_once_a_stream_sat_unread_a_while(
     assert time.monotonic() - started >= 1.0  # it waited for the stream's reader first
     with pytest.raises(K2BackendError, match="abandoned"):
         next(held)
+
+
+def test_a_stop_token_id_ends_the_turn_like_end_of_generation(backend: LlamaCppBackend) -> None:
+    # A family's stop_token_ids (K2-V3's end of turn) end generation on the token itself,
+    # which comes last, special, as the end-of-generation token does.
+    full, _ = split(run(backend, STORY, GREEDY))
+    llama = backend._ensure_loaded()
+    pick = next(
+        i
+        for i, t in enumerate(full)
+        if i >= 3 and len(llama.tokenize(t.text.encode(), add_bos=False, special=False)) == 1
+    )
+    (stop_id,) = llama.tokenize(full[pick].text.encode(), add_bos=False, special=False)
+    first = next(i for i, t in enumerate(full) if t.text == full[pick].text)
+    tokens, final = split(run(backend, STORY, replace(GREEDY, stop_token_ids=(stop_id,))))
+    assert final.finish_reason == "eos_token"
+    assert text_of(tokens[:-1]) == text_of(full[:first])
+    assert tokens[-1] == TokenEvent(full[pick].text, special=True)
+    assert final.output_tokens == first + 1

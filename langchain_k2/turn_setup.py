@@ -85,7 +85,13 @@ def prepare_turn(
     )
     user_stops = params.stop
     stops = server_stops(user_stops, fmt.stop_markers, info.max_stop_sequences)
-    params = replace(params, stop=stops)
+    params = replace(
+        params,
+        stop=stops,
+        stop_token_ids=fmt.stop_token_ids,
+        stop_markers=fmt.stop_markers,
+        bos_in_prompt=fmt.bos_in_prompt,
+    )
     use_grammar = info.supports_grammar is not False
     fallback = params.grammar is not None and not use_grammar
     if fallback:
@@ -104,7 +110,9 @@ def prepare_turn(
             max_repairs=max_repairs(kwargs, model.max_tool_call_retries) if refusal is None else 0,
             refusal=refusal,
             user_stops=user_stops,
-            model_name=info.model_id or model.model_name,  # the served model, when known
+            # The served model when known, else the user's model=, else the family's.
+            model_name=info.model_id
+            or (model.model_name if "model_name" in model.model_fields_set else fmt.model_id),
             engine=engine,
             emit_chunks=streaming,
             window=limits.window,

@@ -125,7 +125,7 @@ def test_k2_v2_stream_equals_whole(text: str, cuts: list[int], effort: str, open
     st.lists(st.integers(0, 10_000), max_size=12),
     st.sampled_from(["high", "medium", "low"]),
     st.sampled_from(["xml", "xml_typed", "json"]),
-    st.sampled_from(["content", "boundary", "reasoning"]),
+    st.sampled_from(["live", "content", "boundary", "reasoning"]),
     st.booleans(),
 )
 def test_k2_v3_stream_equals_whole(  # noqa: PLR0917 -- one argument per strategy

@@ -320,3 +320,35 @@ def test_streaming_under_the_boundary_rule_streams_reasoning_as_it_comes() -> No
 )
 def test_coercion_matches_vllm_edge_cases(value: str, types: list[str], expected: object) -> None:
     assert coerce_value(value, types) == expected
+
+
+def test_the_live_rule_reads_missing_close_tags_like_vllm_but_never_runs_a_drafted_call() -> None:
+    calls = group(xml_call("search", ("query", "q")))
+    # A group with no close tag after it: the thought ended there (vLLM's implicit boundary).
+    got = parse("Think." + calls + " after", unclosed="live")
+    assert (got.reasoning, got.calls, got.content) == (
+        "Think.",
+        [("search", {"query": "q"})],
+        "after",
+    )
+    # A group followed by the close tag was drafted in the thought: reasoning, never a call.
+    got = parse("Think." + calls + " no.</ifm|think>Answer.", unclosed="live")
+    assert (got.reasoning, got.calls, got.content) == ("Think." + calls + " no.", [], "Answer.")
+    # Neither close tag nor group: an unfinished thought.
+    assert parse("Think.", unclosed="live").reasoning == "Think."
+    assert parse("Think.", unclosed="live").content == ""
+
+
+def test_streaming_under_the_live_rule_streams_reasoning_and_holds_a_group_inside_it() -> None:
+    parser = K2V3OutputParser(TOOLS, effort="high", unclosed="live")
+    assert parser.feed("Thinking hard") == [Reasoning("Thinking hard")]
+    assert parser.feed(" still.<ifm|tool_") == [Reasoning(" still.")]
+    assert parser.feed("calls>\n" + xml_call("search", ("query", "q"))) == []
+    assert parser.feed("\n</ifm|tool_calls> no") == []  # held: a close tag may follow
+    assert parser.feed(".</ifm|think>Done.") == [
+        Reasoning(
+            "<ifm|tool_calls>\n" + xml_call("search", ("query", "q")) + "\n</ifm|tool_calls> no."
+        ),
+        "Done.",
+    ]
+    assert parser.close() == []

@@ -106,3 +106,23 @@ def test_summarization_middleware_refuses_a_model_without_a_window() -> None:
     llm, _ = scripted()
     with pytest.raises(ValueError, match="Model profile information is required"):
         SummarizationMiddleware(model=llm, trigger=("fraction", 0.5))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "levels", "default"),
+    [
+        ("k2-chat", None, None),
+        ("k2-v2", ["low", "medium", "high"], "medium"),
+        ("k2-think-v2", ["low", "medium", "high"], "high"),
+        ("k2-v3", ["low", "medium", "high"], "high"),
+    ],
+)
+def test_each_family_reports_reasoning_and_streamed_calls(
+    fmt: str, levels: list[str] | None, default: str | None
+) -> None:
+    llm, _ = scripted(prompt_format=fmt)
+    profile: Any = llm.profile
+    assert profile["tool_call_streaming"] is True
+    assert profile["reasoning_output"] is (levels is not None)
+    assert profile.get("reasoning_effort_levels") == levels
+    assert profile.get("reasoning_effort_default") == default

@@ -8,6 +8,7 @@ drafted in the thought never run; reasoning tokens counted.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessageChunk
 
 from langchain_k2 import ChatK2
-from unit_tests.scripted_backend import ScriptedBackend
+from langchain_k2.formats import K2V3Format
+from unit_tests.scripted_backend import Reply, ScriptedBackend
 
 TOOL = {
     "type": "function",
@@ -126,11 +128,66 @@ def test_a_call_drafted_in_the_thought_is_never_run() -> None:
     assert message.content == "It is 1984."
 
 
-def test_k2_v3_without_a_close_tag_answers_in_content() -> None:
+def test_k2_v3_without_a_close_tag_is_reasoning_by_default_and_content_as_an_option() -> None:
+    # Default ("live"): reasoning streams as it comes, so an unclosed thought stays one.
     llm, backend = model("k2-v3")
-    backend.script(["It is ", "1984."])
+    backend.script(["It is ", "1984."], ["It is ", "1984."])
+    message = llm.invoke("q")
+    assert (message.content, message.additional_kwargs) == (
+        "",
+        {"reasoning_content": "It is 1984."},
+    )
+    total = merged(list(llm.stream("q")))
+    assert (total.content, total.additional_kwargs) == ("", {"reasoning_content": "It is 1984."})
+    # unclosed="content": upstream vLLM's whole-output rule, for invoke and stream alike.
+    backend = ScriptedBackend()
+    backend.script(["It is ", "1984."], ["It is ", "1984."])
+    llm = ChatK2(backend=backend, prompt_format=K2V3Format(unclosed="content"))
     message = llm.invoke("q")
     assert (message.content, message.additional_kwargs) == ("It is 1984.", {})
+    total = merged(list(llm.stream("q")))
+    assert (total.content, total.additional_kwargs) == ("It is 1984.", {})
+
+
+def test_k2_v3_a_group_with_no_close_tag_after_it_is_the_call() -> None:
+    # Upstream vLLM's implicit boundary: the thought ended where the group starts.
+    llm, backend = model("k2-v3")
+    backend.script(["Need the year. ", V3_CALL], ["Need the year. ", V3_CALL])
+    message = llm.bind_tools([TOOL]).invoke("q")
+    assert message.additional_kwargs["reasoning_content"] == "Need the year."
+    assert [c["name"] for c in message.tool_calls] == [TOOL["function"]["name"]]
+    total = merged(list(llm.bind_tools([TOOL]).stream("q")))
+    assert total.additional_kwargs == message.additional_kwargs
+    assert [(c["name"], c["args"]) for c in total.tool_calls] == [
+        (c["name"], c["args"]) for c in message.tool_calls
+    ]
+
+
+def test_stream_events_v3_shows_reasoning_deltas_before_the_close_tag_in_k2_v3() -> None:
+    llm, backend = model("k2-v3")
+    seen: list[str] = []
+    served: list[str] = []
+
+    def tokens() -> Iterator[str]:  # records how far the engine has got
+        for token in ["Step one. ", "Step two.", "</ifm|think>", "Done."]:
+            served.append(token)
+            yield token
+
+    backend.script(Reply(tokens=tokens()))  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # v3 is beta in langchain-core
+        stream = llm.stream_events("q", version="v3")
+        for event in stream:
+            if event.get("event") != "content-block-delta":
+                continue
+            delta = event["delta"]
+            if delta["type"] == "reasoning-delta":
+                # The scripted backend has not yet been asked for the close tag.
+                assert "</ifm|think>" not in served
+                seen.append(delta["reasoning"])
+    assert seen == ["Step one.", " Step two."]
+    assert str(stream.reasoning) == "Step one. Step two."
+    assert str(stream.text) == "Done."
 
 
 def test_k2_v2_without_a_close_tag_is_all_reasoning() -> None:
@@ -181,3 +238,23 @@ async def test_async_twins_return_the_same_reasoning() -> None:
     assert invoked.additional_kwargs == {"reasoning_content": "Short thought."}
     assert (total.content, total.additional_kwargs) == (invoked.content, invoked.additional_kwargs)
     assert chunks[-1].chunk_position == "last"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [
+        ("k2-chat", "LLM360/K2-Chat"),
+        ("k2-v2", "LLM360/K2-V2-Instruct"),
+        ("k2-think-v2", "LLM360/K2-Think-V2"),
+        ("k2-v3", "IFM/K2-Horizon"),
+    ],
+)
+def test_model_name_names_the_familys_model_unless_the_user_or_engine_does(
+    fmt: str, name: str
+) -> None:
+    llm, backend = model(fmt)
+    backend.script(["Hi."])
+    assert llm.invoke("q").response_metadata["model_name"] == name
+    llm, backend = model(fmt, model="my/own-k2")
+    backend.script(["Hi."])
+    assert llm.invoke("q").response_metadata["model_name"] == "my/own-k2"

@@ -61,6 +61,30 @@ class TestChatK2Standard(ChatModelUnitTests):
         super().test_serdes(model, snapshot)
 
 
+class TestChatK2StandardK2V2(TestChatK2Standard):
+    """The same suite with K2-V2-Instruct's format (reasoning, Hermes calls)."""
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {**super().chat_model_params, "prompt_format": "k2-v2"}
+
+
+class TestChatK2StandardK2ThinkV2(TestChatK2Standard):
+    """The same suite with K2-Think-V2's format."""
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {**super().chat_model_params, "prompt_format": "k2-think-v2"}
+
+
+class TestChatK2StandardK2V3(TestChatK2Standard):
+    """The same suite with K2-V3's format (``<ifm|…>`` markers, XML call groups)."""
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {**super().chat_model_params, "prompt_format": "k2-v3", "reasoning_effort": "low"}
+
+
 def test_serdes_round_trip() -> None:
     env = {"K2_ENDPOINT_URL": "http://127.0.0.1:8080", "HF_TOKEN": "hf_from_env"}
     with mock.patch.dict(os.environ, env):

@@ -122,6 +122,14 @@ class GenerationParams:
 
     ``temperature == 0`` means greedy decoding; ``None`` means the backend's default.
     ``grammar`` is a `Grammar` (built by `Grammar.of` or `json_grammar`).
+
+    The prompt format's end-of-turn facts travel here too (spec k2-family section 5-6):
+    ``stop_token_ids`` go to the engines that take ids (vLLM, SGLang, the in-process
+    backend); ``stop_markers`` are the same ends as text, sent as stop strings by the
+    engines that take no ids (llama-server, llama-cpp-python's server; TGI gets them
+    within its ``max_stop_sequences`` through ``stop``); ``bos_in_prompt`` says the
+    prompt text already starts with the BOS, so an engine that can be told not to add
+    one is told (vLLM ``add_special_tokens: false``; the in-process backend).
     """
 
     max_new_tokens: int = 1024
@@ -132,6 +140,9 @@ class GenerationParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     grammar: Grammar | None = None
+    stop_token_ids: tuple[int, ...] = ()
+    stop_markers: tuple[str, ...] = ()
+    bos_in_prompt: bool = False
 
     def __post_init__(self) -> None:
         # A grammar given in TGI's dict shape becomes a `Grammar` (the one builder).

@@ -17,7 +17,9 @@ Behaviour, kept as close to the TGI backend as llama.cpp allows:
   tokens. The end-of-generation token (EOS/EOT) is emitted as the last ``TokenEvent``
   (special, with its text), as TGI streams it. Bytes of a character split across tokens
   are held back until the character is complete; such a token's event has empty text, so
-  there is still exactly one event per token.
+  there is still exactly one event per token. A token among the format's
+  ``stop_token_ids`` ends the turn the same way; a prompt that holds its own BOS text
+  (``bos_in_prompt``, K2-V3) is tokenized without adding another.
 - Stop strings are matched on the generated text (special tokens' text included). Unlike
   TGI, the stop string is NOT part of the emitted text: text is held back while it could be
   the start of a stop string, and on a match the text is cut where the stop string begins
@@ -399,9 +401,9 @@ class LlamaCppBackend:
         self._marker_ids = markers
         self._llama = llama
 
-    def _tokenize(self, llama: Any, text: str) -> list[int]:
+    def _tokenize(self, llama: Any, text: str, *, add_bos: bool = True) -> list[int]:
         data = text.encode("utf-8", errors="replace")
-        return [int(t) for t in llama.tokenize(data, add_bos=True, special=True)]
+        return [int(t) for t in llama.tokenize(data, add_bos=add_bos, special=True)]
 
     def _token(self, token: int) -> _TokenInfo:
         info = self._token_info.get(token)
@@ -461,7 +463,8 @@ class LlamaCppBackend:
         sampling, greedy = sampling_kwargs(params)
         key = grammar_key(params.grammar)
         llama = self._ensure_loaded()
-        tokens = self._tokenize(llama, prompt)
+        # A prompt holding its own BOS text (K2-V3) gets no second one.
+        tokens = self._tokenize(llama, prompt, add_bos=not params.bos_in_prompt)
         if not tokens:
             raise K2ValidationError("the prompt is empty", error_type="validation")
         window = self._window()
@@ -547,7 +550,7 @@ class LlamaCppBackend:
                     self._evaluated = tokens[: len(tokens) // chunk * chunk]
                 generated += 1
                 info = self._token(token)
-                if info.eog:
+                if info.eog or token in params.stop_token_ids:
                     yield from _events(text.flush())
                     yield TokenEvent(info.piece.decode("utf-8", errors="replace"), True)
                     finish = "eos_token"

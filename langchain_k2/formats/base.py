@@ -70,6 +70,9 @@ class PromptFormat(BaseModel):
 
     name: ClassVar[str] = ""
     """The registry name (``"k2-chat"``, ``"k2-v2"``...), reported in ``response_metadata``."""
+    model_id: ClassVar[str] = "LLM360/K2-Chat"
+    """The family's model, reported as ``response_metadata["model_name"]`` when neither the
+    engine nor the user (``model=``) names the served one."""
     reasoning_efforts: ClassVar[tuple[str, ...]] = ()
     """The efforts the family renders (empty: no reasoning)."""
     default_effort: ClassVar[str | None] = None

@@ -88,6 +88,7 @@ class K2V2Format(PromptFormat):
     """K2-V2-Instruct's prompt format (``LLM360/K2-V2-Instruct``); effort default medium."""
 
     name: ClassVar[str] = "k2-v2"
+    model_id: ClassVar[str] = "LLM360/K2-V2-Instruct"
     reasoning_efforts: ClassVar[tuple[str, ...]] = EFFORTS
     default_effort: ClassVar[str | None] = "medium"
     think: ClassVar[bool] = False
@@ -150,6 +151,7 @@ class K2ThinkV2Format(K2V2Format):
     """K2-Think-V2's prompt format (``LLM360/K2-Think-V2``); effort default high."""
 
     name: ClassVar[str] = "k2-think-v2"
+    model_id: ClassVar[str] = "LLM360/K2-Think-V2"
     default_effort: ClassVar[str | None] = "high"
     think: ClassVar[bool] = True
     stop_token_ids: tuple[int, ...] = (250019, 1, 250003)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
@@ -123,6 +123,7 @@ class K2V3Format(PromptFormat):
     """K2-V3 / K2 Horizon's prompt format (``IFM/K2-Horizon-*``); effort default high."""
 
     name: ClassVar[str] = "k2-v3"
+    model_id: ClassVar[str] = "IFM/K2-Horizon"
     reasoning_efforts: ClassVar[tuple[str, ...]] = EFFORTS
     default_effort: ClassVar[str | None] = "high"
     tool_call_formats: ClassVar[tuple[str, ...]] = ("xml", "xml_typed", "json")
@@ -137,6 +138,18 @@ class K2V3Format(PromptFormat):
     special_markers: tuple[str, ...] = _MARKERS
     output_markers: tuple[str, ...] = _MARKERS[3:]
     stop_token_ids: tuple[int, ...] = (250019, 1)
+    unclosed: Literal["live", "content", "boundary", "reasoning"] = "live"
+    """What the output is when the effort's close tag never comes (docs/k2-v3.md).
+    ``"live"`` (default): the reasoning streams as it arrives; a ``<ifm|tool_calls>``
+    group inside it is held until the close tag (then it was reasoning, never run) or the
+    end (then the reasoning ended there and the group is the call, as upstream vLLM
+    reads it); a text with neither close tag nor group is all reasoning (upstream vLLM's
+    streaming rule). ``"content"`` (upstream vLLM's whole-output rule): with neither,
+    everything is the answer, so a stream holds the reasoning back until the close tag
+    or the end decides. ``"boundary"``: upstream vLLM's streaming rule as is (a group
+    ends the reasoning even if a close tag follows). ``"reasoning"`` (sglang):
+    everything unclosed is reasoning. Streamed and whole results are equal under each.
+    Choose with ``ChatK2(prompt_format=K2V3Format(unclosed="content"))``."""
 
     def parser(self, tools: Sequence[Mapping[str, Any]] | None, settings: FormatSettings) -> Any:
         """`K2V3OutputParser` (reasoning, call groups); K2-Chat's until it is installed."""
@@ -153,6 +166,7 @@ class K2V3Format(PromptFormat):
             effort=settings.effort,
             tool_call_format=settings.tool_call_format or "xml",
             opened=settings.opened,
+            unclosed=self.unclosed,
         )
 
     def pieces(

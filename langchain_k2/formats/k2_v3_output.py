@@ -15,7 +15,11 @@ and 7, following upstream vLLM's ``k2_horizon`` parsers):
   could come at any point, a stream holds the reasoning back until the close tag (or the
   end) decides. ``"boundary"`` (vLLM's streaming rule): the reasoning ends at the close tag
   or the first group, and streams as it comes; text with neither is all reasoning.
-  ``"reasoning"`` (sglang's detector): everything unclosed is reasoning.
+  ``"reasoning"`` (sglang's detector): everything unclosed is reasoning. ``"live"``
+  (ChatK2's default through `K2V3Format.unclosed`): the reasoning streams as it comes;
+  from a group met inside it the text is held until the close tag (a call drafted in the
+  thought stays reasoning) or the end (the group is the answer, as under ``"content"``);
+  text with neither close tag nor group is all reasoning.
 * The first group after the reasoning is read by `langchain_k2.formats.k2_v3_calls`
   (fail closed, values typed from the schema); text around it is the answer, and later
   groups stay answer text as vLLM leaves them. A bare ``<ifm|tool_call>`` is text; a group
@@ -149,8 +153,9 @@ class K2V3OutputParser:
             opened: The prompt ends with the effort's opening tag (the output starts
                 inside the reasoning).
             unclosed: What text is when the close tag never comes: ``"content"``
-                (vLLM's whole-output rule, default), ``"boundary"`` (vLLM's streaming
-                rule) or ``"reasoning"`` (sglang); see the module docstring.
+                (vLLM's whole-output rule, default here), ``"boundary"`` (vLLM's
+                streaming rule), ``"reasoning"`` (sglang) or ``"live"`` (ChatK2's
+                default); see the module docstring.
 
         Raises:
             ValueError: an unknown ``effort``, ``tool_call_format`` or ``unclosed``.
@@ -160,8 +165,8 @@ class K2V3OutputParser:
             choices = ", ".join(repr(name) for name in CALL_FORMATS)
             msg = f"tool_call_format must be one of {choices}; got {tool_call_format!r}"
             raise ValueError(msg)
-        if unclosed not in {"content", "boundary", "reasoning"}:
-            msg = f"unclosed must be 'content', 'boundary' or 'reasoning'; got {unclosed!r}"
+        if unclosed not in {"content", "boundary", "reasoning", "live"}:
+            msg = f"unclosed must be 'live', 'content', 'boundary' or 'reasoning'; got {unclosed!r}"
             raise ValueError(msg)
         self._split: ReasoningSplitter | None = (
             ReasoningSplitter(start, close, opened=opened, unclosed=unclosed, boundary=GROUP_OPEN)

@@ -21,6 +21,10 @@ The rules (``shared/spec/k2-family.md`` sections 3 and 7):
   decided at the close tag or at the end, so under ``"content"`` the reasoning is held
   until then. ``"boundary"`` is upstream's streaming rule: the reasoning ends at the close
   tag or at the first boundary, whichever comes first, and is streamed as it comes.
+  ``"live"`` (ChatK2's K2-V3 default) streams the reasoning as it comes and still never
+  runs a call drafted in the thought: from a boundary met inside the reasoning, the text
+  is held until the close tag (then it was reasoning) or the end (then the reasoning ended
+  at the boundary, as under ``"content"``); text with neither is all reasoning.
 
 Example:
     >>> split = ReasoningSplitter("<think>", "</think>")
@@ -37,7 +41,7 @@ from langchain_k2.tool_block import partial_suffix
 
 __all__ = ["ReasoningSplitter", "Trim", "Unclosed"]
 
-Unclosed = Literal["reasoning", "content", "boundary"]
+Unclosed = Literal["reasoning", "content", "boundary", "live"]
 """What text is when the reasoning's close tag never comes (see the module docstring)."""
 
 _START, _THINK, _ANSWER = 0, 1, 2
@@ -71,8 +75,8 @@ class ReasoningSplitter:
         if not start or not close:
             msg = "the reasoning tags must be non-empty strings"
             raise ValueError(msg)
-        if unclosed == "boundary" and not boundary:
-            msg = "unclosed='boundary' needs the boundary marker"
+        if unclosed in {"boundary", "live"} and not boundary:
+            msg = f"unclosed={unclosed!r} needs the boundary marker"
             raise ValueError(msg)
         self._start_tag, self._close = start, close
         self._opened = opened
@@ -81,8 +85,9 @@ class ReasoningSplitter:
         # A tag can only start at one of these characters: a delta with none of them, and
         # nothing held, is reasoning as it stands (the common case, checked first).
         self._firsts = (
-            {close[0], boundary[0]} if boundary and unclosed == "boundary" else {close[0]}
+            {close[0], boundary[0]} if boundary and unclosed in {"boundary", "live"} else {close[0]}
         )
+        self._holding = False  # "live": a boundary came inside the reasoning; held since
         self._state = _START
         self._held = ""  # text not yet released: a partial tag, or the start so far
         # Under "content": the reasoning held until the close tag, in parts (linear time),
@@ -104,6 +109,7 @@ class ReasoningSplitter:
             self._state == _THINK
             and not self._held
             and self._unclosed != "content"
+            and not self._holding
             and not any(first in delta for first in self._firsts)
         )
 
@@ -111,7 +117,7 @@ class ReasoningSplitter:
         """Take the next delta; return reasoning pieces and answer text now known."""
         if self._state == _ANSWER:
             return [delta] if delta else []
-        if self._state == _THINK and self._unclosed == "content":
+        if self._state == _THINK and (self._unclosed == "content" or self._holding):
             return self._hold(delta)
         if self.plain(delta):
             return [Reasoning(delta)] if delta else []
@@ -129,6 +135,9 @@ class ReasoningSplitter:
         """End of generation: release what is held, applying the missing-close rule."""
         held = "".join(self._parts) + self._held
         state, self._state, self._held, self._parts, self._tail = self._state, _START, "", [], ""
+        holding, self._holding = self._holding, False
+        if holding:  # "live": no close tag after the boundary: the answer starts there
+            return [held] if held else []
         if state == _ANSWER or (state == _START and not self._opened):
             return [held] if held else []
         if self._unclosed == "content":
@@ -167,13 +176,17 @@ class ReasoningSplitter:
     def _think(self) -> list[Reasoning | str]:
         text = self._held
         end = text.find(self._close)
-        cut = text.find(self._boundary) if self._unclosed == "boundary" else -1
+        cut = text.find(self._boundary) if self._unclosed in {"boundary", "live"} else -1
+        if cut != -1 and (end == -1 or cut < end) and self._unclosed == "live":
+            self._held, self._parts, self._tail, self._holding = "", [], "", True
+            before = [Reasoning(text[:cut])] if cut else []
+            return before + self._hold(text[cut:])
         if cut != -1 and (end == -1 or cut < end):
             return self._end(Reasoning(text[:cut]), text[cut:])
         if end != -1:
             return self._end(Reasoning(text[:end]), text[end + len(self._close) :])
         keep = partial_suffix(text, self._close)
-        if self._unclosed == "boundary":
+        if self._unclosed in {"boundary", "live"}:
             keep = max(keep, partial_suffix(text, self._boundary))
         self._held = text[len(text) - keep :]
         out = text[: len(text) - keep]
@@ -181,6 +194,7 @@ class ReasoningSplitter:
 
     def _end(self, reasoning: Reasoning, answer: str) -> list[Reasoning | str]:
         self._state, self._held, self._parts, self._tail = _ANSWER, "", [], ""
+        self._holding = False
         return [piece for piece in (reasoning, answer) if _has_text(piece)]
 
 

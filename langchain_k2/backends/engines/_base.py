@@ -67,11 +67,19 @@ def int_or_none(value: Any) -> int | None:
         return None
 
 
-def sampling(params: GenerationParams, *, repetition: str) -> dict[str, Any]:
+def sampling(
+    params: GenerationParams, *, repetition: str, marker_stops: bool = False
+) -> dict[str, Any]:
     """The sampling fields that are set, under the engine's name for the repetition penalty.
+
+    ``marker_stops``: the engine takes no ``stop_token_ids``, so the format's end markers
+    (``params.stop_markers``) are sent as stop strings after the caller's.
 
     >>> sampling(GenerationParams(temperature=0, stop=("x",)), repetition="repeat_penalty")
     {'temperature': 0, 'stop': ['x']}
+    >>> params = GenerationParams(stop=("x",), stop_markers=("<|im_end|>", "x"))
+    >>> sampling(params, repetition="repeat_penalty", marker_stops=True)
+    {'stop': ['x', '<|im_end|>']}
     """
     fields: dict[str, Any] = {}
     if params.temperature is not None:
@@ -82,8 +90,11 @@ def sampling(params: GenerationParams, *, repetition: str) -> dict[str, Any]:
         fields["top_k"] = params.top_k
     if params.repetition_penalty is not None:
         fields[repetition] = params.repetition_penalty
-    if params.stop:
-        fields["stop"] = list(params.stop)
+    stops = list(params.stop)
+    if marker_stops:
+        stops += [m for m in params.stop_markers if m not in stops]
+    if stops:
+        fields["stop"] = stops
     return fields
 
 
@@ -246,7 +257,9 @@ class OpenAICompletions(EngineHooks):
         """``prompt``, ``max_tokens``, the sampling fields, the constraint, ``stream``."""
         body: dict[str, Any] = {} if model is None else {"model": model}
         body.update(prompt=prompt, max_tokens=params.max_new_tokens)
-        body.update(sampling(params, repetition=self.repetition_field))
+        body.update(
+            sampling(params, repetition=self.repetition_field, marker_stops=not self.takes_stop_ids)
+        )
         if params.seed is not None:
             body["seed"] = params.seed
         body.update(self.fields(params))
@@ -256,6 +269,8 @@ class OpenAICompletions(EngineHooks):
 
     repetition_field: str = "repeat_penalty"
     """The engine's name for the repetition penalty."""
+    takes_stop_ids: bool = False
+    """Whether the engine takes ``stop_token_ids`` (else the end markers go as stop strings)."""
 
     def answer(self, doc: Mapping[str, Any]) -> Piece:
         """``choices[0].text``, its finish reason and ``usage``."""

@@ -4,10 +4,12 @@ In: a prompt, `GenerationParams`, a `Grammar`, the served model's id. Out: the r
 body, and the text, finish reason and usage of its answers (`OpenAICompletions`'s codec).
 
 It takes a constraint only as a GBNF ``grammar``: a JSON schema is converted on the client
-by `langchain_k2.backends.gbnf`, the same builder (with the same workarounds) as the
-in-process llama.cpp backend's. ``GET /v1/models`` names the served model (no context
-window: ``context_window`` sets it); ``POST /extras/tokenize`` counts tokens. A probe
-recognises it by the ``/extras/tokenize`` route its ``/openapi.json`` lists.
+by `langchain_k2.backends.gbnf`, the same builder (with the same workarounds) as the in-
+process llama.cpp backend's. It takes no stop ids: the format's end markers go as ``stop``
+strings (`OpenAICompletions` does it for an engine without ``takes_stop_ids``), and the
+GGUF's ``add_bos_token`` decides the BOS. ``GET /v1/models`` names the served model (no
+context window: ``context_window`` sets it); ``POST /extras/tokenize`` counts tokens. A
+probe recognises it by the ``/extras/tokenize`` route its ``/openapi.json`` lists.
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """llama.cpp's llama-server (``engine="llama.cpp"``): its native ``/completion`` route.
 
-In: a prompt, `GenerationParams`, a `Grammar`. Out: the request body, and the text,
-finish reason and counts of its answers.
+In: a prompt, `GenerationParams`, a `Grammar`. Out: the request body, and the text, finish
+reason and counts of its answers.
 
 The limit is ``n_predict``, the repetition penalty ``repeat_penalty``. A JSON schema goes
 under ``json_schema`` (llama-server converts it with its own C++ converter); a GBNF
-grammar under ``grammar``. A stream ends with the event that has ``stop`` set (no
-``[DONE]``). ``GET /props`` has ``n_ctx`` (under ``default_generation_settings`` in
-older builds) and the model's path; ``POST /tokenize`` counts tokens. A probe recognises
-it by ``/props``' ``default_generation_settings``.
+grammar under ``grammar``. llama-server takes no stop ids (it ends on the GGUF's own end-of-
+generation tokens): the format's end markers are sent as ``stop`` strings, which match
+when the server shows special tokens (``--special``). It has no per-request BOS switch
+either: the GGUF's ``add_bos_token`` decides (see docs/k2-v3.md). A stream ends with the
+event that has ``stop`` set (no ``[DONE]``). ``GET /props`` has ``n_ctx`` (under
+``default_generation_settings`` in older builds) and the model's path; ``POST /tokenize``
+counts tokens. A probe recognises it by ``/props``' ``default_generation_settings``.
 """
 
 from __future__ import annotations
@@ -99,7 +102,7 @@ the llama.cpp servers): pass a JSON schema, or no grammar.
     ) -> dict[str, Any]:
         """``prompt``, ``n_predict``, the sampling fields, the constraint, ``stream``."""
         body: dict[str, Any] = {"prompt": prompt, "n_predict": params.max_new_tokens}
-        body.update(sampling(params, repetition="repeat_penalty"))
+        body.update(sampling(params, repetition="repeat_penalty", marker_stops=True))
         if params.seed is not None:
             body["seed"] = params.seed
         body.update(constraint)

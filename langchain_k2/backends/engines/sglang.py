@@ -7,6 +7,10 @@ The native route is used because SGLang's Model Gateway forwards it as is (the g
 refuses ``/v1/completions`` without a ``model``); it carries no model name. Sampling goes
 under ``sampling_params``, special tokens are kept, a JSON schema is sent as a JSON
 *string* under ``json_schema`` and a regex under ``regex``; there is no per-request seed.
+The format's end-of-turn ids go as ``sampling_params.stop_token_ids``. ``/generate`` has
+no per-request switch for the BOS: SGLang tokenizes ``text`` as its tokenizer does (a
+K2-V3 prompt, which holds its BOS text, gets a second BOS only if the model's tokenizer
+adds one; see docs/k2-v3.md).
 A stream holds the whole text so far in every event (`cumulative_stream`). ``GET
 /server_info`` has ``context_length`` (none behind the gateway); a count is a
 ``/generate`` with ``max_new_tokens: 0`` (``meta_info.prompt_tokens``). A probe recognises
@@ -112,6 +116,8 @@ class SGLang(EngineHooks):
         fields.update(sampling(params, repetition="repetition_penalty"))
         fields["skip_special_tokens"] = False
         fields["spaces_between_special_tokens"] = False
+        if params.stop_token_ids:
+            fields["stop_token_ids"] = list(params.stop_token_ids)
         fields.update(constraint)
         return {"text": prompt, "sampling_params": fields, "stream": stream}
 

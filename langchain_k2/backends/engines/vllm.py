@@ -6,7 +6,9 @@ body, and the text, finish reason and usage of its answers (`OpenAICompletions`'
 vLLM keeps special tokens only when asked (``skip_special_tokens: false`` and no spaces
 between them), ends on a stop string without echoing it, reports usage in a stream only
 with ``stream_options.include_usage``, and takes a constraint under
-``structured_outputs`` (JSON schema or regex). ``GET /v1/models`` names the served model
+``structured_outputs`` (JSON schema or regex). The prompt format's end-of-turn ids go as
+``stop_token_ids``, and a prompt holding its own BOS (K2-V3) is sent with
+``add_special_tokens: false``. ``GET /v1/models`` names the served model
 and its ``max_model_len``; ``POST /tokenize`` counts tokens. A probe recognises vLLM by
 its ``/version`` answer: ``{"version": ...}`` alone.
 """
@@ -54,12 +56,28 @@ class VLLM(OpenAICompletions):
         return {"structured_outputs": {grammar.kind: grammar.value}}
 
     def fields(self, params: GenerationParams) -> dict[str, Any]:
-        """Special tokens kept, stop strings not echoed."""
-        return {
+        """Special tokens kept, stop strings not echoed, the format's stop ids and BOS.
+
+        ``stop_token_ids`` end the turn on the special tokens themselves (a stop string
+        cannot match a skipped special token); a prompt that already starts with its BOS
+        (K2-V3) is sent with ``add_special_tokens: false`` so vLLM adds no second one.
+
+        >>> HOOKS.fields(GenerationParams(stop_token_ids=(250019, 1), bos_in_prompt=True))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        {'skip_special_tokens': False, 'spaces_between_special_tokens': False,
+         'include_stop_str_in_output': False, 'stop_token_ids': [250019, 1],
+         'add_special_tokens': False}
+        """
+        fields: dict[str, Any] = {
             "skip_special_tokens": False,
             "spaces_between_special_tokens": False,
             "include_stop_str_in_output": False,
         }
+        if params.stop_token_ids:
+            fields["stop_token_ids"] = list(params.stop_token_ids)
+        if params.bos_in_prompt:
+            fields["add_special_tokens"] = False
+        return fields
 
     def request_body(
         self,
@@ -87,4 +105,5 @@ HOOKS = VLLM(
     probes=("/version",),
     probe_rank=20,
     repetition_field="repetition_penalty",
+    takes_stop_ids=True,
 )
