@@ -197,3 +197,28 @@ def test_real_smollm2_thinks_then_makes_a_valid_k2_v2_call() -> None:
     assert isinstance(call["args"]["city"], str)
     assert message.invalid_tool_calls == []
     assert message.response_metadata["finish_reason"] == "eos_token"
+
+
+async def test_function_calling_streams_the_thought_then_the_call(served: FakeTGI) -> None:
+    answer = (
+        "It is from 1999.</think_faster>\n<tool_call>\n"
+        '{"name": "Movie", "arguments": {"title": "The Matrix", "year": 1999}}\n</tool_call>'
+    )
+    served.script(reply(text=answer), reply(text=answer))
+    llm = chat(served, prompt_format="k2-v2", reasoning_effort="low")
+    extract = llm.with_structured_output(Movie, method="function_calling")
+    assert await extract.ainvoke("The Matrix?") == Movie(title="The Matrix", year=1999)
+    forced = llm.bind_tools([Movie], tool_choice="Movie")
+    merged: Any = None
+    async for chunk in forced.astream("The Matrix?"):
+        merged = chunk if merged is None else merged + chunk
+    assert merged.additional_kwargs["reasoning_content"] == "It is from 1999."
+    assert merged.tool_calls[0]["args"] == {"title": "The Matrix", "year": 1999}
+    first, streamed = bodies(served)
+    for body in (first, streamed):
+        tag = sent_tag(served, body)
+        if tag is not None:
+            assert tag["format"]["elements"][0]["end"] == "</think_faster>"
+            assert tag["format"]["elements"][3]["json_schema"]["properties"]["name"] == {
+                "const": "Movie"
+            }
