@@ -245,3 +245,13 @@ def test_the_turn_gets_the_thought_grammar(monkeypatch: Any) -> None:
     ).next_request()
     assert free is not None
     assert free.params.grammar is None
+
+
+def test_a_server_refusing_the_structural_tag_is_named_as_a_constraint_failure() -> None:
+    from langchain_k2.backends.completions_wire import server_of
+    from langchain_k2.backends.error_table import Failure, classify
+
+    message = "Invalid structural tag: unknown format type 'any_text'"
+    err = classify(Failure(400, message, None, "http://vllm:8000"), server_of(ENGINES["vllm"]))
+    assert "could not compile the constraint" in str(err)
+    assert "validates the output on the client" in str(err)
