@@ -23,6 +23,7 @@ from langchain_k2.context import window_from_info
 from langchain_k2.driver import Count, fitted_prompt, server_stops
 from langchain_k2.formats.base import PromptFormat
 from langchain_k2.formats.selection import call_settings
+from langchain_k2.thought_constraint import constrain_after_thought
 from langchain_k2.tool_binding import bound_tools, resolve_tool_choice, unoffered_reason
 from langchain_k2.turn import Turn, TurnConfig
 
@@ -59,7 +60,8 @@ def prepare_turn(
         ends_in_reasoning=fmt.ends_in_reasoning(messages),
     )
     # A format whose turn opens the reasoning cannot end the prompt in the open tag: the
-    # model thinks first (issue 21 item 4), and tool_choice is checked on the output.
+    # model thinks first (issue 21 item 4); the call is constrained after the thought
+    # (`constrain_after_thought`) and checked on the output.
     forced = mode in {"any", "tool"} and fmt.forces_calls
 
     def render(conversation: Sequence[BaseMessage]) -> str:
@@ -96,6 +98,11 @@ def prepare_turn(
     fallback = params.grammar is not None and not use_grammar
     if fallback:
         params = params.without_grammar()
+    elif use_grammar:  # a reasoning family: the constraint comes after the thought
+        constrain_call = mode in {"any", "tool"} and kwargs.get("tool_grammar") is not False
+        params = constrain_after_thought(
+            fmt, settings, params, allowed if constrain_call and refusal is None else ()
+        )
     return Turn(
         TurnConfig(
             prompt=prompt,

@@ -176,15 +176,25 @@ class Request:
         seed = fields.get("seed")
         self.seed = seed if isinstance(seed, int) else 0
         constraint = fields.get("structured_outputs") if engine == "vllm" else None
-        if engine == "sglang" and fields.get("json_schema") is not None:
-            constraint = fields["json_schema"]
-            if not isinstance(constraint, str):
-                raise EngineError(400, "json_schema must be a string")
-            try:
-                json.loads(constraint)
-            except ValueError as exc:
-                raise EngineError(400, f"Failed to parse json_schema: {exc}") from exc
+        if engine == "sglang":
+            constraint = _sglang_constraint(fields)
         self.constrained = constraint is not None
+
+
+def _sglang_constraint(fields: dict[str, Any]) -> Any:
+    """SGLang's ``json_schema`` or ``structural_tag`` (JSON strings), checked; else None."""
+    for name in ("json_schema", "structural_tag"):
+        constraint = fields.get(name)
+        if constraint is None:
+            continue
+        if not isinstance(constraint, str):
+            raise EngineError(400, f"{name} must be a string")
+        try:
+            json.loads(constraint)
+        except ValueError as exc:
+            raise EngineError(400, f"Failed to parse {name}: {exc}") from exc
+        return constraint
+    return None
 
 
 _SGLANG_SAMPLING = {
@@ -205,6 +215,7 @@ _SGLANG_SAMPLING = {
     "json_schema",
     "regex",
     "ebnf",
+    "structural_tag",
     "n",
 }
 

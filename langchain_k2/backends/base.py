@@ -20,8 +20,10 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from langchain_k2.errors import K2ConfigError, K2ValidationError
 
-GrammarKind = Literal["json", "regex", "gbnf"]
-"""What a `Grammar` holds: a JSON schema, a regular expression, or a GBNF grammar's text."""
+GrammarKind = Literal["json", "regex", "gbnf", "thought"]
+"""What a `Grammar` holds: a JSON schema, a regular expression, a GBNF grammar's text, or
+(``thought``) a `langchain_k2.backends.thought.ThoughtFirst`: free reasoning up to the
+effort's close tag, then a JSON-schema or GBNF constraint (issue 21 item 4)."""
 
 _GRAMMAR_SHAPES = (
     '{"type": "json", "value": <JSON schema>}, {"type": "regex", "value": <pattern>} or '
@@ -46,7 +48,8 @@ class Grammar:
 
     kind: GrammarKind
     value: Any
-    """The JSON schema (a dict, or a bool) for ``json``; the text for ``regex`` and ``gbnf``."""
+    """The JSON schema (a dict, or a bool) for ``json``; the text for ``regex`` and ``gbnf``;
+    a ``ThoughtFirst`` for ``thought``."""
 
     @classmethod
     def of(cls, given: Grammar | Mapping[str, Any] | None) -> Grammar | None:
@@ -95,11 +98,13 @@ class Grammar:
         >>> Grammar("gbnf", 'root ::= "a"').as_option()
         {'type': 'gbnf', 'value': 'root ::= "a"'}
         """
+        if self.kind == "thought":
+            return {"type": self.kind, "value": self.value.as_json()}
         return {"type": self.kind, "value": self.value}
 
     def tgi(self) -> dict[str, Any]:
         """TGI's ``grammar`` object (``json`` or ``regex``; TGI takes no GBNF)."""
-        if self.kind == "gbnf":
+        if self.kind in {"gbnf", "thought"}:
             raise K2ConfigError(
                 "TGI takes no GBNF grammar: pass a JSON schema or a regex as grammar=."
             )
@@ -114,6 +119,23 @@ def json_grammar(schema: Mapping[str, Any] | bool) -> Grammar:
         Grammar(kind='json', value={'type': 'object', 'properties': {}})
     """
     return Grammar("json", dict(schema) if isinstance(schema, Mapping) else schema)
+
+
+def after_thought(then: Grammar, close: str, *, lead: str = "", tail: str = "") -> Grammar:
+    """The grammar leaving the reasoning (up to ``close``) free, then ``lead`` ``then`` ``tail``.
+
+    Example:
+        >>> g = after_thought(json_grammar({"type": "object"}), "</think>")
+        >>> g.kind, g.value.close, g.value.then.kind
+        ('thought', '</think>', 'json')
+    """
+    from langchain_k2.backends.thought import ThoughtFirst
+
+    if then.kind not in {"json", "gbnf"}:
+        raise K2ConfigError(
+            f"a {then.kind!r} grammar cannot follow the reasoning: pass a JSON schema or GBNF."
+        )
+    return Grammar("thought", ThoughtFirst(close, then, lead, tail))
 
 
 @dataclass(frozen=True)

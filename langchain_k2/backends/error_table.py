@@ -64,7 +64,14 @@ class Failure:
         return first or (f"HTTP {self.status}" if self.status is not None else "no message")
 
 
-GRAMMAR_WORDS = ("xgrammar", "grammar", "json_schema", "json schema into")
+GRAMMAR_WORDS = (
+    "xgrammar",
+    "grammar",
+    "json_schema",
+    "json schema into",
+    "structural tag",
+    "structural_tag",
+)
 """Words of an engine refusing or failing to compile a constraint."""
 
 

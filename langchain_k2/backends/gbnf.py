@@ -7,7 +7,8 @@ The in-process llama.cpp backend and llama-cpp-python's server both build their 
 here, so both get the converter workarounds of `llamacpp_compat` (JSON's own string
 characters; the stock any-object grammar for JSON mode), and both report a schema the
 converter cannot take the same way. llama-server converts JSON schemas itself and takes
-GBNF as given (its hooks).
+GBNF as given (its hooks). A ``thought`` grammar (reasoning first) becomes one GBNF
+grammar: the reasoning automaton of `langchain_k2.backends.thought`, then the part.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ with_structured_output(..., strict=False) sends no grammar and validates on the 
     """
     if grammar.kind == "gbnf":
         return str(grammar.value)
+    if grammar.kind == "thought":  # free reasoning, then the constrained part
+        from langchain_k2.backends.thought import thought_gbnf
+
+        return thought_gbnf(grammar.value, lambda then: grammar_gbnf(then, convert, label=label))
     if grammar.kind == "regex":
         raise K2GrammarUnsupportedError(
             f"{label} has no regex grammar: constrain the output with a JSON schema "

@@ -9,6 +9,7 @@ a model; every parameter is checked before `langchain_k2.backends.llamacpp` load
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,6 +97,10 @@ def grammar_key(grammar: Grammar | None) -> str | None:
             '({"type": "json", "value": <schema>}) or use the TGI backend.',
             error_type="validation",
         )
+    if grammar.kind == "thought":
+        then = grammar.value.then
+        grammar_key(then)  # the part after the thought is checked the same way
+        return "thought:" + json.dumps(grammar.value.as_json(), sort_keys=True)
     text = str(grammar.value) if grammar.kind == "gbnf" else grammar.schema_text()
     return f"{grammar.kind}:{text}"
 

@@ -29,9 +29,14 @@ from langchain_k2.backends.engines._base import (
     int_or_none,
     sampling,
 )
-from langchain_k2.backends.gbnf import GBNF
+from langchain_k2.backends.gbnf import GBNF, grammar_gbnf
+from langchain_k2.backends.thought import lazy_gbnf
+from langchain_k2.errors import K2ConfigError
 
 __all__ = ["HOOKS", "LlamaServer"]
+
+TRIGGER_WORD = 1
+"""llama.cpp's ``COMMON_GRAMMAR_TRIGGER_TYPE_WORD`` (token 0, word 1, pattern 2, full 3)."""
 
 _STOP_TYPES = {"eos": "eos_token", "word": "stop_sequence", "limit": "length"}
 
@@ -84,12 +89,33 @@ the llama.cpp servers): pass a JSON schema, or no grammar.
         return len(tokens) if isinstance(tokens, list) else None
 
     def constraint(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:
-        """``json_schema`` (converted by the server) or ``grammar`` (GBNF as given)."""
+        """``json_schema`` (converted by the server) or ``grammar`` (GBNF as given).
+
+        Reasoning first (``thought``): a lazy grammar, ``grammar_lazy`` with the effort's
+        close tag as its trigger word, so the thought is sampled free and the grammar
+        (the close tag, then the part) applies from the trigger on. A JSON part must be
+        turned into GBNF on the client (llama-cpp-python's converter); without it nothing
+        is sent and the output is validated after generation.
+        """
+        if grammar.kind == "thought":
+            return self._lazy(grammar, gbnf)
         if grammar.kind == "json":
             return {"json_schema": grammar.value}
         if grammar.kind == "gbnf":
             return {"grammar": grammar.value}
         raise self.refuse(grammar)
+
+    def _lazy(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:
+        spec = grammar.value
+        try:
+            text = lazy_gbnf(spec, lambda then: grammar_gbnf(then, gbnf, label=self.label))
+        except K2ConfigError:  # no converter in this process: validated after generation
+            return {}
+        return {
+            "grammar": text,
+            "grammar_lazy": True,
+            "grammar_triggers": [{"type": TRIGGER_WORD, "value": spec.close}],
+        }
 
     def request_body(
         self,

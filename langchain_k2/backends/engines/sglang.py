@@ -6,7 +6,8 @@ finish reason and counts of its answers.
 The native route is used because SGLang's Model Gateway forwards it as is (the gateway
 refuses ``/v1/completions`` without a ``model``); it carries no model name. Sampling goes
 under ``sampling_params``, special tokens are kept, a JSON schema is sent as a JSON
-*string* under ``json_schema`` and a regex under ``regex``; there is no per-request seed.
+*string* under ``json_schema`` and a regex under ``regex`` (a constraint after the
+reasoning as an xgrammar ``structural_tag``, a JSON string too); there is no per-request seed.
 The format's end-of-turn ids go as ``sampling_params.stop_token_ids``. ``/generate`` has
 no per-request switch for the BOS: SGLang tokenizes ``text`` as its tokenizer does (a
 K2-V3 prompt, which holds its BOS text, gets a second BOS only if the model's tokenizer
@@ -34,6 +35,7 @@ from langchain_k2.backends.engines._base import (
     sampling,
 )
 from langchain_k2.backends.gbnf import GBNF
+from langchain_k2.backends.thought import structural_tag_text
 from langchain_k2.errors import K2ConfigError
 
 __all__ = ["HOOKS", "SGLang"]
@@ -90,7 +92,9 @@ class SGLang(EngineHooks):
         return as_int(meta.get("prompt_tokens")) if isinstance(meta, dict) else None
 
     def constraint(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:
-        """``json_schema`` (a JSON string) or ``regex``."""
+        """``json_schema`` (a JSON string) or ``regex``; reasoning first: ``structural_tag``."""
+        if grammar.kind == "thought":
+            return {"structural_tag": structural_tag_text(grammar.value)}
         if grammar.kind == "json":
             return {"json_schema": json.dumps(grammar.value)}
         if grammar.kind == "regex":

@@ -63,7 +63,14 @@ class TGI(EngineHooks):
         return len(doc) if isinstance(doc, list) else None
 
     def constraint(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:
-        """TGI's ``grammar`` object, inside ``parameters``."""
+        """TGI's ``grammar`` object, inside ``parameters``.
+
+        A constraint after the reasoning is not sent: TGI's grammar is one JSON schema or
+        one regex for the whole output, neither of which can leave a thought free before
+        the schema. The output is validated after generation instead.
+        """
+        if grammar.kind == "thought":
+            return {}
         return {"grammar": grammar.tgi()}
 
     def request_body(

@@ -6,11 +6,12 @@ body, and the text, finish reason and usage of its answers (`OpenAICompletions`'
 vLLM keeps special tokens only when asked (``skip_special_tokens: false`` and no spaces
 between them), ends on a stop string without echoing it, reports usage in a stream only
 with ``stream_options.include_usage``, and takes a constraint under
-``structured_outputs`` (JSON schema or regex). The prompt format's end-of-turn ids go as
-``stop_token_ids``, and a prompt holding its own BOS (K2-V3) is sent with
-``add_special_tokens: false``. ``GET /v1/models`` names the served model
-and its ``max_model_len``; ``POST /tokenize`` counts tokens. A probe recognises vLLM by
-its ``/version`` answer: ``{"version": ...}`` alone.
+``structured_outputs`` (JSON schema or regex; a constraint after the reasoning as an
+xgrammar ``structural_tag``: the thought free up to its close tag, then the part). The
+prompt format's end-of-turn ids go as ``stop_token_ids``, and a prompt holding its own BOS
+(K2-V3) is sent with ``add_special_tokens: false``. ``GET /v1/models`` names the served
+model and its ``max_model_len``; ``POST /tokenize`` counts tokens. A probe recognises vLLM
+by its ``/version`` answer: ``{"version": ...}`` alone.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from langchain_k2.backends.base import GenerationParams, Grammar
 from langchain_k2.backends.engines._base import OpenAICompletions, as_int
 from langchain_k2.backends.gbnf import GBNF
+from langchain_k2.backends.thought import structural_tag_text
 
 __all__ = ["HOOKS", "VLLM"]
 
@@ -50,7 +52,9 @@ class VLLM(OpenAICompletions):
         return as_int(doc.get("count")) if isinstance(doc, dict) else None
 
     def constraint(self, grammar: Grammar, gbnf: GBNF | None) -> dict[str, Any]:
-        """``structured_outputs.json`` or ``structured_outputs.regex``."""
+        """``structured_outputs.json`` or ``.regex``; reasoning first: ``.structural_tag``."""
+        if grammar.kind == "thought":
+            return {"structured_outputs": {"structural_tag": structural_tag_text(grammar.value)}}
         if grammar.kind == "gbnf":
             raise self.refuse(grammar)
         return {"structured_outputs": {grammar.kind: grammar.value}}
