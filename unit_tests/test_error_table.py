@@ -148,7 +148,6 @@ def test_transport_failures_are_langchain_connection_and_timeout_errors() -> Non
     assert slow.is_retryable
 
 
-
 def test_a_request_past_its_deadline_is_a_timeout_nobody_retries() -> None:
     from langchain_k2.backends.wire import DeadlineExceededError
 
@@ -163,6 +162,7 @@ def test_a_request_past_its_deadline_is_a_timeout_nobody_retries() -> None:
     # another try would take as long: neither ChatK2 nor ModelRetryMiddleware retries it
     assert not retryable(late)
     assert not late.is_retryable
+
 
 def test_a_404_names_engine_for_every_engine() -> None:
     for engine in ("tgi", "vllm", "sglang", "llama.cpp", "llama-cpp-python"):
