@@ -3,7 +3,7 @@ r"""Constraints after the thought, per family: what a forced call or a JSON answ
 In: a reasoning family's `PromptFormat` and the call's `FormatSettings` (effort, call
 form), the generation parameters (a JSON-mode / structured-output grammar, if any) and
 the tools a forced ``tool_choice`` allows. Out: the parameters with a ``thought`` grammar
-(`langchain_k2.backends.base.after_thought`): the reasoning free up to the effort's close
+(`langchain_k2.backends.thought.after_thought`): the reasoning free up to the effort's close
 tag, then the constrained part in the family's own syntax (issue 21 item 4):
 
 - K2-V2 / K2-Think-V2 forced call: ``<tool_call>\n`` + the call's JSON + ``\n</tool_call>``;
@@ -34,8 +34,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from langchain_k2.backends.base import GenerationParams, Grammar, after_thought
-from langchain_k2.backends.thought import gbnf_literal, until_rules
+from langchain_k2.backends.base import GenerationParams, Grammar
+from langchain_k2.backends.thought import after_thought, gbnf_literal, until_rules
 from langchain_k2.formats.base import FormatSettings, PromptFormat
 from langchain_k2.formats.k2_v3 import TAGS as V3_TAGS
 from langchain_k2.formats.k2_v3 import K2V3Format
@@ -105,7 +105,7 @@ def _call_part(
     fmt: PromptFormat, settings: FormatSettings, tools: Sequence[Mapping[str, Any]]
 ) -> tuple[Grammar, str, str]:
     """The constrained call, and the literal text before and after it."""
-    from langchain_k2.turn import call_grammar
+    from langchain_k2.call_grammar import call_grammar
 
     if not isinstance(fmt, K2V3Format):
         return call_grammar(tools), fmt.tool_call_open + "\n", "\n" + fmt.tool_call_close

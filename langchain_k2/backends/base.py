@@ -121,23 +121,6 @@ def json_grammar(schema: Mapping[str, Any] | bool) -> Grammar:
     return Grammar("json", dict(schema) if isinstance(schema, Mapping) else schema)
 
 
-def after_thought(then: Grammar, close: str, *, lead: str = "", tail: str = "") -> Grammar:
-    """The grammar leaving the reasoning (up to ``close``) free, then ``lead`` ``then`` ``tail``.
-
-    Example:
-        >>> g = after_thought(json_grammar({"type": "object"}), "</think>")
-        >>> g.kind, g.value.close, g.value.then.kind
-        ('thought', '</think>', 'json')
-    """
-    from langchain_k2.backends.thought import ThoughtFirst
-
-    if then.kind not in {"json", "gbnf"}:
-        raise K2ConfigError(
-            f"a {then.kind!r} grammar cannot follow the reasoning: pass a JSON schema or GBNF."
-        )
-    return Grammar("thought", ThoughtFirst(close, then, lead, tail))
-
-
 @dataclass(frozen=True)
 class GenerationParams:
     """Sampling and decoding parameters of one generation request.

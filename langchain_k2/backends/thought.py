@@ -27,14 +27,16 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from langchain_k2.backends.base import Grammar
+from langchain_k2.errors import K2ConfigError
+
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from langchain_k2.backends.base import Grammar
 
 __all__ = [
     "SEPARATOR",
     "ThoughtFirst",
+    "after_thought",
     "gbnf_literal",
     "lazy_gbnf",
     "structural_tag",
@@ -201,3 +203,19 @@ def structural_tag(spec: ThoughtFirst) -> dict[str, Any]:
 def structural_tag_text(spec: ThoughtFirst) -> str:
     """`structural_tag` as the JSON text the engines take."""
     return json.dumps(structural_tag(spec))
+
+
+def after_thought(then: Grammar, close: str, *, lead: str = "", tail: str = "") -> Grammar:
+    """The grammar leaving the reasoning (up to ``close``) free, then ``lead`` ``then`` ``tail``.
+
+    Example:
+        >>> from langchain_k2.backends.base import json_grammar
+        >>> g = after_thought(json_grammar({"type": "object"}), "</think>")
+        >>> g.kind, g.value.close, g.value.then.kind
+        ('thought', '</think>', 'json')
+    """
+    if then.kind not in {"json", "gbnf"}:
+        raise K2ConfigError(
+            f"a {then.kind!r} grammar cannot follow the reasoning: pass a JSON schema or GBNF."
+        )
+    return Grammar("thought", ThoughtFirst(close, then, lead, tail))
