@@ -15,9 +15,15 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
-from langchain_k2.backends.base import GenerationParams, Grammar, after_thought, json_grammar
+from langchain_k2.backends.base import GenerationParams, Grammar, json_grammar
 from langchain_k2.backends.engines import ENGINES
-from langchain_k2.backends.thought import ThoughtFirst, lazy_gbnf, structural_tag, until_rules
+from langchain_k2.backends.thought import (
+    ThoughtFirst,
+    after_thought,
+    lazy_gbnf,
+    structural_tag,
+    until_rules,
+)
 from langchain_k2.errors import K2ConfigError
 from langchain_k2.formats import get_format
 from langchain_k2.thought_constraint import close_tag, constrain_after_thought, xml_call_gbnf
