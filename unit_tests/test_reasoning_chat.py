@@ -128,10 +128,18 @@ def test_a_call_drafted_in_the_thought_is_never_run() -> None:
     assert message.content == "It is 1984."
 
 
-def test_k2_v3_without_a_close_tag_is_reasoning_by_default_and_content_as_an_option() -> None:
-    # Default ("live"): reasoning streams as it comes, so an unclosed thought stays one.
+def test_k2_v3_without_a_close_tag_is_content_by_default_and_reasoning_when_live() -> None:
+    # Default ("content", the spec's rule): with neither close tag nor group it is the answer.
     llm, backend = model("k2-v3")
     backend.script(["It is ", "1984."], ["It is ", "1984."])
+    message = llm.invoke("q")
+    assert (message.content, message.additional_kwargs) == ("It is 1984.", {})
+    total = merged(list(llm.stream("q")))
+    assert (total.content, total.additional_kwargs) == ("It is 1984.", {})
+    # unclosed="live": reasoning streams as it comes, so an unclosed thought stays one.
+    backend = ScriptedBackend()
+    backend.script(["It is ", "1984."], ["It is ", "1984."])
+    llm = ChatK2(backend=backend, prompt_format=K2V3Format(unclosed="live"))
     message = llm.invoke("q")
     assert (message.content, message.additional_kwargs) == (
         "",
@@ -139,14 +147,6 @@ def test_k2_v3_without_a_close_tag_is_reasoning_by_default_and_content_as_an_opt
     )
     total = merged(list(llm.stream("q")))
     assert (total.content, total.additional_kwargs) == ("", {"reasoning_content": "It is 1984."})
-    # unclosed="content": upstream vLLM's whole-output rule, for invoke and stream alike.
-    backend = ScriptedBackend()
-    backend.script(["It is ", "1984."], ["It is ", "1984."])
-    llm = ChatK2(backend=backend, prompt_format=K2V3Format(unclosed="content"))
-    message = llm.invoke("q")
-    assert (message.content, message.additional_kwargs) == ("It is 1984.", {})
-    total = merged(list(llm.stream("q")))
-    assert (total.content, total.additional_kwargs) == ("It is 1984.", {})
 
 
 def test_k2_v3_a_group_with_no_close_tag_after_it_is_the_call() -> None:
@@ -163,8 +163,9 @@ def test_k2_v3_a_group_with_no_close_tag_after_it_is_the_call() -> None:
     ]
 
 
-def test_stream_events_v3_shows_reasoning_deltas_before_the_close_tag_in_k2_v3() -> None:
-    llm, backend = model("k2-v3")
+def test_stream_events_v3_shows_reasoning_deltas_before_the_close_tag_in_k2_v3_live() -> None:
+    backend = ScriptedBackend()
+    llm = ChatK2(backend=backend, prompt_format=K2V3Format(unclosed="live"))
     seen: list[str] = []
     served: list[str] = []
 

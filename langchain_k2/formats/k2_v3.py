@@ -138,18 +138,18 @@ class K2V3Format(PromptFormat):
     special_markers: tuple[str, ...] = _MARKERS
     output_markers: tuple[str, ...] = _MARKERS[3:]
     stop_token_ids: tuple[int, ...] = (250019, 1)
-    unclosed: Literal["live", "content", "boundary", "reasoning"] = "live"
+    unclosed: Literal["content", "live", "boundary", "reasoning"] = "content"
     """What the output is when the effort's close tag never comes (docs/k2-v3.md).
-    ``"live"`` (default): the reasoning streams as it arrives; a ``<ifm|tool_calls>``
+    ``"content"`` (default, the spec's rule: upstream vLLM's whole-output rule): a
+    ``<ifm|tool_calls>`` group ends the reasoning where it starts; with neither close tag
+    nor group everything is the answer, so a stream holds the reasoning back until the
+    close tag (or the end) decides. ``"live"``: the reasoning streams as it arrives; a
     group inside it is held until the close tag (then it was reasoning, never run) or the
-    end (then the reasoning ended there and the group is the call, as upstream vLLM
-    reads it); a text with neither close tag nor group is all reasoning (upstream vLLM's
-    streaming rule). ``"content"`` (upstream vLLM's whole-output rule): with neither,
-    everything is the answer, so a stream holds the reasoning back until the close tag
-    or the end decides. ``"boundary"``: upstream vLLM's streaming rule as is (a group
-    ends the reasoning even if a close tag follows). ``"reasoning"`` (sglang):
-    everything unclosed is reasoning. Streamed and whole results are equal under each.
-    Choose with ``ChatK2(prompt_format=K2V3Format(unclosed="content"))``."""
+    end (then it is the call, as above); a text with neither is all reasoning (upstream
+    vLLM's streaming rule). ``"boundary"``: upstream vLLM's streaming rule as is (a group
+    ends the reasoning even if a close tag follows). ``"reasoning"`` (sglang): everything
+    unclosed is reasoning. Streamed and whole results are equal under each. Choose with
+    ``ChatK2(prompt_format=K2V3Format(unclosed="live"))``."""
 
     def parser(self, tools: Sequence[Mapping[str, Any]] | None, settings: FormatSettings) -> Any:
         """`K2V3OutputParser` (reasoning, call groups); K2-Chat's until it is installed."""

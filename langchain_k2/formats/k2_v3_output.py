@@ -16,7 +16,7 @@ and 7, following upstream vLLM's ``k2_horizon`` parsers):
   end) decides. ``"boundary"`` (vLLM's streaming rule): the reasoning ends at the close tag
   or the first group, and streams as it comes; text with neither is all reasoning.
   ``"reasoning"`` (sglang's detector): everything unclosed is reasoning. ``"live"``
-  (ChatK2's default through `K2V3Format.unclosed`): the reasoning streams as it comes;
+  (an option through `K2V3Format.unclosed`): the reasoning streams as it comes;
   from a group met inside it the text is held until the close tag (a call drafted in the
   thought stays reasoning) or the end (the group is the answer, as under ``"content"``);
   text with neither close tag nor group is all reasoning.
@@ -154,8 +154,8 @@ class K2V3OutputParser:
                 inside the reasoning).
             unclosed: What text is when the close tag never comes: ``"content"``
                 (vLLM's whole-output rule, default here), ``"boundary"`` (vLLM's
-                streaming rule), ``"reasoning"`` (sglang) or ``"live"`` (ChatK2's
-                default); see the module docstring.
+                streaming rule), ``"reasoning"`` (sglang) or ``"live"`` (reasoning
+                streamed as it comes); see the module docstring.
 
         Raises:
             ValueError: an unknown ``effort``, ``tool_call_format`` or ``unclosed``.
