@@ -91,3 +91,25 @@ def test_agent_reaches_the_answer_with_reasoning_kept_apart(
     assert len(prompts) == 2
     assert "18C, sunny" in prompts[1]
     assert "18C, sunny" not in prompts[0]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_invoke_counts_the_reasoning_tokens_as_the_stream_does(vllm: FakeTGI, family: str) -> None:
+    # A non-streamed answer arrives as one event holding every token: the reasoning's count
+    # is its share of the answer, not one token (the stream counts it token by token).
+    close, _ = FAMILIES[family]
+    text = "Let me think about the weather in Paris for a while." + close + ANSWER
+    vllm.script(reply(text=text), reply(text=text))
+    llm = ChatK2(endpoint_url=vllm.url, engine="vllm", prompt_format=family, retry_backoff=0.0)
+    invoked = llm.invoke("Weather in Paris?")
+    chunks = list(llm.stream("Weather in Paris?"))
+    streamed = chunks[0]
+    for chunk in chunks[1:]:
+        streamed += chunk
+    assert invoked.usage_metadata is not None
+    assert streamed.usage_metadata is not None
+    assert invoked.usage_metadata["output_tokens"] == streamed.usage_metadata["output_tokens"]
+    exact = streamed.usage_metadata["output_token_details"]["reasoning"]
+    estimated = invoked.usage_metadata["output_token_details"]["reasoning"]
+    assert exact > 5
+    assert abs(estimated - exact) <= max(3, exact // 4)  # the share of characters, near

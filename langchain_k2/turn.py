@@ -149,6 +149,7 @@ class Turn:
         self._text_index: int | None = None  # the index of the text run going on, if any
         self._reasoning_index: int | None = None  # the same, for a reasoning run
         self._reasoning_tokens = 0  # tokens generated while the output was in reasoning
+        self._chars, self._joined = 0, False  # characters generated; an answer came whole
         self._tokens = 0
         self._usage_in = 0
         self._usage_out = 0
@@ -304,6 +305,8 @@ class Turn:
         if self.aborted:
             return []
         self._tokens += event.tokens
+        self._chars += len(event.text)
+        self._joined = self._joined or event.tokens > 1  # many tokens, one event: prorate
         if getattr(self._parser, "in_reasoning", False):
             self._reasoning_tokens += event.tokens
         if event.special and event.text and event.text not in self._tag_tokens:
@@ -494,9 +497,9 @@ class Turn:
 
         For a family that reasons, ``output_token_details["reasoning"]`` counts the tokens
         generated while the output was still inside the reasoning (close tag included), from
-        the events' own token counts: no extra tokenizer call. It is 0 when the parse found
-        no reasoning (K2-V3 output with no close tag is all answer), and at most
-        ``output_tokens``.
+        the events' own token counts (an answer fetched whole, in events of many tokens: the
+        reasoning's share of its characters). 0 when the parse found no reasoning (K2-V3
+        output with no close tag is all answer), and at most ``output_tokens``.
         """
         usage: dict[str, Any] = {
             "input_tokens": self._usage_in,
@@ -504,8 +507,10 @@ class Turn:
             "total_tokens": self._usage_in + self._usage_out,
         }
         if hasattr(self._parser, "in_reasoning"):
-            thought = any(isinstance(item, Reasoning) for item in self.emitted)
+            thought = sum(len(item.text) for item in self.emitted if isinstance(item, Reasoning))
             reasoning = min(self._reasoning_tokens, self._usage_out) if thought else 0
+            if thought and self._joined and self._chars:  # one event held many tokens
+                reasoning = min(round(self._usage_out * thought / self._chars), self._usage_out)
             usage["output_token_details"] = {"reasoning": reasoning}
         return cast("UsageMetadata", usage)
 

@@ -149,8 +149,10 @@ def answer_events(engine: str | EngineHooks, doc: Any, url: str) -> list[Generat
         raise _not_engine(hooks, url, exc.what) from None
     if piece.finish == "abort":
         raise _aborted(hooks, url, piece.finish, in_stream=False)
-    events: list[GenerationEvent] = [TokenEvent(piece.text)] if piece.text else []
-    events.append(FinalEvent(piece.finish, *(piece.counts or (None, None))))
+    counts = piece.counts or (None, None)
+    tokens = counts[1] if isinstance(counts[1], int) and counts[1] > 0 else 1  # one event: all
+    events: list[GenerationEvent] = [TokenEvent(piece.text, tokens=tokens)] if piece.text else []
+    events.append(FinalEvent(piece.finish, *counts))
     return events
 
 
