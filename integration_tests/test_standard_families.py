@@ -1,0 +1,168 @@
+"""LangChain's standard integration suite on each newer K2 family, over a scripted engine.
+
+K2-V2 (``prompt_format="k2-v2"``), K2-Think-V2 (``"k2-think-v2"``) and K2-V3 (``"k2-v3"``)
+each run ``ChatModelIntegrationTests`` against the loopback fake vLLM whose every reply is
+computed from the raw prompt by ``integration_tests/family_responder.py``: a thought closed
+by the effort's tag, then the answer, the JSON the schema asks for, or a call in the
+family's own syntax. What is under test is ChatK2's wire, rendering, parsing and reasoning
+handling, not a model's intelligence. ``_ReasoningChecked`` runs every generation of the
+suite through one more check: the thought comes back as reasoning and never in the content
+or in a call's arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+
+from integration_tests.fake_tgi import FakeTGI
+from integration_tests.fake_tgi.client import reply
+from integration_tests.family_responder import THOUGHT_MARK
+from langchain_k2 import ChatK2
+
+RESPONDER = "integration_tests.family_responder:respond"
+
+
+def _visible(message: BaseMessage) -> str:
+    """The content and call arguments a user would see (where reasoning must not be)."""
+    content = (
+        message.content
+        if isinstance(message.content, str)
+        else json.dumps(
+            [
+                b
+                for b in message.content
+                if not (isinstance(b, dict) and b.get("type") == "reasoning")
+            ]
+        )
+    )
+    calls = getattr(message, "tool_calls", []) + getattr(message, "invalid_tool_calls", [])
+    return content + json.dumps([c.get("args") for c in calls], ensure_ascii=False)
+
+
+def _check(message: BaseMessage) -> None:
+    assert THOUGHT_MARK not in _visible(message), f"reasoning leaked: {message!r}"
+    assert THOUGHT_MARK in str(message.additional_kwargs.get("reasoning_content", "")), (
+        f"no reasoning: {message!r}"
+    )
+
+
+class _ReasoningChecked(ChatK2):
+    """ChatK2 whose every answer is checked: the scripted thought is reasoning, never text."""
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        result = super()._generate(messages, *args, **kwargs)
+        _check(result.generations[0].message)
+        return result
+
+    async def _agenerate(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> ChatResult:
+        result = await super()._agenerate(messages, *args, **kwargs)
+        _check(result.generations[0].message)
+        return result
+
+    def _stream(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> Iterator[ChatGenerationChunk]:
+        whole: ChatGenerationChunk | None = None
+        for chunk in super()._stream(messages, *args, **kwargs):
+            whole = chunk if whole is None else whole + chunk
+            yield chunk
+        assert whole is not None
+        _check(whole.message)
+
+    async def _astream(
+        self, messages: list[BaseMessage], *args: Any, **kwargs: Any
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        whole: ChatGenerationChunk | None = None
+        async for chunk in super()._astream(messages, *args, **kwargs):
+            whole = chunk if whole is None else whole + chunk
+            yield chunk
+        assert whole is not None
+        _check(whole.message)
+
+
+@pytest.fixture(scope="module")
+def scripted_vllm() -> Iterator[FakeTGI]:
+    """One fake vLLM for the module, every reply computed by the family responder."""
+    with FakeTGI(engine="vllm") as server:
+        server.set_default(reply(text="(no responder)", responder=RESPONDER))
+        yield server
+
+
+class _FamilySuite(ChatModelIntegrationTests):
+    prompt_format = ""
+
+    @pytest.fixture(autouse=True)
+    def _server(self, scripted_vllm: FakeTGI) -> None:
+        self._url = scripted_vllm.url
+
+    @property
+    def chat_model_class(self) -> type[ChatK2]:
+        return _ReasoningChecked
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {
+            "endpoint_url": self._url,
+            "engine": "vllm",
+            "prompt_format": self.prompt_format,
+            "temperature": 0,
+            "timeout": 10,
+            "retry_backoff": 0.0,
+        }
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return False
+
+    @property
+    def supports_audio_inputs(self) -> bool:
+        return False
+
+    @property
+    def supports_pdf_inputs(self) -> bool:
+        return False
+
+    @property
+    def supports_video_inputs(self) -> bool:
+        return False
+
+    @property
+    def supports_model_override(self) -> bool:
+        return False
+
+
+class TestK2V2(_FamilySuite):
+    prompt_format = "k2-v2"
+
+
+class TestK2ThinkV2(_FamilySuite):
+    prompt_format = "k2-think-v2"
+
+
+class TestK2V3(_FamilySuite):
+    prompt_format = "k2-v3"
