@@ -5,7 +5,7 @@ servers call `respond` through their `responder` reply field (fake_tgi/responder
 Out: the text the model would write, in the family's own output format: a thought closed by
 the tag the generation prompt opened (the effort's tag), then either an answer or a call in
 the family's call syntax (K2-V2/K2-Think-V2: `<tool_call>` JSON blocks; K2-V3: one
-`<ifm|tool_calls>` group in XML form).
+`<ifm|tool_calls>` group in the form the prompt's instructions name: xml, xml_typed or json).
 
 What it answers is read from the prompt: the tools listed in its tools section, a forced
 call (the request's structural tag opens the call block), a JSON schema to satisfy (the
@@ -128,18 +128,33 @@ def _instance(schema: dict[str, Any], user: str, *, json_mode: bool = False) -> 
     return _value(schema, "value", user, numbers, schema.get("$defs", {}))
 
 
-def _call(tool: dict[str, Any], user: str, xml: bool) -> str:
-    args = _instance(tool.get("parameters") or {"type": "object", "properties": {}}, user)
+def _v3_form(prompt: str) -> str:
+    """K2-V3's call form, as the prompt's call instructions state it."""
+    if "emit one JSON object with the function name" in prompt:
+        return "json"
+    return "xml_typed" if "<ifm|arg_type>$ARGUMENT_TYPE" in prompt else "xml"
+
+
+def _call(tool: dict[str, Any], user: str, prompt: str) -> str:
+    parameters = tool.get("parameters") or {"type": "object", "properties": {}}
+    args = _instance(parameters, user)
     if not isinstance(args, dict):
         args = {}
-    if not xml:
+    if "<ifm|tool_calls>" not in prompt:  # K2-V2 and K2-Think-V2: one JSON block per call
         payload = json.dumps({"name": tool["name"], "arguments": args}, ensure_ascii=False)
         return f"<tool_call>\n{payload}\n</tool_call>"
-    pairs = "".join(
-        f"<ifm|arg_key>{k}</ifm|arg_key>\n<ifm|arg_value>"
-        f"{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}</ifm|arg_value>\n"
-        for k, v in args.items()
-    )
+    form = _v3_form(prompt)
+    if form == "json":
+        payload = json.dumps({"name": tool["name"], "arguments": args}, ensure_ascii=False)
+        return f"<ifm|tool_calls>\n<ifm|tool_call>{payload}</ifm|tool_call>\n</ifm|tool_calls>"
+    pairs = ""
+    for key, value in args.items():
+        pairs += f"<ifm|arg_key>{key}</ifm|arg_key>\n"
+        if form == "xml_typed":
+            kind = parameters["properties"][key].get("type", "string")
+            pairs += f"<ifm|arg_type>{kind}</ifm|arg_type>\n"
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        pairs += f"<ifm|arg_value>{text}</ifm|arg_value>\n"
     call = f"<ifm|tool_call>{tool['name']}\n{pairs}</ifm|tool_call>"
     return f"<ifm|tool_calls>\n{call}\n</ifm|tool_calls>"
 
@@ -159,7 +174,7 @@ def respond(prompt: str, body: Any) -> str:
         names = forced or [t["name"] for t in tools]
         named = [t for t in tools if t["name"] in names and t["name"] in user]
         chosen = (named or [t for t in tools if t["name"] in names] or tools)[0]
-        return thought + _call(chosen, user, xml="<ifm|tool_calls>" in prompt)
+        return thought + _call(chosen, user, prompt)
     if schema is not None:
         return thought + json.dumps(_instance(schema, user, json_mode=True), ensure_ascii=False)
     if last_role == "tool":

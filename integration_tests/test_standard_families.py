@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.tools import tool
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from integration_tests.fake_tgi import FakeTGI
+from integration_tests.fake_tgi import FakeTGI, FakeTGIError
 from integration_tests.fake_tgi.client import reply
-from integration_tests.family_responder import THOUGHT_MARK
+from integration_tests.family_responder import THOUGHT_MARK, respond
 from langchain_k2 import ChatK2
 
 RESPONDER = "integration_tests.family_responder:respond"
@@ -99,6 +100,7 @@ def scripted_vllm() -> Iterator[FakeTGI]:
 
 class _FamilySuite(ChatModelIntegrationTests):
     prompt_format = ""
+    options: dict[str, Any] = {}  # noqa: RUF012 -- read only
 
     @pytest.fixture(autouse=True)
     def _server(self, scripted_vllm: FakeTGI) -> None:
@@ -117,6 +119,7 @@ class _FamilySuite(ChatModelIntegrationTests):
             "temperature": 0,
             "timeout": 10,
             "retry_backoff": 0.0,
+            **self.options,
         }
 
     @property
@@ -166,3 +169,78 @@ class TestK2ThinkV2(_FamilySuite):
 
 class TestK2V3(_FamilySuite):
     prompt_format = "k2-v3"
+
+
+class TestK2V2HighEffort(_FamilySuite):
+    prompt_format = "k2-v2"
+    options = {"reasoning_effort": "high"}  # noqa: RUF012
+
+
+class TestK2ThinkV2LowEffort(_FamilySuite):
+    prompt_format = "k2-think-v2"
+    options = {"reasoning_effort": "low"}  # noqa: RUF012
+
+
+class TestK2V3LowEffortXmlTyped(_FamilySuite):
+    prompt_format = "k2-v3"
+    options = {"reasoning_effort": "low", "tool_call_format": "xml_typed"}  # noqa: RUF012
+
+
+class TestK2V3JsonCalls(_FamilySuite):
+    prompt_format = "k2-v3"
+    options = {"tool_call_format": "json"}  # noqa: RUF012
+
+
+@tool
+def lookup_customer(name: str, limit: int) -> str:
+    """Find a customer by name."""
+    return name * limit
+
+
+# (prompt_format, options) -> what the scripted model writes after the thought
+FORMS = {
+    ("k2-v2", ""): "</think_fast><tool_call>\n"
+    '{"name": "lookup_customer", "arguments": {"name": "你好", "limit": 2}}\n</tool_call>',
+    ("k2-think-v2", "low"): "</think_faster><tool_call>\n"
+    '{"name": "lookup_customer", "arguments": {"name": "你好", "limit": 2}}\n</tool_call>',
+    ("k2-v3", "xml"): "</ifm|think><ifm|tool_calls>\n<ifm|tool_call>lookup_customer\n"
+    "<ifm|arg_key>name</ifm|arg_key>\n<ifm|arg_value>你好</ifm|arg_value>\n"
+    "<ifm|arg_key>limit</ifm|arg_key>\n<ifm|arg_value>2</ifm|arg_value>\n"
+    "</ifm|tool_call>\n</ifm|tool_calls>",
+    ("k2-v3", "xml_typed"): "</ifm|think><ifm|tool_calls>\n<ifm|tool_call>lookup_customer\n"
+    "<ifm|arg_key>name</ifm|arg_key>\n<ifm|arg_type>string</ifm|arg_type>\n"
+    "<ifm|arg_value>你好</ifm|arg_value>\n<ifm|arg_key>limit</ifm|arg_key>\n"
+    "<ifm|arg_type>integer</ifm|arg_type>\n<ifm|arg_value>2</ifm|arg_value>\n"
+    "</ifm|tool_call>\n</ifm|tool_calls>",
+    ("k2-v3", "json"): "</ifm|think><ifm|tool_calls>\n<ifm|tool_call>"
+    '{"name": "lookup_customer", "arguments": {"name": "你好", "limit": 2}}'
+    "</ifm|tool_call>\n</ifm|tool_calls>",
+}
+
+
+@pytest.mark.parametrize(("family", "variant"), sorted(FORMS))
+def test_the_scripted_model_writes_the_family_s_own_call_form(
+    scripted_vllm: FakeTGI, family: str, variant: str
+) -> None:
+    """What the suite runs on is each family's real output syntax, for the prompt ChatK2 sent."""
+    options: dict[str, Any] = {}
+    if family == "k2-v3":
+        options["tool_call_format"] = variant
+    elif variant:
+        options["reasoning_effort"] = variant
+    llm = ChatK2(endpoint_url=scripted_vllm.url, engine="vllm", prompt_format=family, **options)
+    message = llm.bind_tools([lookup_customer]).invoke("Find '你好', 2 of them.")
+    sent = scripted_vllm.requests()[-1]["body"]
+    written = respond(sent["prompt"], sent)
+    assert written.startswith(THOUGHT_MARK)
+    assert written.endswith(FORMS[family, variant])
+    assert message.tool_calls[0]["args"] == {"name": "你好", "limit": 2}
+    assert message.content == ""
+    assert message.additional_kwargs["reasoning_content"].startswith(THOUGHT_MARK)
+
+
+def test_a_responder_that_cannot_be_loaded_is_refused(scripted_vllm: FakeTGI) -> None:
+    with pytest.raises(FakeTGIError, match="cannot be loaded"):
+        scripted_vllm.script(reply(text="x", responder="integration_tests.nowhere:respond"))
+    with pytest.raises(FakeTGIError, match=r"package\.module:function"):
+        scripted_vllm.script(reply(text="x", responder="no_colon"))
