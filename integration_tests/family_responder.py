@@ -80,14 +80,21 @@ def _forced_names(body: Any) -> list[str] | None:
 
 
 def _schema(prompt: str, body: Any) -> dict[str, Any] | None:
-    """The JSON schema the answer must satisfy (None: a free answer)."""
-    for element in _elements(body):
-        if element.get("type") == "json_schema":
-            schema: dict[str, Any] = element["json_schema"]
-            if schema.get("properties"):
-                return schema
-            stated = _SCHEMA_IN_PROMPT.search(prompt)
-            return json.loads(stated.group(1)) if stated else schema
+    """The JSON schema the answer must satisfy (None: a free answer).
+
+    The structural tag's (vLLM) when it names properties, else the one the system prompt
+    states (every engine), else an open object when the prompt asks for JSON alone.
+    """
+    tagged = [e["json_schema"] for e in _elements(body) if e.get("type") == "json_schema"]
+    if tagged and tagged[0].get("properties"):
+        schema: dict[str, Any] = tagged[0]
+        return schema
+    stated = _SCHEMA_IN_PROMPT.search(prompt)
+    if stated:
+        stated_schema: dict[str, Any] = json.loads(stated.group(1))
+        return stated_schema
+    if tagged or "Respond with a single JSON object" in prompt:
+        return {"type": "object"}
     return None
 
 

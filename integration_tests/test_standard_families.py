@@ -1,8 +1,9 @@
 """LangChain's standard integration suite on each newer K2 family, over a scripted engine.
 
 K2-V2 (``prompt_format="k2-v2"``), K2-Think-V2 (``"k2-think-v2"``) and K2-V3 (``"k2-v3"``)
-each run ``ChatModelIntegrationTests`` against the loopback fake vLLM whose every reply is
-computed from the raw prompt by ``integration_tests/family_responder.py``: a thought closed
+each run ``ChatModelIntegrationTests`` against the loopback fake vLLM (and, for some, the fake
+TGI and SGLang; a non-default effort; K2-V3's other call forms) whose every reply is computed
+from the raw prompt by ``integration_tests/family_responder.py``: a thought closed
 by the effort's tag, then the answer, the JSON the schema asks for, or a call in the
 family's own syntax. What is under test is ChatK2's wire, rendering, parsing and reasoning
 handling, not a model's intelligence. ``_ReasoningChecked`` runs every generation of the
@@ -90,21 +91,38 @@ class _ReasoningChecked(ChatK2):
         _check(whole.message)
 
 
-@pytest.fixture(scope="module")
-def scripted_vllm() -> Iterator[FakeTGI]:
-    """One fake vLLM for the module, every reply computed by the family responder."""
-    with FakeTGI(engine="vllm") as server:
+def _scripted(engine: str) -> Iterator[FakeTGI]:
+    with FakeTGI(engine=engine) as server:
         server.set_default(reply(text="(no responder)", responder=RESPONDER))
         yield server
 
 
+@pytest.fixture(scope="module")
+def scripted_vllm() -> Iterator[FakeTGI]:
+    """One fake vLLM for the module, every reply computed by the family responder."""
+    yield from _scripted("vllm")
+
+
+@pytest.fixture(scope="module")
+def scripted_tgi() -> Iterator[FakeTGI]:
+    """The same scripted model behind the fake TGI (grammar constraints, no structural tag)."""
+    yield from _scripted("tgi")
+
+
+@pytest.fixture(scope="module")
+def scripted_sglang() -> Iterator[FakeTGI]:
+    """The same scripted model behind the fake SGLang."""
+    yield from _scripted("sglang")
+
+
 class _FamilySuite(ChatModelIntegrationTests):
     prompt_format = ""
+    engine = "vllm"
     options: dict[str, Any] = {}  # noqa: RUF012 -- read only
 
     @pytest.fixture(autouse=True)
-    def _server(self, scripted_vllm: FakeTGI) -> None:
-        self._url = scripted_vllm.url
+    def _server(self, request: pytest.FixtureRequest) -> None:
+        self._url = request.getfixturevalue(f"scripted_{self.engine}").url
 
     @property
     def chat_model_class(self) -> type[ChatK2]:
@@ -114,7 +132,7 @@ class _FamilySuite(ChatModelIntegrationTests):
     def chat_model_params(self) -> dict[str, Any]:
         return {
             "endpoint_url": self._url,
-            "engine": "vllm",
+            "engine": self.engine,
             "prompt_format": self.prompt_format,
             "temperature": 0,
             "timeout": 10,
@@ -189,6 +207,26 @@ class TestK2V3LowEffortXmlTyped(_FamilySuite):
 class TestK2V3JsonCalls(_FamilySuite):
     prompt_format = "k2-v3"
     options = {"tool_call_format": "json"}  # noqa: RUF012
+
+
+class TestK2V2OnTGI(_FamilySuite):
+    prompt_format = "k2-v2"
+    engine = "tgi"
+
+
+class TestK2ThinkV2OnSGLang(_FamilySuite):
+    prompt_format = "k2-think-v2"
+    engine = "sglang"
+
+
+class TestK2V3OnTGI(_FamilySuite):
+    prompt_format = "k2-v3"
+    engine = "tgi"
+
+
+class TestK2V3OnSGLang(_FamilySuite):
+    prompt_format = "k2-v3"
+    engine = "sglang"
 
 
 @tool
