@@ -50,7 +50,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import bench, echo
+from . import bench, echo, responder
 from .protocol import DeserializeError, Generation, ReplySpec, TGIError, Valid, dumps, generate
 from .server import (
     _answer_json,
@@ -366,6 +366,7 @@ async def _completion_inner(
     if decided is not None:
         entry["bench"] = decided
     spec = echo.materialize(spec, req.prompt)
+    spec = responder.materialize(spec, req.prompt, body)  # responder: see responder.py
     state.in_flight += 1
     try:
         await _sleep(request, state.config["latency_s"] + spec.delay_s)

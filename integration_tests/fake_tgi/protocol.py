@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .bench import BENCH_SPEC_KEYS, parse_bench_fields
-from .echo import ECHO_SPEC_KEYS, check_echo_field
+from .echo import ECHO_SPEC_KEYS
+from .responder import RESPONDER_SPEC_KEYS, check_computed_fields
 from .tokenizer import Tok, Tokenizer
 
 FINISH_REASONS = ("eos_token", "length", "stop_sequence")
@@ -57,6 +58,7 @@ _SPEC_KEYS = {
     "hang",
     *BENCH_SPEC_KEYS,  # bench: benchmark-only fields, see bench.py
     *ECHO_SPEC_KEYS,  # echo: a reply computed from the prompt, see echo.py
+    *RESPONDER_SPEC_KEYS,  # responder: a reply computed by a function, see responder.py
 }
 
 
@@ -224,7 +226,7 @@ def parse_spec(raw: Any) -> ReplySpec:
         spec.tokens = [dict(item) for item in raw["tokens"]]
     if spec.tokens is not None and spec.text is not None:
         raise SpecError("give either 'tokens' or 'text', not both")
-    check_echo_field(raw)  # echo: a reply computed from the prompt, see echo.py
+    check_computed_fields(raw)  # echo.py and responder.py: replies computed per request
     generates = _parse_bench(spec, raw)  # bench: benchmark-only fields, see bench.py
     if not generates and not spec.pre_validation_fault:
         raise SpecError("a reply needs 'tokens' or 'text' (or a 'status'/'hang'/'reset' fault)")

@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import bench, echo
+from . import bench, echo, responder
 from .protocol import (
     STATUS_BY_ERROR_TYPE,
     DeserializeError,
@@ -352,6 +352,7 @@ async def _run_generation(
     if decided is not None:
         entry["bench"] = decided
     spec = echo.materialize(spec, req.inputs)  # echo: a reply from the prompt, see echo.py
+    spec = responder.materialize(spec, req.inputs, entry["body"])  # responder: see responder.py
     state.in_flight += 1
     try:
         await _sleep(request, state.config["latency_s"] + spec.delay_s)
