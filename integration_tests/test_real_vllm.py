@@ -31,6 +31,7 @@ from integration_tests.real_servers import CONTEXT, SERVED_NAME, RealServer
 from langchain_k2 import (
     ChatK2,
     ContextWindowExceededError,
+    K2ConfigError,
     K2Format,
     K2NotFoundError,
     K2StreamInterruptedError,
@@ -168,6 +169,8 @@ def test_special_tokens_are_kept_in_the_text(real_vllm: RealServer, sent: Sent) 
     # Replayed with EOS ignored, the model writes past <|im_end|>: the marker stays in the
     # text, unspaced; vLLM's defaults drop it (what ChatK2's two fields switch off).
     body |= {"ignore_eos": True, "max_tokens": 40, "stream": False}
+    for stop in ("stop", "stop_token_ids"):  # the format's end markers would end it there
+        body.pop(stop, None)
     kept = httpx.post(f"{real_vllm.url}/v1/completions", json=body, timeout=300).json()
     text = kept["choices"][0]["text"]
     assert "<|im_end|>" in text, text
@@ -312,12 +315,15 @@ BAD_PATTERN = {
 }
 
 
-def test_a_refused_schema_is_surfaced_and_the_next_one_is_constrained(
+def test_a_refused_constraint_is_surfaced_and_the_next_one_is_constrained(
     real_vllm: RealServer, sent: Sent
 ) -> None:
     llm = chat(real_vllm, max_new_tokens=32)
-    refused = llm.with_structured_output(BAD_PATTERN, include_raw=True).invoke("Give a code.")
-    raw = refused["raw"]
+    # A schema whose pattern no regex engine compiles is refused on the client, naming it.
+    with pytest.raises(K2ConfigError, match="regex"):
+        llm.with_structured_output(BAD_PATTERN).invoke("Give a code.")
+    # A constraint only the server refuses (a raw regex grammar: 400 "Grammar error").
+    raw = llm.bind(grammar={"type": "regex", "value": "[a-z"}).invoke("Give a code.")
     note = raw.response_metadata["grammar_fallback"]
     assert "400" in note or "rror" in note  # vLLM's own words are carried
     first, second = completions(sent)[:2]

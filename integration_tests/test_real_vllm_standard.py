@@ -64,22 +64,6 @@ class TestChatK2OnRealVLLM(_Capabilities):
     async def test_tool_calling_async(self, model: Any) -> None:
         await super().test_tool_calling_async(model)
 
-    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
-    def test_structured_output(
-        self, model: Any, schema_type: Any, request: pytest.FixtureRequest
-    ) -> None:
-        if schema_type == "pydantic":  # the other two pass
-            request.applymarker(pytest.mark.xfail(reason=RAMBLES, strict=True))
-        super().test_structured_output(model, schema_type)
-
-    @pytest.mark.parametrize("schema_type", ["pydantic", "typeddict", "json_schema"])
-    async def test_structured_output_async(
-        self, model: Any, schema_type: Any, request: pytest.FixtureRequest
-    ) -> None:
-        if schema_type == "pydantic":
-            request.applymarker(pytest.mark.xfail(reason=RAMBLES, strict=True))
-        await super().test_structured_output_async(model, schema_type)
-
     @pytest.mark.xfail(
         reason="constrained only to 'a JSON object', SmolLM2-135M writes {} instead of the "
         "joke's keys: the object is valid JSON, the shape is the model's",
@@ -100,3 +84,12 @@ class TestChatK2OnRealVLLM(_Capabilities):
     @pytest.mark.xfail(reason=RAMBLES, strict=True)
     def test_unicode_tool_call_integration(self, model: Any) -> None:
         super().test_unicode_tool_call_integration(model, tool_choice="any")
+
+
+XFAIL_PARAMS = {
+    "test_structured_output[pydantic]": RAMBLES,
+    "test_structured_output_async[pydantic]": RAMBLES,
+}
+"""Parametrized standard tests the stand-in fails (the other schema types pass): marked
+strict xfail at collection (integration_tests/conftest.py), since the suite refuses
+overrides without an xfail decorator."""

@@ -28,6 +28,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from integration_tests.fake_tgi import FakeTGI
 from langchain_k2 import ChatK2, K2ConfigError, ToolDefinitionError
+from langchain_k2.backends.base import Grammar
+from langchain_k2.backends.gbnf import grammar_gbnf
 from langchain_k2.schema_support import K2SchemaWarning
 from langchain_k2.structured import build_spec, output_grammar
 from langchain_k2.tool_binding import normalize_tools
@@ -62,11 +64,10 @@ def _rejects(schema: dict[str, Any], value: Any) -> bool:
     return next(iter(cls(schema).iter_errors(value)), None) is not None
 
 
-def _gbnf_accepted(grammar: dict[str, Any]) -> None:
+def _gbnf_accepted(grammar: Grammar) -> None:
     llama_cpp = pytest.importorskip("llama_cpp")
-    from langchain_k2.backends.llamacpp_compat import schema_to_gbnf
-
-    gbnf = schema_to_gbnf(llama_cpp, json.dumps(grammar["value"]))
+    # The one JSON-schema-to-GBNF builder every llama.cpp flavour uses (backends/gbnf.py).
+    gbnf = grammar_gbnf(grammar, label="llama.cpp")
     llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
 
 
@@ -95,7 +96,7 @@ def _check_tool(entry: Entry) -> None:
                 assert parameters.get(key) == value, key
     for engine in ENGINES:
         grammar = call_grammar(tools, engine)
-        assert grammar["value"]["properties"]["name"] == {"const": function["name"]}
+        assert grammar.value["properties"]["name"] == {"const": function["name"]}
     _gbnf_accepted(call_grammar(tools, "llamacpp"))
 
 
@@ -117,7 +118,7 @@ def _check_output(entry: Entry) -> None:
                 spec.parse(AIMessage(json.dumps(probe)))
     for engine in ENGINES:
         grammar = output_grammar(spec.json_schema, spec.name, engine)
-        assert grammar["type"] == "json"
+        assert grammar.kind == "json"
     assert spec.grammar is not None
     try:  # a segfault here would end the run: none may happen
         _gbnf_accepted(spec.grammar)

@@ -80,7 +80,7 @@ def test_call_of_a_root_one_of_tool_failing_its_schema_is_repaired():
         message = llm.bind_tools([PET]).invoke("q")
     assert [(c["name"], c["args"]) for c in message.tool_calls] == [("Pet", {"meows": 3})]
     assert message.response_metadata["tool_call_retries"] == 1
-    repair = backend.requests[1][1].grammar["value"]
+    repair = backend.requests[1][1].grammar.value
     # The repair grammar carries the alternatives (oneOf sent as anyOf) and their $defs.
     assert repair["properties"]["arguments"]["anyOf"] == [
         {"$ref": "#/$defs/Cat"},
@@ -97,7 +97,7 @@ def test_pattern_properties_only_schema_rejects_other_keys():
     )
     with pytest.warns(K2SchemaWarning, match="patternProperties"):
         message = llm.bind_tools([LABELS], tool_choice="Labels").invoke("q")
-    grammar = backend.requests[0][1].grammar["value"]["properties"]["arguments"]
+    grammar = backend.requests[0][1].grammar.value["properties"]["arguments"]
     assert grammar == {"type": "object", "additionalProperties": {"type": "string"}}
     assert [c["args"] for c in message.tool_calls] == [{"x-team": "core"}]
     assert message.response_metadata["tool_call_retries"] == 1
@@ -289,7 +289,7 @@ def test_nullable_object_root_takes_the_object_branch():
         "properties": {"a": {"type": "integer"}},
     }
     assert llm.with_structured_output(schema).invoke("q") == {"a": 1}
-    assert backend.requests[0][1].grammar["value"]["type"] == "object"
+    assert backend.requests[0][1].grammar.value["type"] == "object"
     [tool] = normalize_tools([schema])
     assert tool["function"]["parameters"]["type"] == "object"
 

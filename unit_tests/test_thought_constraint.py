@@ -26,6 +26,7 @@ from langchain_k2.backends.thought import (
 )
 from langchain_k2.errors import K2ConfigError
 from langchain_k2.formats import get_format
+from langchain_k2.steps import GenerationRequest
 from langchain_k2.thought_constraint import close_tag, constrain_after_thought, xml_call_gbnf
 
 WEATHER = {
@@ -236,8 +237,9 @@ def test_the_turn_gets_the_thought_grammar(monkeypatch: Any) -> None:
         info=info,
         count=lambda text: len(text) // 4,
     )
-    request = turn.next_request()
-    assert request is not None
+    step = turn.step()
+    assert isinstance(step, GenerationRequest)
+    request = step
     assert request.prompt.endswith("<|im_start|>assistant\n<think_fast>\n")
     assert request.params.grammar is not None
     assert request.params.grammar.kind == "thought"
@@ -248,8 +250,8 @@ def test_the_turn_gets_the_thought_grammar(monkeypatch: Any) -> None:
         {"tools": [WEATHER], "tool_choice": "get_weather", "tool_grammar": False},
         info=info,
         count=lambda text: len(text) // 4,
-    ).next_request()
-    assert free is not None
+    ).step()
+    assert isinstance(free, GenerationRequest)
     assert free.params.grammar is None
 
 
