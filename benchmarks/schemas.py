@@ -24,6 +24,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import random
+import sys
+import time
 import warnings
 from collections import Counter
 from typing import Any
@@ -33,7 +35,11 @@ from langchain_core.messages import HumanMessage
 
 from benchmarks.common import Row, Settings
 from langchain_k2 import ChatK2, K2ConfigError, K2SchemaWarning, ToolDefinitionError
+from langchain_k2.backends.base import Grammar
+from langchain_k2.backends.gbnf import grammar_gbnf
 from langchain_k2.backends.llamacpp import find_smollm2_gguf
+from langchain_k2.backends.llamacpp_compat import grammar_is_usable
+from langchain_k2.errors import ContextWindowExceededError
 from langchain_k2.prompt import K2Format
 from langchain_k2.structured import build_spec
 from langchain_k2.tool_binding import normalize_tools
@@ -45,8 +51,10 @@ KEYS = tuple(
     f"schemas.{family}.{what}" for family in FAMILIES for what in ("bound", "valid", "tokens")
 )
 QUESTION = "Fill in an example that fits."
-SAMPLE = 8
-"""Schemas per family answered on the stand-in model, each side."""
+SAMPLE = 2
+"""Schemas per family answered on the stand-in model, each side (2: ~10 minutes on 2 cores)."""
+MAX_NEW_TOKENS = 128
+"""The cap on each answer, both sides (a 135M model fills big grammars slowly)."""
 
 
 def _rejects(schema: dict[str, Any], value: Any) -> bool:
@@ -70,23 +78,33 @@ def _bind(entry: Any) -> tuple[str, dict[str, Any] | None]:
         return "crashed", None
 
 
-def _compiles(llama_cpp: Any, schema: dict[str, Any]) -> bool:
-    from langchain_k2.backends.llamacpp_compat import schema_to_gbnf
-
+def _compiles(llama_cpp: Any, vocab: Any, gbnf: str | None) -> bool:
+    """Whether llama.cpp parses ``gbnf`` and builds a grammar sampler from it."""
+    if gbnf is None:
+        return False
     try:
-        gbnf = schema_to_gbnf(llama_cpp, json.dumps(schema))
-        llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
-        return True
+        grammar = llama_cpp.LlamaGrammar.from_string(gbnf, verbose=False)
+        return bool(grammar_is_usable(llama_cpp.llama_cpp, vocab, grammar))
     except Exception:
         return False
 
 
-def _ours_grammar(entry: Any) -> dict[str, Any] | None:
+def _ours_gbnf(entry: Any) -> str | None:
+    """ChatK2's GBNF for the entry (forced call, or the output schema), as llama.cpp gets it."""
     try:
         if entry.kind == "tool":
-            return call_grammar(normalize_tools([entry.schema]), "llamacpp")["value"]
-        grammar = build_spec(entry.schema, "json_schema", engine="llamacpp").grammar
-        return None if grammar is None else dict(grammar["value"])
+            grammar: Grammar | None = call_grammar(normalize_tools([entry.schema]), "llamacpp")
+        else:
+            grammar = build_spec(entry.schema, "json_schema", engine="llamacpp").grammar
+        return None if grammar is None else grammar_gbnf(grammar, label="llama.cpp")
+    except Exception:
+        return None
+
+
+def _peer_gbnf(llama_cpp: Any, schema: dict[str, Any]) -> str | None:
+    """The schema as given through llama-cpp-python's converter (what its handler does)."""
+    try:
+        return str(llama_cpp.llama_grammar.json_schema_to_gbnf(json.dumps(schema)))
     except Exception:
         return None
 
@@ -106,26 +124,32 @@ def _tool_dict(entry: Any) -> dict[str, Any]:
         "parameters": spec.get("parameters") or {"type": "object", "properties": {}}}}  # fmt: skip
 
 
-def _k2_answer(llm: ChatK2, entry: Any, whole: dict[str, Any]) -> tuple[bool, int]:
-    """Whether ChatK2's answer is valid against the whole schema; the prompt tokens."""
+def _k2_answer(llm: ChatK2, entry: Any, whole: dict[str, Any]) -> tuple[str, int]:
+    """("valid" / "invalid" / "too long" / "error: <type>", prompt tokens) for ChatK2."""
     message = HumanMessage(QUESTION)
-    if entry.kind == "tool":
-        [tool] = normalize_tools([entry.schema])
-        name = tool["function"]["name"]
-        reply = llm.bind_tools([tool], tool_choice=name).invoke([message])
-        calls = [c for c in reply.tool_calls if c["name"] == name]
-        ok = bool(calls) and not _rejects(whole, calls[0]["args"])
-    else:
-        result = llm.with_structured_output(entry.schema, include_raw=True).invoke([message])
-        reply = result["raw"]
-        ok = result["parsed"] is not None and not _rejects(whole, result["parsed"])
+    try:
+        if entry.kind == "tool":
+            [tool] = normalize_tools([entry.schema])
+            name = tool["function"]["name"]
+            reply = llm.bind_tools([tool], tool_choice=name).invoke([message])
+            calls = [c for c in reply.tool_calls if c["name"] == name]
+            ok = bool(calls) and not _rejects(whole, calls[0]["args"])
+        else:
+            result = llm.with_structured_output(entry.schema, include_raw=True).invoke([message])
+            reply = result["raw"]
+            ok = result["parsed"] is not None and not _rejects(whole, result["parsed"])
+    except ContextWindowExceededError:
+        return "too long", 0
+    except Exception as exc:
+        return f"error: {type(exc).__name__}", 0
     usage = reply.usage_metadata
-    return ok, int(usage["input_tokens"]) if usage else 0
+    return ("valid" if ok else "invalid"), int(usage["input_tokens"]) if usage else 0
 
 
-def _peer_answer(llama: Any, entry: Any, whole: dict[str, Any]) -> tuple[bool, int]:
+def _peer_answer(llama: Any, entry: Any, whole: dict[str, Any]) -> tuple[str, int]:
+    """("valid" / "invalid" / "error: <type>", prompt tokens) for create_chat_completion."""
     messages = [{"role": "user", "content": QUESTION}]
-    greedy = {"temperature": 0.0, "top_k": 1, "max_tokens": 256}
+    greedy = {"temperature": 0.0, "top_k": 1, "max_tokens": MAX_NEW_TOKENS}
     try:
         if entry.kind == "tool":
             tool = _tool_dict(entry)
@@ -134,16 +158,23 @@ def _peer_answer(llama: Any, entry: Any, whole: dict[str, Any]) -> tuple[bool, i
                 messages, tools=[tool],
                 tool_choice={"type": "function", "function": {"name": name}}, **greedy,
             )  # fmt: skip
-            calls = out["choices"][0]["message"].get("tool_calls") or []
-            args = json.loads(calls[0]["function"]["arguments"]) if calls else None
         else:
             out = llama.create_chat_completion(
                 messages, response_format={"type": "json_object", "schema": whole}, **greedy
             )
-            args = json.loads(out["choices"][0]["message"]["content"] or "null")
-    except Exception:
-        return False, 0
-    return args is not None and not _rejects(whole, args), int(out["usage"]["prompt_tokens"])
+    except Exception as exc:
+        return f"error: {type(exc).__name__}", 0
+    used = int(out["usage"]["prompt_tokens"])
+    message = out["choices"][0]["message"]
+    try:
+        if entry.kind == "tool":
+            calls = message.get("tool_calls") or []
+            args = json.loads(calls[0]["function"]["arguments"]) if calls else None
+        else:
+            args = json.loads(message["content"] or "null")
+    except ValueError:  # cut off at max_tokens inside the JSON
+        return "invalid", used
+    return ("valid" if args is not None and not _rejects(whole, args) else "invalid"), used
 
 
 def _bare_prompt_tokens(llm: ChatK2, llama: Any) -> tuple[int, int]:
@@ -153,7 +184,9 @@ def _bare_prompt_tokens(llm: ChatK2, llama: Any) -> tuple[int, int]:
     return (int(ours["input_tokens"]) if ours else 0), int(peer["usage"]["prompt_tokens"])
 
 
-def _bound_row(family: str, members: list[Any], llama_cpp: Any) -> tuple[Row, dict[str, Any]]:
+def _bound_row(
+    family: str, members: list[Any], llama_cpp: Any, vocab: Any
+) -> tuple[Row, dict[str, Any]]:
     outcomes: Counter[str] = Counter()
     wholes: dict[str, dict[str, Any]] = {}
     ours_ok = peer_ok = 0
@@ -162,10 +195,9 @@ def _bound_row(family: str, members: list[Any], llama_cpp: Any) -> tuple[Row, di
         outcomes[outcome] += 1
         if whole is not None:
             wholes[entry.id] = whole
-        if llama_cpp is not None:
-            grammar = _ours_grammar(entry)
-            ours_ok += grammar is not None and _compiles(llama_cpp, grammar)
-            peer_ok += _compiles(llama_cpp, _peer_schema(entry))
+        if vocab is not None:
+            ours_ok += _compiles(llama_cpp, vocab, _ours_gbnf(entry))
+            peer_ok += _compiles(llama_cpp, vocab, _peer_gbnf(llama_cpp, _peer_schema(entry)))
     total = len(members)
     row = Row(
         key=f"schemas.{family}.bound", section=SECTION,
@@ -173,31 +205,35 @@ def _bound_row(family: str, members: list[Any], llama_cpp: Any) -> tuple[Row, di
         peer=None, unit="schemas", peer_name="-", compare=False,
         note=(f"bound {outcomes['bound']}, refused clearly {outcomes['refused']}, "
               f"crashed {outcomes['crashed']}; " + (
-                  f"llama.cpp compiles ChatK2's grammar for {ours_ok}/{total}, "
-                  f"llama-cpp-python's converter the schema as given {peer_ok}/{total}"
-                  if llama_cpp is not None else "llama.cpp grammars not measured (no llama_cpp)")),
+                  f"llama.cpp accepts ChatK2's grammar for {ours_ok}/{total}, "
+                  f"llama-cpp-python's converter on the schema as given {peer_ok}/{total}"
+                  if vocab is not None else "llama.cpp grammars not measured (no llama_cpp)")),
     )  # fmt: skip
     return row, wholes
+
+
+def _tally(outcomes: list[str]) -> str:
+    return ", ".join(f"{what} {n}" for what, n in sorted(Counter(outcomes).items()))
 
 
 def _answer_rows(
     family: str, sample: list[Any], *, wholes: dict[str, Any], llm: ChatK2, llama: Any,
     bare: tuple[int, int],
 ) -> list[Row]:  # fmt: skip
-    valid = {"k2": 0, "peer": 0}
+    outcomes: dict[str, list[str]] = {"k2": [], "peer": []}
     tokens: dict[str, list[int]] = {"k2": [], "peer": []}
     for entry in sample:
         whole = wholes[entry.id]
-        ok, used = _k2_answer(llm, entry, whole)
-        valid["k2"] += ok
-        tokens["k2"].append(used - bare[0])
-        ok, used = _peer_answer(llama, entry, whole)
-        valid["peer"] += ok
-        if used:
-            tokens["peer"].append(used - bare[1])
+        for side, answer in (("k2", _k2_answer(llm, entry, whole)),
+                             ("peer", _peer_answer(llama, entry, whole))):  # fmt: skip
+            outcome, used = answer
+            outcomes[side].append(outcome)
+            if used:
+                tokens[side].append(used - bare[0 if side == "k2" else 1])
     n = len(sample)
-    k2_tokens = sum(tokens["k2"]) / max(1, len(tokens["k2"]))
-    peer_tokens = sum(tokens["peer"]) / max(1, len(tokens["peer"]))
+    valid = {side: outcomes[side].count("valid") for side in outcomes}
+    mean = {side: sum(t) / len(t) if t else None for side, t in tokens.items()}
+    names = ", ".join(entry.name for entry in sample)
     return [
         Row(
             key=f"schemas.{family}.valid", section=SECTION,
@@ -205,17 +241,17 @@ def _answer_rows(
             k2=100.0 * valid["k2"] / n, peer=100.0 * valid["peer"] / n, unit="% valid",
             peer_name="llama-cpp-python create_chat_completion",
             reference="higher is better",
-            note=f"ChatK2 {valid['k2']}/{n}, llama-cpp-python {valid['peer']}/{n}",
+            note=(f"sample {names}; at most {MAX_NEW_TOKENS} new tokens, no retries; "
+                  f"ChatK2 {_tally(outcomes['k2'])}; llama-cpp-python {_tally(outcomes['peer'])}"),
         ),
         Row(
             key=f"schemas.{family}.tokens", section=SECTION,
-            measure=f"{family}: prompt tokens one schema adds", k2=k2_tokens,
-            peer=peer_tokens, unit="tokens", peer_name="llama-cpp-python create_chat_completion",
+            measure=f"{family}: prompt tokens one schema adds", k2=mean["k2"],
+            peer=mean["peer"], unit="tokens", peer_name="llama-cpp-python create_chat_completion",
             compare=False,
-            note=("ChatK2: the model card's tools prompt holds the schema; the peer's chat "
-                  "template (SmolLM2's) has no tools, the schema is in its grammar only. "
-                  "ChatK2's prompts are byte-prefixes across turns, so a prefix cache (vLLM, "
-                  "SGLang, TGI, llama.cpp's slot cache) pays them once per conversation"),
+            note=("mean over the answered sample. ChatK2: the model card's tools prompt holds "
+                  "the schema; the peer's chat template (SmolLM2's) has no tools, the schema "
+                  "is in its grammar only"),
         ),
     ]  # fmt: skip
 
@@ -228,14 +264,27 @@ def _not_run(family: str, why: str, whats: tuple[str, ...]) -> list[Row]:
     ]  # fmt: skip
 
 
+def _progress(rows: list[Row], start: float) -> None:
+    """One line per row to stderr, flushed: a run cut short still shows its families."""
+    for row in rows:
+        k2 = "-" if row.k2 is None else f"{row.k2:.0f}"
+        peer = "" if row.peer is None else f" | peer {row.peer:.0f}"
+        sys.stderr.write(
+            f"[schemas {time.perf_counter() - start:4.0f} s] {row.key}: {k2}{peer} {row.unit}"
+            f" ({row.note})\n"
+        )
+    sys.stderr.flush()
+
+
 def run(settings: Settings) -> list[Row]:
     """Bind every corpus schema; answer a sample each side on the stand-in model.
 
     ``--quick`` binds the Schema Store family only (no MCP servers, no downloads) and
-    answers nothing.
+    answers nothing. Each family's rows go to stderr as soon as they are measured.
     """
     from unit_tests.schema_corpus import corpus
 
+    start = time.perf_counter()
     warnings.simplefilter("ignore", K2SchemaWarning)
     families = ("schemastore",) if settings.quick else FAMILIES
     entries = corpus(families)
@@ -243,11 +292,15 @@ def run(settings: Settings) -> list[Row]:
     if importlib.util.find_spec("llama_cpp") is not None:
         import llama_cpp
     path = find_smollm2_gguf()
-    llm = llama = None
-    if llama_cpp is not None and path is not None and not settings.quick:
-        llm = ChatK2(model_path=str(path), prompt_format=K2Format.chatml(), temperature=0,
-                     max_new_tokens=256, max_tool_call_retries=1)  # fmt: skip
-        llama = llm._get_backend()._ensure_loaded()  # type: ignore[attr-defined]
+    llm = llama = vocab = None
+    if llama_cpp is not None and path is not None:
+        if settings.quick:  # the vocabulary is all a grammar check needs
+            llama = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
+        else:
+            llm = ChatK2(model_path=str(path), prompt_format=K2Format.chatml(), temperature=0,
+                         max_new_tokens=MAX_NEW_TOKENS, max_tool_call_retries=0)  # fmt: skip
+            llama = llm._get_backend()._ensure_loaded()  # type: ignore[attr-defined]
+        vocab = llama_cpp.llama_cpp.llama_model_get_vocab(llama.model)
     bare = _bare_prompt_tokens(llm, llama) if llm is not None else (0, 0)
     rows: list[Row] = []
     for family in FAMILIES:
@@ -257,15 +310,17 @@ def run(settings: Settings) -> list[Row]:
         members = [e for e in entries if e.family == family]
         if settings.quick:  # the four smallest
             members = sorted(members, key=lambda e: len(json.dumps(e.schema)))[:4]
-        row, wholes = _bound_row(family, members, llama_cpp)
-        rows.append(row)
+        row, wholes = _bound_row(family, members, llama_cpp, vocab)
+        family_rows = [row]
         sample = [e for e in members if e.id in wholes]
         random.Random(family).shuffle(sample)
         if llm is None or not sample:
             why = "not run in --quick" if settings.quick else "skipped: no llama.cpp or SmolLM2"
-            rows += _not_run(family, why, ("valid", "tokens"))
-            continue
-        rows += _answer_rows(
-            family, sample[:SAMPLE], wholes=wholes, llm=llm, llama=llama, bare=bare
-        )
+            family_rows += _not_run(family, why, ("valid", "tokens"))
+        else:
+            family_rows += _answer_rows(
+                family, sample[:SAMPLE], wholes=wholes, llm=llm, llama=llama, bare=bare
+            )
+        _progress(family_rows, start)
+        rows += family_rows
     return rows
