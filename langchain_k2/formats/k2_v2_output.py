@@ -30,9 +30,9 @@ Example:
 
 from __future__ import annotations
 
-from langchain_k2.formats._pieces import Piece, Reasoning
-from langchain_k2.formats.reasoning_split import ReasoningSplitter, Trim
-from langchain_k2.tool_block import CLOSE_TAG, OPEN_TAG, ToolBlock
+from langchain_k2.formats._pieces import Piece
+from langchain_k2.formats.reasoning_split import ReasoningSplitter, SplitOutput
+from langchain_k2.tool_block import CLOSE_TAG, OPEN_TAG
 from langchain_k2.tool_calls import ToolCallStreamParser
 from langchain_k2.tool_schema import ToolIndex
 
@@ -60,7 +60,7 @@ def effort_tags(effort: str, table: dict[str, tuple[str, str]]) -> tuple[str, st
         raise ValueError(msg) from None
 
 
-class K2V2OutputParser:
+class K2V2OutputParser(SplitOutput):
     """Incremental parser of one K2-V2 / K2-Think-V2 generation.
 
     For any split of a text into deltas, the pieces of ``feed`` and ``close`` join (texts
@@ -103,57 +103,13 @@ class K2V2OutputParser:
             else None
         )
         self._calls = ToolCallStreamParser(tools, open_tag=OPEN_TAG, close_tag=CLOSE_TAG)
-        self._reasoning = Trim()
-        self._content = Trim()
+        self._reader = self._calls
+        super().__init__()
 
     @property
     def in_block(self) -> bool:
         """Whether the parser is inside an open ``<tool_call>`` block."""
         return self._calls.in_block
-
-    @property
-    def in_reasoning(self) -> bool:
-        """Whether the text so far ends inside the reasoning."""
-        return self._split is not None and self._split.in_reasoning
-
-    def feed(self, delta: str) -> list[Piece]:
-        """Take the next piece of generated text; return the pieces now known."""
-        if self._split is not None and self._split.plain(delta):  # the common case
-            text = self._reasoning.text(delta)
-            return [Reasoning(text)] if text else []
-        parts: list[Reasoning | str] = [delta]
-        if self._split is not None:
-            parts = self._split.feed(delta)
-        return self._pieces(parts, end=False)
-
-    def close(self) -> list[Piece]:
-        """End of generation: flush held text (an unclosed reasoning stays reasoning)."""
-        parts = self._split.close() if self._split is not None else []
-        out = self._pieces(parts, end=True)
-        self._reasoning, self._content = Trim(), Trim()
-        return out
-
-    def _pieces(self, parts: list[Reasoning | str], *, end: bool) -> list[Piece]:
-        out: list[Piece] = []
-        for part in parts:
-            if isinstance(part, Reasoning):
-                text = self._reasoning.text(part.text)
-                if text:
-                    out.append(part if text is part.text else Reasoning(text))
-            else:
-                out += self._answer(self._calls.feed(part))
-        if end:
-            out += self._answer(self._calls.close())
-        return out
-
-    def _answer(self, items: list[str | ToolBlock]) -> list[Piece]:
-        out: list[Piece] = []
-        for item in items:
-            if isinstance(item, ToolBlock):
-                out.append(item)
-            elif text := self._content.text(item):
-                out.append(text)
-        return out
 
 
 def parse_k2_v2(

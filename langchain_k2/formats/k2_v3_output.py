@@ -33,7 +33,7 @@ Example:
 
 from __future__ import annotations
 
-from langchain_k2.formats._pieces import Piece, Reasoning
+from langchain_k2.formats._pieces import Piece
 from langchain_k2.formats.k2_v2_output import effort_tags
 from langchain_k2.formats.k2_v3_calls import (
     CALL_FORMATS,
@@ -44,7 +44,7 @@ from langchain_k2.formats.k2_v3_calls import (
     read_group,
     unclosed_group,
 )
-from langchain_k2.formats.reasoning_split import ReasoningSplitter, Trim, Unclosed
+from langchain_k2.formats.reasoning_split import ReasoningSplitter, SplitOutput, Unclosed
 from langchain_k2.tool_block import partial_suffix
 from langchain_k2.tool_schema import ToolIndex
 
@@ -115,7 +115,7 @@ class _GroupFinder:
         return [held] if held else []
 
 
-class K2V3OutputParser:
+class K2V3OutputParser(SplitOutput):
     """Incremental parser of one K2-V3 generation.
 
     For any split of a text into deltas, the pieces of ``feed`` and ``close`` join (texts
@@ -174,57 +174,13 @@ class K2V3OutputParser:
             else None
         )
         self._groups = _GroupFinder(tool_call_format, tools)
-        self._reasoning = Trim()
-        self._content = Trim()
+        self._reader = self._groups
+        super().__init__()
 
     @property
     def in_block(self) -> bool:
         """Whether the parser is inside an open ``<ifm|tool_calls>`` group."""
         return self._groups.in_group
-
-    @property
-    def in_reasoning(self) -> bool:
-        """Whether the text so far may still be reasoning."""
-        return self._split is not None and self._split.in_reasoning
-
-    def feed(self, delta: str) -> list[Piece]:
-        """Take the next piece of generated text; return the pieces now known."""
-        if self._split is not None and self._split.plain(delta):  # the common case
-            text = self._reasoning.text(delta)
-            return [Reasoning(text)] if text else []
-        parts: list[Reasoning | str] = [delta]
-        if self._split is not None:
-            parts = self._split.feed(delta)
-        return self._pieces(parts, end=False)
-
-    def close(self) -> list[Piece]:
-        """End of generation: flush held text and apply the missing-close rule."""
-        parts = self._split.close() if self._split is not None else []
-        out = self._pieces(parts, end=True)
-        self._reasoning, self._content = Trim(), Trim()
-        return out
-
-    def _pieces(self, parts: list[Reasoning | str], *, end: bool) -> list[Piece]:
-        out: list[Piece] = []
-        for part in parts:
-            if isinstance(part, Reasoning):
-                text = self._reasoning.text(part.text)
-                if text:
-                    out.append(part if text is part.text else Reasoning(text))
-            else:
-                out += self._answer(self._groups.feed(part))
-        if end:
-            out += self._answer(self._groups.close())
-        return out
-
-    def _answer(self, items: list[str | Piece]) -> list[Piece]:
-        out: list[Piece] = []
-        for item in items:
-            if not isinstance(item, str):
-                out.append(item)
-            elif text := self._content.text(item):
-                out.append(text)
-        return out
 
 
 def parse_k2_v3(

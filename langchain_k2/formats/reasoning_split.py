@@ -4,7 +4,8 @@ In: generated text, whole or in deltas, and the effort's tags (``<think_fast>`` 
 ``</think_fast>``, ``<ifm|think>`` / ``</ifm|think>``...). Out: `Reasoning` pieces and
 answer text (``str``, still to be searched for tool calls), in order. Partial tags at the end
 of a delta are held back until the next delta tells what they are, so any split of a text
-yields pieces that join to the whole-text result.
+yields pieces that join to the whole-text result. `SplitOutput` is the output parser both
+families build on: this splitter for the thought, the family's reader for the answer.
 
 The rules (``shared/spec/k2-family.md`` sections 3 and 7):
 
@@ -21,7 +22,7 @@ The rules (``shared/spec/k2-family.md`` sections 3 and 7):
   decided at the close tag or at the end, so under ``"content"`` the reasoning is held
   until then. ``"boundary"`` is upstream's streaming rule: the reasoning ends at the close
   tag or at the first boundary, whichever comes first, and is streamed as it comes.
-  ``"live"`` (ChatK2's K2-V3 default) streams the reasoning as it comes and still never
+  ``"live"`` (a K2-V3 option) streams the reasoning as it comes and still never
   runs a call drafted in the thought: from a boundary met inside the reasoning, the text
   is held until the close tag (then it was reasoning) or the end (then the reasoning ended
   at the boundary, as under ``"content"``); text with neither is all reasoning.
@@ -34,9 +35,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, Protocol
 
-from langchain_k2.formats._pieces import Reasoning
+from langchain_k2.formats._pieces import Piece, Reasoning
 from langchain_k2.tool_block import partial_suffix
 
 __all__ = ["ReasoningSplitter", "Trim", "Unclosed"]
@@ -235,4 +236,76 @@ class Trim:
             return ""
         out = self._space + body
         self._space = text[len(body) :]
+        return out
+
+
+class AnswerReader(Protocol):
+    """What reads the answer side of a family's output: text in; text and call blocks out."""
+
+    def feed(self, text: str) -> list[Any]:
+        """The next answer text; the text and blocks it completes."""
+        ...
+
+    def close(self) -> list[Any]:
+        """The end of the answer; what was held."""
+        ...
+
+
+class SplitOutput:
+    """A family's output parser: the reasoning split off, the answer read by ``reader``.
+
+    Subclasses set ``_split`` (``None``: no reasoning) and ``_reader``; this class owns
+    the streaming plumbing both K2 families share (whitespace trimmed at both ends of the
+    reasoning and of the answer, held text flushed at the end).
+    """
+
+    _split: ReasoningSplitter | None
+    _reader: AnswerReader
+
+    def __init__(self) -> None:
+        self._reasoning = Trim()
+        self._content = Trim()
+
+    @property
+    def in_reasoning(self) -> bool:
+        """Whether the text so far ends inside (or may still be) the reasoning."""
+        return self._split is not None and self._split.in_reasoning
+
+    def feed(self, delta: str) -> list[Piece]:
+        """Take the next piece of generated text; return the pieces now known."""
+        if self._split is not None and self._split.plain(delta):  # the common case
+            text = self._reasoning.text(delta)
+            return [Reasoning(text)] if text else []
+        parts: list[Reasoning | str] = [delta]
+        if self._split is not None:
+            parts = self._split.feed(delta)
+        return self._pieces(parts, end=False)
+
+    def close(self) -> list[Piece]:
+        """End of generation: flush held text and apply the family's missing-close rule."""
+        parts = self._split.close() if self._split is not None else []
+        out = self._pieces(parts, end=True)
+        self._reasoning, self._content = Trim(), Trim()
+        return out
+
+    def _pieces(self, parts: list[Reasoning | str], *, end: bool) -> list[Piece]:
+        out: list[Piece] = []
+        for part in parts:
+            if isinstance(part, Reasoning):
+                text = self._reasoning.text(part.text)
+                if text:
+                    out.append(part if text is part.text else Reasoning(text))
+            else:
+                out += self._answer(self._reader.feed(part))
+        if end:
+            out += self._answer(self._reader.close())
+        return out
+
+    def _answer(self, items: list[Any]) -> list[Piece]:
+        out: list[Piece] = []
+        for item in items:
+            if not isinstance(item, str):
+                out.append(item)
+            elif text := self._content.text(item):
+                out.append(text)
         return out
