@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from langchain_k2.tool_calls import ToolBlock, ToolCallStreamParser, parse_tool_calls
+from langchain_k2._tool_calls import ToolBlock, ToolCallStreamParser, parse_tool_calls
 
 SEED = 20240515
 OPEN, CLOSE = "<tool_call>", "</tool_call>"

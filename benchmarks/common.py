@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:  # `python benchmarks/run.py` and `integration_tests`
+if str(REPO_ROOT) not in sys.path:  # `python benchmarks/run.py` imports `tests.support`
     sys.path.insert(0, str(REPO_ROOT))
 
-from integration_tests.fake_tgi import FakeTGI  # noqa: E402
+from tests.support.fake_engine import FakeEngine  # noqa: E402
 
 #: Server limits large enough for 20 tools in the prompt and 2,000-token streams.
 SERVER_LIMITS: dict[str, Any] = {"max_input_tokens": 8192, "max_total_tokens": 16384}
@@ -152,9 +152,9 @@ def interleaved(
 
 
 @contextmanager
-def fake_tgi(**config: Any) -> Iterator[FakeTGI]:
+def fake_engine(**config: Any) -> Iterator[FakeEngine]:
     """A fake TGI server in a subprocess on 127.0.0.1, stopped when the block ends."""
-    server = FakeTGI(config={**SERVER_LIMITS, **config})
+    server = FakeEngine(config={**SERVER_LIMITS, **config})
     with server:
         yield server
 

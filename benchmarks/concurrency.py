@@ -36,7 +36,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from benchmarks.common import Row, Settings, fake_tgi, process_cpu_s, words
+from benchmarks.common import Row, Settings, fake_engine, process_cpu_s, words
 from benchmarks.overhead import k2_model, peer_model
 
 SECTION = "3. Concurrency"
@@ -60,7 +60,7 @@ def peer_pool_limit(peer: Any) -> int | None:
 
 def k2_pool_limit(loop: asyncio.AbstractEventLoop) -> int | None:
     """ChatK2's pool limit: its TGI backend's shared session on ``loop`` (after a call)."""
-    from langchain_k2.backends.http import _ASYNC_SESSIONS
+    from langchain_k2.backends._http import _ASYNC_SESSIONS
 
     session = _ASYNC_SESSIONS.get(loop)
     return None if session is None else pool_limit(session.client)
@@ -182,7 +182,7 @@ def run(settings: Settings) -> list[Row]:
     """Wall time of a burst, per client and server limit, against the ideal."""
     n, repeats = settings.concurrency_requests, settings.concurrency_repeats
     rows: list[Row] = []
-    with fake_tgi() as tgi:
+    with fake_engine() as tgi:
         loop = asyncio.new_event_loop()
         try:
             for key, server_limit, label in (

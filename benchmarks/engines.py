@@ -2,7 +2,7 @@
 
 A vLLM user's other choice is ``langchain-openai``'s ``ChatOpenAI`` pointed at vLLM's
 OpenAI-compatible chat route. Both sides talk to one fake vLLM server (its own process,
-``integration_tests/fake_tgi/engines.py``) that answers at once with the same text: ChatK2
+``tests/support/fake_engine/engines.py``) that answers at once with the same text: ChatK2
 (``engine="vllm"``) through ``/v1/completions`` with K2's rendered prompt, ``ChatOpenAI``
 through ``/v1/chat/completions``. Measured: the client process's CPU time (user + system,
 ``time.process_time``) per ``invoke`` and per streamed token, the two sides interleaved in
@@ -23,8 +23,8 @@ from typing import Any
 from langchain_core.messages import HumanMessage
 
 from benchmarks.common import SERVER_LIMITS, Row, Settings, words
-from integration_tests.fake_tgi import FakeTGI
 from langchain_k2 import ChatK2
+from tests.support.fake_engine import FakeEngine
 
 SECTION = "6. ChatK2 on vLLM vs ChatOpenAI"
 KEYS = ("engines.vllm_invoke", "engines.vllm_stream")
@@ -74,7 +74,7 @@ def _row(key: str, measure: str, *, k2: float, peer: float, unit: str, goal: str
     )
 
 
-def _invoke(server: FakeTGI, calls: int) -> Row:
+def _invoke(server: FakeEngine, calls: int) -> Row:
     text = words(REPLY_TOKENS)
     server.set_default({"text": text})
     k2, peer = _models(server.url)
@@ -95,7 +95,7 @@ def _invoke(server: FakeTGI, calls: int) -> Row:
     )
 
 
-def _stream(server: FakeTGI, calls: int, tokens: int) -> Row:
+def _stream(server: FakeEngine, calls: int, tokens: int) -> Row:
     text = words(tokens)
     server.set_default({"text": text})
     k2, peer = _models(server.url)
@@ -135,5 +135,5 @@ def run(settings: Settings) -> list[Row]:
     calls = settings.overhead_calls
     tokens = 50 if settings.quick else 1000
     streams = 2 if settings.quick else 12
-    with FakeTGI(engine="vllm", config=dict(SERVER_LIMITS)) as server:
+    with FakeEngine(engine="vllm", config=dict(SERVER_LIMITS)) as server:
         return [_invoke(server, calls), _stream(server, streams, tokens)]

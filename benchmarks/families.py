@@ -33,10 +33,10 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 
 from benchmarks.common import REPO_ROOT, Row, Settings, interleaved, median_ms
 from langchain_k2 import ChatK2
-from langchain_k2.formats.k2_v2_output import K2V2OutputParser
-from langchain_k2.formats.k2_v3_output import K2V3OutputParser
-from langchain_k2.tool_calls import ToolCallStreamParser
-from langchain_k2.tool_schema import tool_index
+from langchain_k2._tool_calls import ToolCallStreamParser
+from langchain_k2._tool_schema import tool_index
+from langchain_k2.formats._k2_v2_output import K2V2OutputParser
+from langchain_k2.formats._k2_v3_output import K2V3OutputParser
 
 SECTION = "8. K2 families"
 KEYS = (
@@ -227,8 +227,8 @@ def k2_family_model(url: str, family: str) -> Any:
         return ChatK2(prompt_format=family, **fields).bind_tools(TOOLS)
     except ValueError:  # pydantic's ValidationError: no family formats in this checkout
         pass
-    from langchain_k2 import turn
-    from langchain_k2.prompt import DEFAULT_FORMAT
+    from langchain_k2 import _turn as turn
+    from langchain_k2._prompt import DEFAULT_FORMAT
 
     marked = DEFAULT_FORMAT.model_copy()
     _FAMILY_OF[id(marked)] = family

@@ -1,6 +1,6 @@
 """Coverage-guided fuzzing (atheris, libFuzzer) of the renderer and the tool-call parsers.
 
-The same properties as ``unit_tests/test_fuzz.py`` (hypothesis), driven by libFuzzer's coverage
+The same properties as ``tests/unit/test_fuzz.py`` (hypothesis), driven by libFuzzer's coverage
 feedback over ``langchain_k2``'s code instead of random generation:
 
 - ``render_prompt`` on fuzzer-built conversations raises nothing but ``K2InputError``, and with

@@ -21,8 +21,8 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from benchmarks.common import Row, Settings
 from langchain_k2 import ChatK2
-from langchain_k2.backends.llamacpp import find_smollm2_gguf
-from langchain_k2.prompt import K2Format
+from langchain_k2._prompt import K2Format
+from langchain_k2.backends._llamacpp import find_smollm2_gguf
 
 SECTION = "5. Local backend"
 KEYS = ("local.tokens_per_s",)

@@ -30,10 +30,10 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from benchmarks.common import TOOL_CALL, Row, Settings, call_ok, fake_tgi, make_tools
+from benchmarks.common import TOOL_CALL, Row, Settings, call_ok, fake_engine, make_tools
 from benchmarks.overhead import k2_model
-from integration_tests.fake_tgi.bench import CORRUPTIONS, corrupt
-from langchain_k2.tool_calls import parse_block
+from langchain_k2._tool_calls import parse_block
+from tests.support.fake_engine.bench import CORRUPTIONS, corrupt
 
 SECTION = "4. Malformed tool calls"
 KEYS = ("malformed.grammar", "malformed.no_grammar", "malformed.no_retries")
@@ -81,7 +81,7 @@ def run(settings: Settings) -> list[Row]:
     check_corruptions_are_invalid()
     turns = settings.malformed_turns
     rows: list[Row] = []
-    with fake_tgi() as tgi:
+    with fake_engine() as tgi:
         for key, label, retries, grammar, expected in CONFIGS:
             valid, records = _turns(tgi, retries, grammar, turns)
             generations = [r for r in records if r["path"] == "/"]

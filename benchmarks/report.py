@@ -165,7 +165,7 @@ def markdown_report(
         "passes or fails.",
         "",
         f"This file comes from {kind}. Every comparison ran side by side in the same process "
-        "against the same loopback fake TGI server (`integration_tests/fake_tgi`, a separate "
+        "against the same loopback fake TGI server (`tests/support/fake_engine`, a separate "
         "process), the two sides interleaved in alternating blocks; figures are medians. "
         "The machine is shared, so absolute numbers move between runs; the ratios are the "
         "figures to read. Every socket connection the run opens is checked to go to a loopback "

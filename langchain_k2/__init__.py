@@ -9,6 +9,14 @@ Public names:
 - the exceptions of `langchain_k2.errors`.
 """
 
+from langchain_k2._prompt import K2Format, neutralize, render_prompt, restore
+from langchain_k2._schema_support import K2SchemaWarning
+from langchain_k2._tool_calls import (
+    ParsedToolCalls,
+    ToolBlock,
+    ToolCallStreamParser,
+    parse_tool_calls,
+)
 from langchain_k2._version import __version__
 from langchain_k2.chat_models import ChatK2
 from langchain_k2.errors import (
@@ -31,14 +39,6 @@ from langchain_k2.errors import (
     K2UnavailableError,
     K2ValidationError,
     ToolDefinitionError,
-)
-from langchain_k2.prompt import K2Format, neutralize, render_prompt, restore
-from langchain_k2.schema_support import K2SchemaWarning
-from langchain_k2.tool_calls import (
-    ParsedToolCalls,
-    ToolBlock,
-    ToolCallStreamParser,
-    parse_tool_calls,
 )
 
 __all__ = [

@@ -27,9 +27,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from langchain_k2.backends.base import GenerationParams, Grammar
+from langchain_k2._stops import sent_stops
+from langchain_k2.backends._base import GenerationParams, Grammar
 from langchain_k2.errors import K2ConfigError
-from langchain_k2.stops import sent_stops
 
 ALIASES: Mapping[str, str] = {
     "max_tokens": "max_new_tokens",

@@ -137,4 +137,4 @@ def hoist_definitions(
 
 
 refs_in = _refs
-"""Every ``$ref`` string in a schema (`langchain_k2.tool_binding` finds recursive models)."""
+"""Every ``$ref`` string in a schema (`langchain_k2._tool_binding` finds recursive models)."""

@@ -19,8 +19,8 @@ from __future__ import annotations
 import warnings
 
 from langchain_k2._urls import redact_url
-from langchain_k2.backends.base import Backend, BackendInfo
-from langchain_k2.backends.engines import LABELS
+from langchain_k2.backends._base import Backend, BackendInfo
+from langchain_k2.backends._engines import LABELS
 
 
 def _base(name: str) -> str:

@@ -4,8 +4,8 @@ In: LangChain messages, bound tools and call options. Out: ``AIMessage`` /
 ``AIMessageChunk`` with ``tool_calls``, ``invalid_tool_calls``, ``usage_metadata`` and
 ``response_metadata``.
 
-The turn logic lives in `langchain_k2.turn.Turn` (sans-IO) and its I/O in
-`langchain_k2.driver` (sync and async twins, retries, the grammar-refusal handshake);
+The turn logic lives in `langchain_k2._turn.Turn` (sans-IO) and its I/O in
+`langchain_k2._driver` (sync and async twins, retries, the grammar-refusal handshake);
 this module holds the fields, the turn setup (messages and options in, a ``Turn`` out)
 and the LangChain plumbing.
 """
@@ -38,30 +38,30 @@ from langchain_k2._arguments import (
     call_arguments,
     checked_options,
 )
+from langchain_k2._bind_options import bind_options
+from langchain_k2._counting import PieceCounter, count_messages
+from langchain_k2._driver import Count, Driver
 from langchain_k2._fields import checked_arguments, token_from_env
+from langchain_k2._profile import lazy_profile, profile_from_info
 from langchain_k2._served import warn_if_other_model
-from langchain_k2._urls import has_credentials, redact
-from langchain_k2.backends.base import Backend, BackendInfo
-from langchain_k2.backends.engines import ENGINE_CHOICES, EngineChoice
-from langchain_k2.backends.factory import backend_for
-from langchain_k2.bind_options import bind_options
-from langchain_k2.counting import PieceCounter, count_messages
-from langchain_k2.driver import Count, Driver
-from langchain_k2.errors import K2ConfigError
-from langchain_k2.formats import PromptFormat, format_for_model
-from langchain_k2.formats.selection import check_fields, chosen_format
-from langchain_k2.profile import lazy_profile, profile_from_info
-from langchain_k2.stops import sent_stops
-from langchain_k2.structured import structured_output
-from langchain_k2.tokenizer import load_tokenizer
-from langchain_k2.tool_binding import (
+from langchain_k2._stops import sent_stops
+from langchain_k2._structured import structured_output
+from langchain_k2._tokenizer import load_tokenizer
+from langchain_k2._tool_binding import (
     ToolChoice,
     bound_tools,
     normalize_tools,
     resolve_tool_choice,
 )
-from langchain_k2.turn import Turn
-from langchain_k2.turn_setup import prepare_turn
+from langchain_k2._turn import Turn
+from langchain_k2._turn_setup import prepare_turn
+from langchain_k2._urls import has_credentials, redact
+from langchain_k2.backends._base import Backend, BackendInfo
+from langchain_k2.backends._engines import ENGINE_CHOICES, EngineChoice
+from langchain_k2.backends._factory import backend_for
+from langchain_k2.errors import K2ConfigError
+from langchain_k2.formats import PromptFormat, format_for_model
+from langchain_k2.formats._selection import check_fields, chosen_format
 
 
 def _resolve_target(values: dict[str, Any]) -> dict[str, Any]:
@@ -318,7 +318,7 @@ class ChatK2(BaseChatModel):
                 ``{"type": "json_schema", ...}`` dict (what ``create_agent``'s
                 ``ProviderStrategy`` passes): the answer is a JSON object satisfying it,
                 grammar-constrained when no tools are offered (see
-                `langchain_k2.bind_options`).
+                `langchain_k2._bind_options`).
             **kwargs: further call options bound with the tools.
 
         Raises:
@@ -484,7 +484,7 @@ class ChatK2(BaseChatModel):
         """Tokens of the prompt these messages, tools and ``tool_choice`` render into.
 
         Any list counts, as ``trim_messages`` needs, through the renderer's own pieces
-        (`langchain_k2.counting.count_messages`); without a local ``tokenizer`` each
+        (`langchain_k2._counting.count_messages`); without a local ``tokenizer`` each
         distinct piece is counted once per model and the counts summed.
         """
         if self.tokenizer is not None:  # local and cheap: the whole prompt at once

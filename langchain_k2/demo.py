@@ -22,10 +22,10 @@ from typing import Any, Literal
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 
+from langchain_k2._prompt import K2Format
 from langchain_k2._urls import redact
 from langchain_k2.chat_models import ChatK2
 from langchain_k2.errors import K2Error
-from langchain_k2.prompt import K2Format
 
 Operator = Literal["+", "-", "*", "/", "**"]
 _OPERATIONS: dict[str, Callable[[float, float], float]] = {
@@ -94,7 +94,7 @@ def build_model() -> tuple[ChatK2, str, bool]:
     if os.environ.get("K2_MODEL_PATH"):
         llm = ChatK2(temperature=0, max_new_tokens=512)
         return llm, f"GGUF model at {llm.model_path} (llama.cpp, in process)", False
-    from langchain_k2.backends.llamacpp import find_smollm2_gguf
+    from langchain_k2.backends._llamacpp import find_smollm2_gguf
 
     path = find_smollm2_gguf()
     if path is None:

@@ -7,7 +7,7 @@ Each error a request can end in is also the matching ``langchain_core.exceptions
 (in parentheses), so LangChain's middleware decides on it: ``ModelRetryMiddleware`` retries
 what ``is_retryable`` says (the same as ChatK2's own ``retryable``), and
 ``SummarizationMiddleware`` recovers from a ``ContextOverflowError``. Which status maps to
-which class is one table (`langchain_k2.backends.error_table`, ``docs/limits.md``).
+which class is one table (`langchain_k2.backends._error_table`, ``docs/limits.md``).
 
 ```
 K2Error

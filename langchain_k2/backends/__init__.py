@@ -4,7 +4,7 @@ In: a prompt and ``GenerationParams``. Out: ``TokenEvent``s and one ``FinalEvent
 The llama.cpp backend is imported lazily (its extra may not be installed).
 """
 
-from langchain_k2.backends.base import (
+from langchain_k2.backends._base import (
     Backend,
     BackendInfo,
     FinalEvent,

@@ -22,10 +22,10 @@ import re
 from collections.abc import Callable
 
 from langchain_k2.errors import K2ConfigError
-from langchain_k2.formats.base import FormatSettings, PromptFormat
-from langchain_k2.formats.k2_chat import DEFAULT_FORMAT, K2Format
-from langchain_k2.formats.k2_v2 import K2ThinkV2Format, K2V2Format
-from langchain_k2.formats.k2_v3 import K2V3Format
+from langchain_k2.formats._base import FormatSettings, PromptFormat
+from langchain_k2.formats._k2_chat import DEFAULT_FORMAT, K2Format
+from langchain_k2.formats._k2_v2 import K2ThinkV2Format, K2V2Format
+from langchain_k2.formats._k2_v3 import K2V3Format
 
 FORMATS: dict[str, Callable[[], PromptFormat]] = {
     "k2-chat": K2Format,

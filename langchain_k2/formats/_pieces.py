@@ -2,8 +2,8 @@
 
 In: nothing (type definitions). Out: `Reasoning` (a piece of reasoning text, streamed in
 deltas) and `Piece` = ``str | Reasoning | ToolBlock``: ``str`` is ordinary answer text and
-`langchain_k2.tool_block.ToolBlock` holds the calls read from one block or call group, as
-K2-Chat's `langchain_k2.tool_calls.ToolCallStreamParser` yields them.
+`langchain_k2._tool_block.ToolBlock` holds the calls read from one block or call group, as
+K2-Chat's `langchain_k2._tool_calls.ToolCallStreamParser` yields them.
 
 Example:
     >>> pieces: list[Piece] = [Reasoning("Add them."), "It is 4."]
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from langchain_k2.tool_block import ToolBlock
+from langchain_k2._tool_block import ToolBlock
 
 __all__ = ["Piece", "Reasoning"]
 

@@ -1,0 +1,1 @@
+"""Test suites: unit, integration, and the support both (and benchmarks) import."""

@@ -1,0 +1,1 @@
+"""Shared test support: fake engine servers, scripted backends, corpora, real-server launchers."""
