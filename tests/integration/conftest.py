@@ -24,7 +24,7 @@ from tests.support.fake_engine import FakeEngine  # noqa: E402
 
 @pytest.fixture(scope="session")
 def fake_tgi_server() -> Iterator[FakeEngine]:
-    """One fake TGI server process (`fake_engine`, engine="tgi") for the whole session, stopped at the end."""
+    """One fake TGI server process (`fake_engine`, engine="tgi") for the session."""
     with FakeEngine() as server:
         yield server
 
