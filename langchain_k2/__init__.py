@@ -1,12 +1,25 @@
-"""langchain-k2: LLM360's K2-Chat in LangChain, with prompt-exact tool calling.
+"""langchain-k2: LLM360's K2 models in LangChain, with prompt-exact tool calling.
 
-Public names:
+Public names (everything a user imports; every other module whose name starts with ``_``
+is private and may change without notice):
 
-- `ChatK2`: the chat model (TGI server or in-process llama.cpp).
-- `K2Format`, `render_prompt`: K2's prompt format.
-- `parse_tool_calls`, `ToolCallStreamParser`, `ParsedToolCalls`:
-  the ``<tool_call>`` parser, whole text and streaming.
-- the exceptions of `langchain_k2.errors`.
+- `ChatK2`: the chat model (a serving engine at ``endpoint_url``, or llama.cpp in process).
+- `K2Format`, `render_prompt`, `neutralize`, `restore`: K2-Chat's prompt format.
+- `parse_tool_calls`, `ToolCallStreamParser`, `ParsedToolCalls`, `ToolBlock`:
+  K2-Chat's ``<tool_call>`` parser, whole text and streaming.
+- the exceptions of `langchain_k2.errors`, and `K2SchemaWarning` (a schema keyword the
+  engine's grammar cannot carry is checked on the client).
+- `__version__`.
+
+Public modules and packages: `langchain_k2.chat_models` (``ChatK2``, the module LangChain's
+serialization names), `langchain_k2.errors`, `langchain_k2.backends` (the backend protocol
+and the backends you build yourself), `langchain_k2.formats` (every K2 family's prompt
+format and the registry) and `langchain_k2.demo` (``python -m langchain_k2.demo``).
+
+Example:
+    >>> from langchain_core.messages import HumanMessage
+    >>> render_prompt([HumanMessage("Hi")])
+    '<|beginofuser|>Hi<|beginofsystem|>'
 """
 
 from langchain_k2._prompt import K2Format, neutralize, render_prompt, restore

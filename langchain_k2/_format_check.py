@@ -1,6 +1,6 @@
 """Whether a tokenizer knows a K2 prompt format: single-token markers, the same chat template.
 
-In: a `langchain_k2._prompt.K2Format` and a tokenizer (loaded, or a local path for
+In: a `K2Format` and a tokenizer (loaded, or a local path for
 `langchain_k2._tokenizer.load_tokenizer`). Out: the problems found (markers that are not one
 token, the first position where the tokenizer's ``chat_template`` renders a plain chat
 differently), or the checked format, with warnings for markers and `K2ConfigError` for a
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from langchain_k2._prompt import DEFAULT_FORMAT, K2Format, render_prompt
 from langchain_k2._tokenizer import encode, load_tokenizer
 from langchain_k2.errors import K2ConfigError
+from langchain_k2.formats._k2_chat import DEFAULT_FORMAT, K2Format, render_prompt
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -110,11 +110,11 @@ class ToolBlock:
         The errors are keyed by call id.
 
         Example:
-            >>> from langchain_k2._tool_schema import tool_index
-            >>> index = tool_index([{"name": "add", "parameters": {"type": "object",
-            ...     "properties": {"a": {"type": "integer"}}}}])
+            >>> from langchain_k2 import parse_tool_calls
+            >>> tools = [{"name": "add", "parameters": {"type": "object",
+            ...     "properties": {"a": {"type": "integer"}}}}]
             >>> raw = '<tool_call>{"name": "add", "arguments": {"a": "x"}}</tool_call>'
-            >>> block = read_block(raw, True, index, OPEN_TAG, CLOSE_TAG)
+            >>> block = parse_tool_calls(raw, tools).blocks[0]
             >>> accepted, errors = block.accept_schema_failures()
             >>> [(c["name"], c["args"]) for c in accepted.tool_calls], accepted.invalid_tool_calls
             ([('add', {'a': 'x'})], [])

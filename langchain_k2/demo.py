@@ -217,5 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+__all__ = ["build_model", "calculator", "convert_units", "main", "run"]
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,7 @@ Each error a request can end in is also the matching ``langchain_core.exceptions
 (in parentheses), so LangChain's middleware decides on it: ``ModelRetryMiddleware`` retries
 what ``is_retryable`` says (the same as ChatK2's own ``retryable``), and
 ``SummarizationMiddleware`` recovers from a ``ContextOverflowError``. Which status maps to
-which class is one table (`langchain_k2.backends._error_table`, ``docs/limits.md``).
+which class is one table (``langchain_k2/backends/_error_table.py``, ``docs/limits.md``).
 
 ```
 K2Error
@@ -213,3 +213,26 @@ class K2StreamInterruptedError(K2Error, ModelAPIError):
         super().__init__(message)
         self.partial_text = partial_text
         self.cause = cause
+
+
+__all__ = [
+    "ContextWindowExceededError",
+    "K2AuthenticationError",
+    "K2BackendError",
+    "K2ConfigError",
+    "K2ConnectionError",
+    "K2ContextOverflowError",
+    "K2Error",
+    "K2GenerationError",
+    "K2GrammarUnsupportedError",
+    "K2IncompleteGenerationError",
+    "K2InputError",
+    "K2NotFoundError",
+    "K2OverloadedError",
+    "K2ServerError",
+    "K2StreamInterruptedError",
+    "K2TimeoutError",
+    "K2UnavailableError",
+    "K2ValidationError",
+    "ToolDefinitionError",
+]

