@@ -24,7 +24,7 @@ from tests.support.fake_engine import FakeEngine  # noqa: E402
 
 @pytest.fixture(scope="session")
 def fake_tgi_server() -> Iterator[FakeEngine]:
-    """One fake TGI server process (`fake_engine`, engine="tgi") for the whole session, stopped at the end."""
+    """One fake TGI server process (`fake_engine`, engine="tgi") for the session, then stopped."""
     with FakeEngine() as server:
         yield server
 
@@ -54,6 +54,37 @@ def fake_sglang_server() -> Iterator[FakeEngine]:
 def served(request: pytest.FixtureRequest) -> FakeEngine:
     """Each fake engine in turn (TGI, vLLM, SGLang), reset; ``.engine`` says which."""
     server: FakeEngine = request.getfixturevalue(f"fake_{request.param}_server")
+    server.reset()
+    return server
+
+
+@pytest.fixture(scope="session")
+def fake_llama_server() -> Iterator[FakeEngine]:
+    """One fake llama-server (`fake_engine/llama.py`) whose GGUF adds a BOS, for the session."""
+    with FakeEngine(engine="llama.cpp", config={"bos_token": "<s>"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_llama_cpp_python_server() -> Iterator[FakeEngine]:
+    """One fake llama-cpp-python server (`fake_engine/llama.py`), BOS added, for the session."""
+    with FakeEngine(engine="llama-cpp-python", config={"bos_token": "<s>"}) as server:
+        yield server
+
+
+_ALL_FAKES = {
+    "tgi": "fake_tgi_server",
+    "vllm": "fake_vllm_server",
+    "sglang": "fake_sglang_server",
+    "llama.cpp": "fake_llama_server",
+    "llama-cpp-python": "fake_llama_cpp_python_server",
+}
+
+
+@pytest.fixture(params=list(_ALL_FAKES))
+def any_engine(request: pytest.FixtureRequest) -> FakeEngine:
+    """Each engine's fake in turn (TGI, vLLM, SGLang, llama-server, llama-cpp-python), reset."""
+    server: FakeEngine = request.getfixturevalue(_ALL_FAKES[request.param])
     server.reset()
     return server
 
