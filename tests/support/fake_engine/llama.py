@@ -28,7 +28,8 @@ llama-cpp-python's server (`POST /v1/completions`, `POST /extras/tokenize`, `GET
   - the prompt and `/extras/tokenize` both get the BOS (``add_bos`` true) and parse specials;
   - `max_tokens` defaults to 16 (null or <= 0: up to the context); special-token text is
     dropped from `text`, the EOS and a matched stop string too; `finish_reason` `stop` or
-    `length`; `usage.prompt_tokens` is the prompt's tokens; a stream sends no usage and
+    `length`; `usage.prompt_tokens` is the prompt's tokens, `completion_tokens` leaves out
+    the EOS (llama-server's `tokens_predicted` counts it); a stream sends no usage and
     ends with `data: [DONE]`;
   - a prompt of `n_ctx` tokens or more is a 400 ``context_length_exceeded`` (its
     ``RouteErrorHandler``); errors are OpenAI's `{"error": {"message", "type", "param",
@@ -211,10 +212,13 @@ def openai_documents(
     """The OpenAI-style `/v1/completions` answer and stream (either server's)."""
     head: dict[str, Any] = {"id": "cmpl-fake", "object": "text_completion"}
     head |= {"created": int(time.time()), "model": model}
+    generated = len(gen.tokens)
+    if req.engine == "llama-cpp-python" and gen.finish_reason == "eos_token":
+        generated -= 1  # it stops on the EOG token before counting it; llama-server counts it
     usage = {
         "prompt_tokens": gen.input_length,
-        "completion_tokens": len(gen.tokens),
-        "total_tokens": gen.input_length + len(gen.tokens),
+        "completion_tokens": generated,
+        "total_tokens": gen.input_length + generated,
     }
 
     def choice(text: str, finish: str | None) -> dict[str, Any]:
