@@ -4,8 +4,9 @@
 (`PromptFormat.pieces`, the walker that renders the prompt). Here that sum must equal
 the input tokens each engine's loopback fake reports for the very request ChatK2 sends
 (TGI's ``input_length``, vLLM's and llama-cpp-python's ``usage.prompt_tokens``, SGLang's
-``meta_info.prompt_tokens``, llama-server's ``tokens_evaluated``; the llama.cpp fakes add
-a BOS as a GGUF does): with and without ``tools=``, with a forced ``tool_choice``, for
+``meta_info.prompt_tokens``, llama-server's ``tokens_evaluated``; the vLLM and llama.cpp
+fakes add a BOS as a tokenizer does, vLLM's none to K2-V3's prompt, which holds its own):
+with and without ``tools=``, with a forced ``tool_choice``, for
 histories holding tool runs and invalid calls; and for a slice starting with a
 ``ToolMessage`` (no request can carry one) the server's own count of the lenient rendering.
 """
@@ -65,7 +66,8 @@ def chat(server: FakeEngine, name: str, **kwargs: Any) -> ChatK2:
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_count_is_the_servers_input_tokens(any_engine: FakeEngine, name: str) -> None:
     served = any_engine
-    served.configure(max_input_tokens=20000, max_total_tokens=30000)
+    # A tokenizer that adds a BOS (where the fake models one: vLLM, the llama.cpp servers).
+    served.configure(max_input_tokens=20000, max_total_tokens=30000, bos_token="<s>")
     served.set_default(reply(tokens=tokens_of("ok")))
     llm = chat(served, name)
     cases: list[tuple[list[BaseMessage], Any, Any]] = [
