@@ -173,7 +173,7 @@ _STOP_TYPES = {"eos_token": "eos", "stop_sequence": "word", "length": "limit"}
 
 
 def native_documents(
-    texts: list[str], matched: Any, gen: Generation, cached: int
+    texts: list[str], matched: Any, gen: Generation, cached: int, *, model: str
 ) -> tuple[dict[str, Any], list[Any]]:
     """llama-server's `/completion` answer and its stream's events."""
     stop_type = _STOP_TYPES.get(gen.finish_reason, "eos")
@@ -188,7 +188,7 @@ def native_documents(
         "tokens": [],
         "id_slot": 0,
         "stop": True,
-        "model": "gpt-3.5-turbo",
+        "model": model,
         **counts,
         "prompt": "",
         "has_new_line": "\n" in "".join(texts),
@@ -294,7 +294,7 @@ async def _respond(  # noqa: PLR0917 -- one private call site
     state = _state(request)
     texts, reason, matched = pieces(gen, req, state.config["eos_token"])  # type: ignore[arg-type] # same fields
     if req.route == "native":
-        whole, docs = native_documents(texts, matched, gen, cached)
+        whole, docs = native_documents(texts, matched, gen, cached, model=state.config["model_id"])
     else:
         whole, docs = openai_documents(texts, reason, gen, req, model=state.config["model_id"])
     error_body = _error_body(req.engine)
