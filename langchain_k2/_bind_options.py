@@ -29,27 +29,22 @@ False or None.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from langchain_k2._model_text import ONE_CALL, response_format_answer
 from langchain_k2._structured import schema_name_and_json, with_instruction
 from langchain_k2.backends._base import GenerationParams, Grammar, json_grammar
 from langchain_k2.errors import K2ConfigError
 
 __all__ = [
-    "ONE_CALL_INSTRUCTION",
     "apply_bound_options",
     "bind_options",
     "response_grammar",
-    "response_instruction",
 ]
-
-ONE_CALL_INSTRUCTION = "Call at most one function per turn."
-"""Added to the system prompt under ``parallel_tool_calls=False`` (tools offered)."""
 
 
 def _flag(name: str, value: Any) -> bool | None:
@@ -108,23 +103,6 @@ def bind_options(*, parallel_tool_calls: Any, strict: Any, response_format: Any)
     return options
 
 
-def response_instruction(response_format: Mapping[str, Any], *, tools_offered: bool) -> str:
-    """The system-prompt sentence for a bound ``response_format``.
-
-    Example:
-        >>> response_instruction({"name": "A", "schema": None}, tools_offered=True)
-        'When you answer without calling a function, respond with a single JSON object \
-and nothing else.'
-    """
-    schema = response_format.get("schema")
-    text = "respond with a single JSON object and nothing else."
-    if schema is not None:
-        text = text[:-1] + f". It must satisfy this JSON schema: {json.dumps(schema)}"
-    if tools_offered:
-        return "When you answer without calling a function, " + text
-    return text[0].upper() + text[1:]
-
-
 def response_grammar(response_format: Mapping[str, Any]) -> Grammar:
     """The grammar constraining the answer to ``response_format`` (no tools offered)."""
     schema = response_format.get("schema")
@@ -151,9 +129,10 @@ def apply_bound_options(
     response_format = options.get("response_format")
     if response_format is not None and not _is_normalized(response_format):
         response_format = _response_format(response_format)
-    instructions = [ONE_CALL_INSTRUCTION] if one_call else []
+    instructions = [ONE_CALL] if one_call else []  # the sentences: langchain_k2._model_text
     if response_format is not None:
-        instructions.append(response_instruction(response_format, tools_offered=tools_offered))
+        schema = response_format.get("schema")
+        instructions.append(response_format_answer(schema, tools_offered=tools_offered))
         if not tools_offered and params.grammar is None:
             params = replace(params, grammar=response_grammar(response_format))
     return with_instruction(messages, " ".join(instructions)), params, one_call

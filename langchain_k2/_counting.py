@@ -17,7 +17,11 @@ token offsets the new messages of a call are counted in one request.
 
 Every piece but the system section is counted after an anchor marker and the anchor's
 own count taken off. Pieces start at marker boundaries, which tokenizers never merge
-across (markers are special tokens), so the sum equals the whole prompt's count.
+across (markers are special tokens), so the sum equals the whole prompt's count. The
+system section is counted as it is, with the BOS the engine adds to a prompt; but a
+prompt that holds its own BOS text (K2-V3's) gets no second BOS from an engine that can
+be told so (vLLM, the in-process backend: their ``bos_switch``), so there it is counted
+after the anchor too.
 
 Example:
     >>> from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -28,6 +32,8 @@ Example:
     >>> counter = PieceCounter(lambda text: text.count("<") + 1)  # a BOS, then one per tag
     >>> counter.count(["", "<a>b", "<c>"], anchor="<x>")
     3
+    >>> counter.count(["<a>b", "<c>"], anchor="<x>", whole_first=False)  # no BOS added
+    2
 """
 
 from __future__ import annotations
@@ -134,19 +140,22 @@ class PieceCounter:
         for piece, tokens in zip(missing, counts, strict=True):
             self._remember(self._pieces, piece, tokens)
 
-    def count(self, parts: Sequence[str], *, anchor: str) -> int:
+    def count(self, parts: Sequence[str], *, anchor: str, whole_first: bool = True) -> int:
         """Tokens of ``"".join(parts)``, each distinct part counted once.
 
-        The first part is counted as it is; the others as they count after ``anchor`` (a
-        marker), so each is tokenized as it is inside the prompt.
+        The first part is counted as it is (with the BOS the engine adds); the others as
+        they count after ``anchor`` (a marker), so each is tokenized as it is inside the
+        prompt. ``whole_first=False``: the first one too (no BOS is added to the prompt).
         """
         if not parts:
             return 0
+        if not whole_first:
+            parts = ["", *parts]
         rest = [part for part in parts[1:] if part]
         missing = [part for part in dict.fromkeys(rest) if part not in self._pieces]
         if missing:
             self._count_missing(missing, anchor)
-        total = self.tokens(parts[0])
+        total = self.tokens(parts[0]) if parts[0] or whole_first else 0
         for part in rest:
             known = self._pieces.get(part)
             if known is None:  # forgotten meanwhile (the memory was full)
@@ -191,8 +200,13 @@ def count_messages(
         force_tool_call=mode in {"any", "tool"} and fmt.forces_calls,
         settings=settings,
     )
+    anchor = anchor_of(fmt)
+    # The engine adds no BOS of its own to a prompt holding one: none is counted.
+    own_bos = fmt.bos_in_prompt and getattr(model._get_backend(), "bos_switch", False)
     if isinstance(counter, PieceCounter):
-        return counter.count(parts, anchor=anchor_of(fmt))
+        return counter.count(parts, anchor=anchor, whole_first=not own_bos)
+    if own_bos:
+        return counter(anchor + "".join(parts)) - counter(anchor)
     return counter("".join(parts))
 
 

@@ -2,8 +2,8 @@
 
 In: the model id an engine reports (TGI's ``/info`` ``model_id``, a GGUF file's name),
 the ``model_name`` ChatK2 was built with, and where the engine is. Out: whether they name
-the same model (`same_model`), and the text of the warning given once when they do not
-(`mismatch_message`).
+the same model (`same_model`), the text of the warning given once when they do not
+(`mismatch_message`), and the name metadata reports (`reported_model`).
 
 Example:
     >>> same_model("/data/models/K2-Chat", "LLM360/K2-Chat")
@@ -51,7 +51,22 @@ def mismatch_message(served: str, expected: str, engine: str, url: str | None) -
     )
 
 
-__all__ = ["mismatch_message", "same_model"]
+def reported_model(served: str | None, chosen: str | None, family: str) -> str:
+    """The model name reported (LangSmith's ``ls_model_name``, ``response_metadata``).
+
+    The id the engine reports serving when known, else the ``model_name`` the user set,
+    else the prompt format's own model (``PromptFormat.model_id``): never K2-Chat's
+    default name for another family.
+
+    >>> reported_model(None, None, "IFM/K2-Horizon")
+    'IFM/K2-Horizon'
+    >>> reported_model(None, "my-k2", "IFM/K2-Horizon"), reported_model("/m/k2.gguf", "my-k2", "x")
+    ('my-k2', '/m/k2.gguf')
+    """
+    return served or chosen or family
+
+
+__all__ = ["mismatch_message", "reported_model", "same_model"]
 
 
 _ENGINES = {**LABELS, "llamacpp": "llama.cpp"}

@@ -35,6 +35,7 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import BaseModel, ValidationError
 
+from langchain_k2._model_text import answer_reask, call_reask, json_answer
 from langchain_k2._repair import Budget
 from langchain_k2._schema_forms import DEFAULT_OUTPUT_NAME, function_from_dict
 from langchain_k2._schema_support import grammar_schema, warn_dropped
@@ -254,14 +255,10 @@ def build_spec(
         lenient = not constrain or "grammar_fallback" in message.response_metadata
         return checked(_json_of(message, name, lenient=lenient), str(message.content))
 
+    instruction = json_answer(json_schema)
     if json_schema is None:
-        instruction = "Respond with a single JSON object and nothing else."
         grammar: Grammar | None = JSON_MODE_GRAMMAR
     else:
-        instruction = (
-            "Respond with a single JSON object and nothing else. It must satisfy this JSON "
-            f"schema: {json.dumps(json_schema)}"
-        )
         grammar = (
             output_grammar(json_schema, name, engine)
             if method == "json_schema"
@@ -308,7 +305,7 @@ def feedback(raw: AIMessage, error: BaseException, name: str) -> list[BaseMessag
         return [
             AIMessage(content=raw.text, tool_calls=calls),
             ToolMessage(
-                f"Error: {reason}\nCall {name} again with corrected arguments.",
+                call_reask(reason, name),
                 tool_call_id=calls[0]["id"] or "",
                 name=name,
                 status="error",
@@ -317,10 +314,7 @@ def feedback(raw: AIMessage, error: BaseException, name: str) -> list[BaseMessag
     written = raw.text + "".join(bad.get("args") or "" for bad in raw.invalid_tool_calls)
     return [
         AIMessage(content=written),
-        HumanMessage(
-            f"That answer cannot be used: {reason}\nAnswer again with a single JSON object "
-            "and nothing else."
-        ),
+        HumanMessage(answer_reask(reason)),
     ]
 
 

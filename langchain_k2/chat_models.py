@@ -43,7 +43,7 @@ from langchain_k2._counting import PieceCounter, count_messages
 from langchain_k2._driver import Count, Driver
 from langchain_k2._fields import checked_arguments, token_from_env
 from langchain_k2._profile import lazy_profile, profile_from_info
-from langchain_k2._served import warn_if_other_model
+from langchain_k2._served import reported_model, warn_if_other_model
 from langchain_k2._stops import sent_stops
 from langchain_k2._structured import structured_output
 from langchain_k2._tokenizer import load_tokenizer
@@ -269,9 +269,12 @@ class ChatK2(BaseChatModel):
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        served = self._seen_info.model_id if self._seen_info is not None else None
+        chosen = self.model_name if "model_name" in self.model_fields_set else None
         params = LangSmithParams(
             ls_provider="k2",
-            ls_model_name=kwargs.get("model", self.model_name),
+            ls_model_name=kwargs.get("model")
+            or reported_model(served, chosen, self.format.model_id),
             ls_model_type="chat",
             ls_max_tokens=call_arguments(kwargs).get("max_new_tokens", self.max_new_tokens),
         )

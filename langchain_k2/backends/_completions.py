@@ -98,6 +98,8 @@ class CompletionsBackend(HTTPBackend):
     ) -> None:
         self.hooks = hooks_for(engine)
         self.name = self.hooks.name
+        self.bos_switch = self.hooks.bos_switch
+        """Whether a prompt holding its BOS gets no second one (`EngineHooks.bos_switch`)."""
         self.server = self.hooks.label
         self.route = self.hooks.generate_route
         self._gbnf = gbnf

@@ -172,6 +172,11 @@ class AutoBackend(HTTPBackend):
         """The engine's own backend, once probed."""
         return self._inner
 
+    @property
+    def bos_switch(self) -> bool:
+        """The engine's ``bos_switch`` (`EngineHooks`), probing the server the first time."""
+        return bool(getattr(self.detect(), "bos_switch", False))
+
     # ------------------------------------------------------------------ probing
 
     def _found(self, engine: str, route: str, response: HTTPResponse, url: str) -> Backend:

@@ -194,6 +194,8 @@ class LlamaCppBackend:
 
     name: str = "llamacpp"
     """The engine's name in metadata: llama.cpp in this process."""
+    bos_switch: bool = True
+    """A prompt holding its own BOS is tokenized without another (``bos_in_prompt``)."""
 
     def __init__(
         self,

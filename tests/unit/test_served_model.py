@@ -115,3 +115,31 @@ async def test_over_tgi_info_model_id_is_checked(fake_engine: FakeEngine) -> Non
         second = await llm.ainvoke("q")
     assert first.response_metadata["model_name"] == second.response_metadata["model_name"] == OTHER
     assert len(fake_engine.requests("/info")) == 1
+
+
+@pytest.mark.parametrize(
+    ("prompt_format", "family"),
+    [
+        (None, "LLM360/K2-Chat"),
+        ("k2-v2", "LLM360/K2-V2-Instruct"),
+        ("k2-think-v2", "LLM360/K2-Think-V2"),
+        ("k2-v3", "IFM/K2-Horizon"),
+    ],
+)
+def test_langsmith_names_the_families_model_then_the_served_one(
+    prompt_format: str | None, family: str
+) -> None:
+    llm, _ = scripted("/models/served.gguf", prompt_format=prompt_format)
+    assert llm._get_ls_params()["ls_model_name"] == family  # before the engine is asked
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # K2-Chat's: another model served (tested above)
+        llm.invoke("q")
+    assert llm._get_ls_params()["ls_model_name"] == "/models/served.gguf"
+    assert llm._get_ls_params(model="per-call")["ls_model_name"] == "per-call"
+
+
+def test_langsmith_names_the_users_model_name_until_the_engine_says() -> None:
+    llm, _ = scripted(None, prompt_format="k2-v3", model="my-k2-v3")
+    assert llm._get_ls_params()["ls_model_name"] == "my-k2-v3"
+    llm.invoke("q")  # the engine names no model: the user's name stays
+    assert llm._get_ls_params()["ls_model_name"] == "my-k2-v3"

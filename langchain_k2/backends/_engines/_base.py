@@ -119,6 +119,9 @@ class EngineHooks:
         refuses_all_grammars: whether such a refusal is the server's for every grammar
             (TGI's ``--disable-grammar-support``), rather than about one schema it cannot
             compile (a bad pattern): later requests then carry none.
+        bos_switch: whether a prompt holding its own BOS (``GenerationParams.bos_in_prompt``)
+            is sent so the engine adds none of its own (vLLM's ``add_special_tokens``):
+            counting then leaves out the BOS its ``tokenize_route`` adds.
     """
 
     name: str
@@ -134,6 +137,7 @@ class EngineHooks:
     cumulative_stream: bool = False
     grammar_words: tuple[str, ...] = GRAMMAR_WORDS
     refuses_all_grammars: bool = False
+    bos_switch: bool = False
 
     # ------------------------------------------------------------------ probing and info
 

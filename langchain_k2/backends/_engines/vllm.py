@@ -110,4 +110,5 @@ HOOKS = VLLM(
     probe_rank=20,
     repetition_field="repetition_penalty",
     takes_stop_ids=True,
+    bos_switch=True,
 )

@@ -122,7 +122,10 @@ class FakeEngine:
         start_timeout: float = 30.0,
         engine: str = "tgi",
     ) -> None:
-        """Describe the server (`engine`: tgi, vllm or sglang); `start()` launches it."""
+        """Describe the server (`engine`: tgi, vllm, sglang, llama.cpp or llama-cpp-python).
+
+        `start()` launches it.
+        """
         self.engine = engine
         self.host = host
         self.tokenizer = None if tokenizer is None else os.fspath(tokenizer)

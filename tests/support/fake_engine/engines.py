@@ -8,6 +8,8 @@ What differs is only what the engines put on the wire (``shared/spec/engines.md`
 
 vLLM (`POST /v1/completions`, `GET /version`, `GET /v1/models`, `POST /tokenize`, `GET /health`,
 plus TGI's OpenAI-style `POST /v1/chat/completions` for the benchmark's ChatOpenAI side):
+  - `add_special_tokens` (default true) puts the tokenizer's BOS (config `bos_token`, none
+    by default) before the prompt, on `/v1/completions` and `/tokenize` alike;
   - `max_tokens` missing or null means 16; `skip_special_tokens` and
     `spaces_between_special_tokens` default to true: special tokens are dropped from the text,
     and when kept, spaces are put around every added token (` <tool_call> {...}`);
@@ -161,6 +163,7 @@ class Request:
         if not isinstance(prompt, str):
             raise EngineError(400, "Either prompt or prompt_embeds must be provided.")
         self.prompt = prompt
+        self.add_bos = engine == "vllm" and body.get("add_special_tokens", True) is not False
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
             raise EngineError(400, "max_tokens: Input should be a valid integer")
         if limit is not None and limit < (0 if engine == "sglang" else 1):
@@ -383,8 +386,15 @@ def _served_model(state: Any, engine: str, body: dict[str, Any]) -> None:
         raise EngineError(404, f"The model `{model}` does not exist.")
 
 
+def with_bos(state: Any, text: str, *, add: bool) -> list[Any]:
+    """``text``'s tokens, after the tokenizer's BOS (config `bos_token`) when one is added."""
+    tokens = list(state.tokenizer.encode(text))
+    bos = state.config["bos_token"]
+    return [state.tokenizer.token(bos, True), *tokens] if add and bos is not None else tokens
+
+
 def _valid(state: Any, req: Request) -> Valid:
-    tokens = state.tokenizer.encode(req.prompt)
+    tokens = with_bos(state, req.prompt, add=req.add_bos)
     window = state.config["max_total_tokens"]
     max_tokens = req.max_tokens
     if req.engine == "vllm":  # vLLM 0.32: only the prompt must fit; max_tokens is cut
@@ -493,7 +503,8 @@ async def _vllm_tokenize(request: web.Request) -> web.StreamResponse:
         if not isinstance(prompt, str):
             entry["status"] = 400
             return _json(vllm_error(400, "prompt: Field required"), status=400)
-        ids = [t.id for t in state.tokenizer.encode(prompt)]
+        add = body.get("add_special_tokens", True) is not False
+        ids = [t.id for t in with_bos(state, prompt, add=add)]
         entry["status"] = 200
         window = state.config["max_total_tokens"]
         return _json({"count": len(ids), "max_model_len": window, "tokens": ids})

@@ -703,8 +703,9 @@ async def _control_state(request: web.Request) -> web.StreamResponse:
 def build_app(state: State, engine: str = "tgi") -> web.Application:
     """The aiohttp application: the engine's routes plus `/_control/...`.
 
-    ``engine`` is `tgi` (TGI's routes, below) or one of `engines.ENGINES` (vLLM's or
-    SGLang's routes, from `engines.py`, over the same state and fault machinery).
+    ``engine`` is `tgi` (TGI's routes, below), one of `engines.ENGINES` (vLLM's or
+    SGLang's routes, from `engines.py`) or of `llama.LLAMA_ENGINES` (llama-server's or
+    llama-cpp-python's, from `llama.py`), over the same state and fault machinery.
     """
     app = web.Application(client_max_size=64 * 1024**2)
     app[STATE_KEY] = state
@@ -716,9 +717,15 @@ def build_app(state: State, engine: str = "tgi") -> web.Application:
         app[imported.STATE_KEY] = state  # the keys the imported helpers look up
         app[imported.CLOSING_KEY] = app[CLOSING_KEY]
 
-        engines.add_routes(app, engine)
+        from . import llama
+
+        if engine in llama.LLAMA_ENGINES:
+            llama.add_routes(app, engine)
+        else:
+            engines.add_routes(app, engine)
         _add_control_routes(app)
-        app.router.add_route("*", r"/{tail:(?!_control/).*}", engines.unrouted)
+        unrouted = llama.unrouted if engine in llama.LLAMA_ENGINES else engines.unrouted
+        app.router.add_route("*", r"/{tail:(?!_control/).*}", unrouted)
         return app
     app.router.add_post("/", lambda r: _generate_route(r, "compat"))
     app.router.add_post("/generate", lambda r: _generate_route(r, "generate"))
@@ -757,7 +764,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=None, help="a `tokenizers` JSON file")
     parser.add_argument("--config", default="{}", help="initial config, a JSON object")
     parser.add_argument("--disable-grammar-support", action="store_true")
-    parser.add_argument("--engine", default="tgi", help="tgi, vllm or sglang (see engines.py)")
+    parser.add_argument(
+        "--engine",
+        default="tgi",
+        help="tgi; vllm, sglang (engines.py); llama.cpp, llama-cpp-python (llama.py)",
+    )
     parser.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin closes")
     return parser.parse_args(argv)
 

@@ -47,6 +47,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "special_tokens": list(K2_SPECIAL_TOKENS),
     "compute_type": "gpu+optimized",
     "gateway": False,  # engines.py: SGLang behind its Model Gateway
+    "bos_token": None,  # the BOS the tokenizer adds (None: none): vLLM's (engines.py), llama.py
 }
 INFO_KEYS = (
     "model_id",
