@@ -30,7 +30,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, 
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from langchain_k2._call_grammar import _ConstrainedCall, call_grammar
+from langchain_k2._call_grammar import ConstrainedCall, call_grammar
 from langchain_k2._repair import Broken, Continuation, Repair
 from langchain_k2._steps import (
     CountTokens,
@@ -166,7 +166,7 @@ class Turn:
         self._context = config.prompt[: -len(open_tag)] if config.forced else config.prompt
         self._written: list[str] = []  # what the current request wrote (primer included)
         self._primer = open_tag  # what a primed request's prompt ends with, of the output
-        self._parser: ToolCallStreamParser | _ConstrainedCall
+        self._parser: ToolCallStreamParser | ConstrainedCall
         self._stop: StopFilter
         fmt = config.fmt
         self._tag_tokens = frozenset({fmt.tool_call_open, fmt.tool_call_close, *fmt.output_markers})
@@ -272,7 +272,7 @@ class Turn:
         self.use_grammar = False
         self.grammar_fallback = True
         self.grammar_refusal = reason or self.grammar_refusal
-        if isinstance(self._parser, _ConstrainedCall):
+        if isinstance(self._parser, ConstrainedCall):
             self._start(primed=True, constrained=False)
         return GenerationRequest(request.prompt, request.params.without_grammar(), request.repair)
 
@@ -280,7 +280,7 @@ class Turn:
         tools, fmt = self.config.tools or None, self.config.fmt
         tags = {"open_tag": fmt.tool_call_open, "close_tag": fmt.tool_call_close}
         self._parser = (
-            _ConstrainedCall(tools, **tags)
+            ConstrainedCall(tools, **tags)
             if constrained
             else fmt.parser(tools, self._settings)  # the family's output parser
         )
@@ -340,7 +340,9 @@ class Turn:
                 if item.text:
                     self.emitted.append(item)
                     if self.config.emit_chunks:
-                        chunks.append(ChatGenerationChunk(message=self._chunks.reasoning(item.text)))
+                        chunks.append(
+                            ChatGenerationChunk(message=self._chunks.reasoning(item.text))
+                        )
                 continue
             if isinstance(item, str):
                 if item:

@@ -33,33 +33,32 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
 from pydantic import ConfigDict, Field, PositiveFloat, PrivateAttr, SecretStr, field_serializer
 
-from langchain_k2._arguments import (
-    CALL_OPTIONS,
-    call_arguments,
-    checked_options,
-)
+from langchain_k2._arguments import given
 from langchain_k2._bind_options import bind_options
+from langchain_k2._call_options import (
+    CALL_OPTIONS,
+    CallOptions,
+    bound_options,
+    parse_call_options,
+    traced_options,
+)
 from langchain_k2._counting import PieceCounter, count_messages
 from langchain_k2._driver import Count, Driver
 from langchain_k2._fields import checked_arguments, token_from_env
 from langchain_k2._profile import lazy_profile, profile_from_info
 from langchain_k2._served import warn_if_other_model
+from langchain_k2._settings import settings_of
 from langchain_k2._stops import sent_stops
 from langchain_k2._structured import structured_output
 from langchain_k2._tokenizer import load_tokenizer
-from langchain_k2._tool_binding import (
-    ToolChoice,
-    bound_tools,
-    normalize_tools,
-    resolve_tool_choice,
-)
+from langchain_k2._tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
 from langchain_k2._turn import Turn
 from langchain_k2._turn_setup import prepare_turn
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends._base import Backend, BackendInfo
 from langchain_k2.backends._engines import ENGINE_CHOICES, EngineChoice
 from langchain_k2.backends._factory import backend_for
-from langchain_k2.errors import K2ConfigError
+from langchain_k2.errors import K2ConfigError, K2Error
 from langchain_k2.formats import PromptFormat, format_for_model
 from langchain_k2.formats._selection import check_fields, chosen_format
 
@@ -222,7 +221,7 @@ class ChatK2(BaseChatModel):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**_resolve_target(checked_arguments(type(self), kwargs)))
         check_fields(self.prompt_format, self.reasoning_effort, self.tool_call_format)
-        self._own_profile = kwargs.get("profile") is not None
+        self._own_profile = given(kwargs, "profile")
 
     @property
     def format(self) -> PromptFormat:
@@ -269,16 +268,16 @@ class ChatK2(BaseChatModel):
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        traced = traced_options(kwargs, self.model_name, self.max_new_tokens, self.temperature)
         params = LangSmithParams(
             ls_provider="k2",
-            ls_model_name=kwargs.get("model", self.model_name),
+            ls_model_name=traced.model,
             ls_model_type="chat",
-            ls_max_tokens=call_arguments(kwargs).get("max_new_tokens", self.max_new_tokens),
+            ls_max_tokens=traced.max_new_tokens,
         )
-        temperature = kwargs.get("temperature", self.temperature)
-        if temperature is not None:
-            params["ls_temperature"] = temperature
-        if stops := sent_stops(self.stop, stop or kwargs.get("stop")):
+        if traced.temperature is not None:
+            params["ls_temperature"] = traced.temperature
+        if stops := sent_stops(self.stop, stop or traced.stop):
             params["ls_stop"] = list(stops)
         if self.endpoint_url or self.backend is not None:  # the engine found, once probed
             backend = self.backend or self._backend
@@ -287,10 +286,7 @@ class ChatK2(BaseChatModel):
 
     def bind(self, **kwargs: Any) -> Any:  # langchain-core's own binding type is private
         """``Runnable.bind``, with sampling options and tools checked now."""
-        checked_options(self, kwargs)
-        if "tools" in kwargs:  # bind(tools=[a @tool]) binds them as bind_tools would
-            kwargs["tools"] = bound_tools(kwargs["tools"])
-        return super().bind(**kwargs)
+        return super().bind(**bound_options(self, kwargs))
 
     def bind_tools(
         self,
@@ -394,23 +390,20 @@ class ChatK2(BaseChatModel):
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         """The family's capabilities; the window from ``context_window`` until the engine's."""
-        return lazy_profile(self)  # asks the engine when a limit is read before any call
+        return lazy_profile(self, _engine_profile)  # asked when a limit is read before a call
 
     def _prepare_turn(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         info: BackendInfo,
         count: Count | None,
-        *,
-        streaming: bool = False,
     ) -> Turn:
         """The turn for these messages (``count=None``: raise `MustCount` rather than count)."""
-        self._note_info(info)
-        return prepare_turn(
-            self, messages, stop, kwargs, info=info, count=count, streaming=streaming
-        )
+        self._note_info(info)  # the format may be the served family's: settings come after
+        fields, engine = settings_of(self), self._get_backend().name
+        return prepare_turn(fields, options, messages, stop, info=info, engine=engine, count=count)
 
     def _driver(self) -> Driver:
         return Driver(
@@ -427,7 +420,8 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        return self._driver().invoke(partial(self._prepare_turn, messages, stop, kwargs))
+        options = parse_call_options(kwargs, self)  # once per call
+        return self._driver().invoke(partial(self._prepare_turn, messages, stop, options))
 
     async def _agenerate(
         self,
@@ -436,7 +430,8 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        return await self._driver().ainvoke(partial(self._prepare_turn, messages, stop, kwargs))
+        options = parse_call_options(kwargs, self)  # once per call
+        return await self._driver().ainvoke(partial(self._prepare_turn, messages, stop, options))
 
     def _stream(
         self,
@@ -445,7 +440,8 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        setup = partial(self._prepare_turn, messages, stop, kwargs, streaming=True)
+        options = parse_call_options(kwargs, self, streaming=True)  # once per call
+        setup = partial(self._prepare_turn, messages, stop, options)
         for chunk in self._driver().stream(setup):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -458,7 +454,8 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        setup = partial(self._prepare_turn, messages, stop, kwargs, streaming=True)
+        options = parse_call_options(kwargs, self, streaming=True)  # once per call
+        setup = partial(self._prepare_turn, messages, stop, options)
         async for chunk in self._driver().astream(setup):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -488,11 +485,23 @@ class ChatK2(BaseChatModel):
         distinct piece is counted once per model and the counts summed.
         """
         if self.tokenizer is not None:  # local and cheap: the whole prompt at once
-            return count_messages(self, messages, tools, tool_choice, self._driver().count)
+            return count_messages(
+                settings_of(self), messages, tools, tool_choice, self._driver().count
+            )
         if self._pieces is None:
             starts = getattr(self._get_backend(), "token_starts", None)
             self._pieces = PieceCounter(self._driver().count, starts)
-        return count_messages(self, messages, tools, tool_choice, self._pieces)
+        return count_messages(settings_of(self), messages, tools, tool_choice, self._pieces)
+
+
+def _engine_profile(chat: ChatK2) -> ModelProfile | None:
+    """``chat``'s profile from what its engine reports (``None``: unreachable, or not K2)."""
+    try:
+        info = chat._get_backend().info()
+    except K2Error:  # the limits stay unknown, asked again later
+        return None
+    chat._note_info(info)
+    return profile_from_info(info, chat.context_window, chat.format)
 
 
 __all__ = ["ChatK2"]
