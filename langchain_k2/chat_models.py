@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import partial
+from os import PathLike
 from typing import Any, Literal, cast
 
 from langchain_core.callbacks import (
@@ -50,7 +51,7 @@ from langchain_k2._served import warn_if_other_model
 from langchain_k2._settings import settings_of
 from langchain_k2._stops import sent_stops
 from langchain_k2._structured import structured_output
-from langchain_k2._tokenizer import load_tokenizer
+from langchain_k2._tokenizer import Tokenizer, load_tokenizer
 from langchain_k2._tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
 from langchain_k2._turn import Turn
 from langchain_k2._turn_setup import prepare_turn
@@ -198,7 +199,7 @@ class ChatK2(BaseChatModel):
     """Escape K2 markers found in message text so it cannot forge turns or tool calls."""
     backend: Backend | None = Field(default=None, exclude=True)
     """A ready backend instance (advanced; overrides ``endpoint_url``/``model_path``)."""
-    tokenizer: Any = Field(default=None, exclude=True)
+    tokenizer: str | PathLike[str] | Tokenizer | None = Field(default=None, exclude=True)
     """K2-Chat's tokenizer: a local directory or a loaded ``transformers`` tokenizer
     (``pip install "langchain-k2[tokenizer]"``). With it, tokens are counted locally;
     without it, the backend counts (TGI ``/tokenize``, llama.cpp)."""
@@ -212,7 +213,7 @@ class ChatK2(BaseChatModel):
     ``ContextWindowExceededError``."""
 
     _backend: Backend | None = PrivateAttr(default=None)
-    _tokenizer: Any = PrivateAttr(default=None)
+    _tokenizer: Tokenizer | None = PrivateAttr(default=None)
     _pieces: PieceCounter | None = PrivateAttr(default=None)
     _own_profile: bool = PrivateAttr(default=False)
     _seen_info: BackendInfo | None = PrivateAttr(default=None)
@@ -408,7 +409,7 @@ class ChatK2(BaseChatModel):
     def _driver(self) -> Driver:
         return Driver(
             self._get_backend(),
-            tokenizer=None if self.tokenizer is None else self._local_tokenizer,
+            tokenizer=None if self.tokenizer is None else partial(self._local, self.tokenizer),
             attempts=self.max_retries + 1,
             backoff=self.retry_backoff,
         )
@@ -461,10 +462,10 @@ class ChatK2(BaseChatModel):
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    def _local_tokenizer(self) -> Any:
+    def _local(self, tokenizer: str | PathLike[str] | Tokenizer) -> Tokenizer:
         """The ``tokenizer`` field, loaded once (on the first count)."""
         if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.tokenizer)
+            self._tokenizer = load_tokenizer(tokenizer)
         return self._tokenizer
 
     def get_num_tokens(self, text: str) -> int:
