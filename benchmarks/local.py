@@ -21,6 +21,7 @@ from langchain_core.messages import BaseMessage, HumanMessage
 
 from benchmarks.common import Row, Settings
 from langchain_k2 import ChatK2
+from langchain_k2._call_options import CallOptions
 from langchain_k2._prompt import K2Format
 from langchain_k2.backends._llamacpp import find_smollm2_gguf
 
@@ -59,7 +60,7 @@ def run(settings: Settings) -> list[Row]:
     messages: list[BaseMessage] = [HumanMessage(QUESTION)]
     backend: Any = llm._get_backend()
     llama = backend._ensure_loaded()  # the backend's own loading path (AMX workaround)
-    turn = llm._prepare_turn(messages, None, {}, backend.info(), backend.count_tokens)
+    turn = llm._prepare_turn(messages, None, CallOptions(), backend.info(), backend.count_tokens)
     prompt = turn.config.prompt
 
     def through_k2() -> tuple[float, int, str]:

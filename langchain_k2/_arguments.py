@@ -3,7 +3,8 @@
 In: the keyword arguments given to ``ChatK2(...)`` (or to one call, ``bind(...)``) and the
 model class. Out: the same arguments with LangChain's usual names (``max_tokens``,
 ``base_url``) turned into ChatK2's own, or a ``K2ConfigError`` naming an argument no field
-takes and the nearest name that does (``temprature`` -> ``temperature``).
+takes and the nearest name that does (``temprature`` -> ``temperature``). One call's
+options are parsed, once, by `langchain_k2._call_options` (which resolves their aliases here).
 
 Example:
     >>> from pydantic import BaseModel, Field
@@ -22,13 +23,11 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-from langchain_k2._stops import sent_stops
-from langchain_k2.backends._base import GenerationParams, Grammar
 from langchain_k2.errors import K2ConfigError
 
 ALIASES: Mapping[str, str] = {
@@ -97,87 +96,16 @@ def call_arguments(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return _apply_aliases(kwargs, {"max_new_tokens"}, "this call")
 
 
-__all__ = ["ALIASES", "call_arguments", "constructor_arguments", "field_names", "unknown_argument"]
+def given(kwargs: Mapping[str, Any], name: str) -> bool:
+    """Whether the argument ``name`` was given a value (``None`` counts as not given)."""
+    return kwargs.get(name) is not None
 
 
-CALL_OPTIONS = (
-    "max_new_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "repetition_penalty",
-    "seed",
-)
-PASSED_THROUGH = frozenset(
-    {
-        "tools",
-        "tool_choice",
-        "grammar",
-        "tool_grammar",
-        "max_tool_call_retries",
-        "stream",
-        "parallel_tool_calls",
-        "response_format",
-        "reasoning_effort",
-        "tool_call_format",
-    }
-)
-"""Options read by turn setup. Two are set by ``with_structured_output``:
-``tool_grammar=False`` sends no grammar for forced or repaired tool calls
-(``method="function_calling", strict=False``), and ``max_tool_call_retries`` replaces the
-field for one call (what is left of the budget its re-asks share with repairs)."""
-
-
-def max_repairs(kwargs: dict[str, Any], field: int) -> int:
-    """Tool-call repairs allowed in this call: the call option, else the field."""
-    given = kwargs.get("max_tool_call_retries", field)
-    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
-        raise K2ConfigError(f"max_tool_call_retries must be an int >= 0, got {given!r}.")
-    return given
-
-
-def checked_options(model: BaseModel, kwargs: Mapping[str, Any]) -> Any:
-    """``model``, or a copy with ``kwargs``' sampling options set, each checked like its field.
-
-    ``bind(temperature=float("inf"))`` fails here, when it is bound, naming the field.
-
-    Raises:
-        pydantic.ValidationError: a value its field refuses (the message names the field).
-    """
-    kwargs = call_arguments(kwargs)
-    overrides = [name for name in CALL_OPTIONS if name in kwargs]
-    if not overrides:
-        return model
-    options = model.model_copy()
-    for name in overrides:
-        model.__pydantic_validator__.validate_assignment(options, name, kwargs[name])
-    return options
-
-
-def call_params(
-    model: BaseModel, stop: str | Sequence[str] | None, kwargs: Mapping[str, Any]
-) -> GenerationParams:
-    """The generation parameters of one call: ``model``'s fields, overridden per call.
-
-    Per-call values are validated against the fields' own constraints (on a copy); an
-    option that is neither a sampling field nor read by turn setup raises.
-    """
-    kwargs = call_arguments(kwargs)  # max_tokens= is max_new_tokens=
-    unknown = set(kwargs) - set(CALL_OPTIONS) - PASSED_THROUGH
-    if unknown:
-        raise K2ConfigError(
-            f"Unknown call option(s) {sorted(unknown)}; ChatK2 accepts "
-            f"{sorted(CALL_OPTIONS)} per call (or set them as fields)."
-        )
-    options = checked_options(model, kwargs)
-    stops = sent_stops(getattr(model, "stop", None), stop)
-    return GenerationParams(
-        max_new_tokens=options.max_new_tokens,
-        temperature=options.temperature,
-        top_p=options.top_p,
-        top_k=options.top_k,
-        repetition_penalty=options.repetition_penalty,
-        seed=options.seed,
-        stop=stops,
-        grammar=Grammar.of(kwargs.get("grammar")),
-    )
+__all__ = [
+    "ALIASES",
+    "call_arguments",
+    "constructor_arguments",
+    "field_names",
+    "given",
+    "unknown_argument",
+]

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypedDict
 
 from langchain_core.messages import BaseMessage
 
@@ -41,19 +41,34 @@ from langchain_k2.backends._base import GenerationParams, Grammar, json_grammar
 from langchain_k2.errors import K2ConfigError
 
 __all__ = [
+    "ResponseFormat",
     "apply_bound_options",
     "bind_options",
+    "checked_flag",
+    "response_format_of",
     "response_grammar",
 ]
 
 
-def _flag(name: str, value: Any) -> bool | None:
+class ResponseFormat(TypedDict):
+    """A bound ``response_format``, normalized: its name and JSON schema (``None``: any object)."""
+
+    name: str
+    schema: dict[str, Any] | None
+
+
+def checked_flag(name: str, value: Any) -> bool | None:
+    """``value`` of the flag ``name`` (``True``, ``False`` or ``None``).
+
+    Raises:
+        K2ConfigError: another value; the message names the keyword.
+    """
     if value is None or isinstance(value, bool):
         return value
     raise K2ConfigError(f"bind_tools({name}={value!r}): pass True, False or None.")
 
 
-def _response_format(value: Any) -> dict[str, Any]:
+def _response_format(value: Any) -> ResponseFormat:
     """``{"name": str, "schema": dict | None}`` for what ``response_format`` may be."""
     bad = K2ConfigError(
         f"bind_tools(response_format={value!r:.120}) is not understood: pass a pydantic class, "
@@ -82,8 +97,17 @@ def _response_format(value: Any) -> dict[str, Any]:
     return {"name": name, "schema": schema}
 
 
-def _is_normalized(value: Any) -> bool:
-    return isinstance(value, Mapping) and set(value) == {"name", "schema"}
+def response_format_of(value: Any) -> ResponseFormat | None:
+    """A bound ``response_format`` normalized (as `bind_options` binds it); ``None``: none.
+
+    Raises:
+        K2ConfigError: a value that is not understood; the message shows the shapes taken.
+    """
+    if value is None:
+        return None
+    if isinstance(value, Mapping) and set(value) == {"name", "schema"}:  # normalized already
+        return ResponseFormat(name=value["name"], schema=value["schema"])
+    return _response_format(value)
 
 
 def bind_options(*, parallel_tool_calls: Any, strict: Any, response_format: Any) -> dict[str, Any]:
@@ -93,17 +117,17 @@ def bind_options(*, parallel_tool_calls: Any, strict: Any, response_format: Any)
         K2ConfigError: a value of the wrong kind; the message names the keyword.
     """
     options: dict[str, Any] = {}
-    parallel = _flag("parallel_tool_calls", parallel_tool_calls)
+    parallel = checked_flag("parallel_tool_calls", parallel_tool_calls)
     if parallel is not None:
         options["parallel_tool_calls"] = parallel
-    if _flag("strict", strict) is False:
+    if checked_flag("strict", strict) is False:
         options["tool_grammar"] = False
     if response_format is not None:
         options["response_format"] = _response_format(response_format)
     return options
 
 
-def response_grammar(response_format: Mapping[str, Any]) -> Grammar:
+def response_grammar(response_format: ResponseFormat) -> Grammar:
     """The grammar constraining the answer to ``response_format`` (no tools offered)."""
     schema = response_format.get("schema")
     if schema is None:
@@ -112,23 +136,19 @@ def response_grammar(response_format: Mapping[str, Any]) -> Grammar:
 
 
 def apply_bound_options(
-    options: Mapping[str, Any],
     messages: Sequence[BaseMessage],
     params: GenerationParams,
     *,
+    parallel_tool_calls: bool | None,
+    response_format: ResponseFormat | None,
     tools_offered: bool,
 ) -> tuple[list[BaseMessage], GenerationParams, bool]:
-    """Apply the bound options at turn setup.
+    """Apply the bound options (`langchain_k2._call_options.CallOptions`) at turn setup.
 
     Returns the messages (instructions added to the system prompt), the parameters (with
     the response grammar when no tools are offered) and whether only one call is kept.
     """
-    # Options bound with ``bind`` rather than ``bind_tools`` are checked here.
-    parallel = _flag("parallel_tool_calls", options.get("parallel_tool_calls"))
-    one_call = tools_offered and parallel is False
-    response_format = options.get("response_format")
-    if response_format is not None and not _is_normalized(response_format):
-        response_format = _response_format(response_format)
+    one_call = tools_offered and parallel_tool_calls is False
     instructions = [ONE_CALL] if one_call else []  # the sentences: langchain_k2._model_text
     if response_format is not None:
         schema = response_format.get("schema")

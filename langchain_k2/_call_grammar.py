@@ -1,7 +1,7 @@
 """The grammar of a forced or repaired call, and the sink that reads a constrained call.
 
 In: the bound tools (OpenAI-style dicts). Out: `call_grammar`'s JSON `Grammar` for one call of
-one of them, and `_ConstrainedCall`, the output parser of a grammar-constrained generation
+one of them, and `ConstrainedCall`, the output parser of a grammar-constrained generation
 (``feed``/``close`` to a `ToolBlock`). Moved out of `langchain_k2._turn` unchanged.
 """
 
@@ -62,7 +62,7 @@ def call_grammar(tools: Sequence[Mapping[str, Any]], engine: str | None = None) 
     return json_grammar(schema)
 
 
-class _ConstrainedCall:
+class ConstrainedCall:
     """The sink for a grammar-constrained call: the whole completion is one JSON call.
 
     A grammar makes the output exactly the call's JSON, so the close tag is not looked
@@ -89,4 +89,4 @@ class _ConstrainedCall:
         return [parse_block(raw, self._tools, open_tag=self._open, close_tag=self._close)]
 
 
-__all__ = ["call_grammar"]
+__all__ = ["ConstrainedCall", "call_grammar"]

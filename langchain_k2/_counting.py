@@ -45,6 +45,7 @@ from typing import Any
 
 from langchain_core.messages import BaseMessage
 
+from langchain_k2._settings import Settings
 from langchain_k2._tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
 from langchain_k2.formats._base import FormatSettings, PromptFormat
 from langchain_k2.formats._selection import call_settings
@@ -166,43 +167,45 @@ class PieceCounter:
 
 
 def count_messages(
-    model: Any,
+    settings: Settings,
     messages: Sequence[BaseMessage],
     tools: Sequence[Any] | None,
     tool_choice: ToolChoice,
     counter: PieceCounter | Callable[[str], int],
+    *,
+    engine_skips_bos: bool = False,
 ) -> int:
-    """Tokens of the prompt ``model`` (a ``ChatK2``) sends for ``messages`` and ``tools``.
+    """Tokens of the prompt a chat model with ``settings`` sends for ``messages`` and ``tools``.
 
     The pieces come from the same renderer, with the same system prompt, settings and
     forced-call ending as the request itself (`langchain_k2._turn_setup`), so the count
     is the input tokens the server reports. ``counter``: a `PieceCounter`, or a function
-    counting the whole prompt at once (a local tokenizer).
+    counting the whole prompt at once (a local tokenizer). ``engine_skips_bos``: the engine
+    is told not to add its own BOS to a prompt that holds one (vLLM), so none is counted.
     """
     if not messages:
         return 0
-    fmt: PromptFormat = model.format
+    fmt = settings.fmt
     formatted = normalize_tools(tools) if tools else []
     mode, _ = resolve_tool_choice(tool_choice, formatted)
-    settings = call_settings(
+    chosen = call_settings(
         fmt,
-        model.reasoning_effort,
-        model.tool_call_format,
-        {},
+        settings.reasoning_effort,
+        settings.tool_call_format,
         ends_in_reasoning=fmt.ends_in_reasoning(messages),
     )
     parts = render_parts(
         messages,
         fmt=fmt,
         tools=formatted if formatted and mode != "none" else None,
-        default_system=model.system_prompt,
-        neutralize_markers=model.neutralize_markers,
+        default_system=settings.system_prompt,
+        neutralize_markers=settings.neutralize_markers,
         force_tool_call=mode in {"any", "tool"} and fmt.forces_calls,
-        settings=settings,
+        settings=chosen,
     )
     anchor = anchor_of(fmt)
     # The engine adds no BOS of its own to a prompt holding one: none is counted.
-    own_bos = fmt.bos_in_prompt and getattr(model._get_backend(), "bos_switch", False)
+    own_bos = fmt.bos_in_prompt and engine_skips_bos
     if isinstance(counter, PieceCounter):
         return counter.count(parts, anchor=anchor, whole_first=not own_bos)
     if own_bos:

@@ -28,7 +28,7 @@ from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_k2._context import ContextLimits, fit_messages
 from langchain_k2._retries import acall_with_retries, call_with_retries
 from langchain_k2._steps import CountTokens, Finished, GenerationRequest, surely_fits
-from langchain_k2._tokenizer import count_prompt_tokens
+from langchain_k2._tokenizer import Tokenizer, count_prompt_tokens
 from langchain_k2._turn import Turn
 from langchain_k2.backends._base import Backend, BackendInfo, GenerationEvent
 from langchain_k2.errors import (
@@ -136,7 +136,7 @@ class Driver:
     """
 
     backend: Backend
-    tokenizer: Callable[[], Any] | None = None
+    tokenizer: Callable[[], Tokenizer] | None = None
     attempts: int = 1
     backoff: float = 0.0
 

@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.language_models import ModelProfile
 
 from langchain_k2._context import window_from_info
 from langchain_k2.backends._base import BackendInfo
-from langchain_k2.errors import K2Error
+
+if TYPE_CHECKING:  # the chat model imports this module
+    from langchain_k2.chat_models import ChatK2
 from langchain_k2.formats._base import PromptFormat
 
 NAMES = {"k2-chat": "K2-Chat", "k2-v2": "K2-V2-Instruct", "k2-think-v2": "K2-Think-V2"}
@@ -164,12 +166,15 @@ def profile_from_info(
     return k2_profile(window=limits.window, max_input_tokens=limits.max_input_tokens, fmt=fmt)
 
 
-def lazy_profile(model: Any) -> ModelProfile:
-    """The profile ``model`` (a ``ChatK2``) starts with: its window, or one asked for lazily.
+def lazy_profile(
+    model: ChatK2, from_engine: Callable[[ChatK2], ModelProfile | None]
+) -> ModelProfile:
+    """The profile ``model`` starts with: its window, or one asked for lazily.
 
     With ``context_window`` set the limits are known; otherwise a `LazyProfile` asks the
-    engine (``model``'s backend ``info()``, which the first call would ask anyway) when a
-    limit is first read. The model is held weakly, so the profile keeps nothing alive.
+    engine (``from_engine(model)``: its backend's ``info()``, which the first call would
+    ask anyway) when a limit is first read. The model is held weakly, so the profile keeps
+    nothing alive.
     """
     if model.context_window is not None:
         return k2_profile(window=model.context_window, fmt=model.format)
@@ -177,13 +182,6 @@ def lazy_profile(model: Any) -> ModelProfile:
 
     def fill() -> ModelProfile | None:
         found = owner()
-        if found is None:
-            return None
-        try:
-            info = found._get_backend().info()
-        except K2Error:  # unreachable or not K2: the limits stay unknown, asked again later
-            return None
-        found._note_info(info)
-        return profile_from_info(info, found.context_window, found.format)
+        return None if found is None else from_engine(found)
 
     return cast("ModelProfile", LazyProfile(k2_profile(fmt=model.format), fill))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import (
@@ -29,7 +29,9 @@ from langchain_core.messages import (
     SystemMessage,
     ToolCall,
     ToolMessage,
+    convert_to_messages,
 )
+from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
@@ -43,6 +45,9 @@ from langchain_k2._tool_calls import OPEN_TAG, parse_block, strip_fences
 from langchain_k2._tool_schema import compiled_validator
 from langchain_k2.backends._base import Grammar, json_grammar
 from langchain_k2.errors import K2ConfigError, ToolDefinitionError
+
+if TYPE_CHECKING:  # the chat model imports this module
+    from langchain_k2.chat_models import ChatK2
 
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
 
@@ -416,8 +421,26 @@ def structured_runnable(
     return RunnableLambda(run, afunc=arun, name="ChatK2StructuredOutput")
 
 
+def input_messages(value: Any) -> list[BaseMessage]:
+    """The messages a chat model's input stands for, read as ``invoke`` reads it.
+
+    Example:
+        >>> input_messages("Hi"), input_messages([("user", "Hi")])[0].type
+        ([HumanMessage(content='Hi', additional_kwargs={}, response_metadata={})], 'human')
+    """
+    if isinstance(value, PromptValue):
+        return value.to_messages()
+    if isinstance(value, str):
+        return [HumanMessage(content=value)]
+    if isinstance(value, Sequence):
+        return convert_to_messages(value)
+    raise ValueError(  # as BaseChatModel's own reading of its input
+        f"Invalid input type {type(value)}. Must be a PromptValue, str, or list of BaseMessages."
+    )
+
+
 def structured_output(
-    model: Any,
+    model: ChatK2,
     schema: dict[str, Any] | type | None,
     *,
     method: str,
@@ -428,7 +451,7 @@ def structured_output(
     """``ChatK2.with_structured_output``: ``model`` bound for ``schema``, then validated."""
     if kwargs:
         raise K2ConfigError(f"Unknown with_structured_output option(s): {sorted(kwargs)}.")
-    engine = "llamacpp" if getattr(model, "model_path", None) else getattr(model, "engine", None)
+    engine = "llamacpp" if model.model_path else model.engine
     spec = build_spec(schema, method, constrain=strict is not False, engine=engine)
     # langchain-core reads this schema with its own converter, which crashes on a root
     # "type" list and drops a root anyOf: it gets the function form read here instead.
@@ -450,7 +473,7 @@ def structured_output(
         bound = model.bind(grammar=grammar, ls_structured_output_format=ls_format)
     return structured_runnable(
         bound,
-        lambda value: model._convert_input(value).to_messages(),
+        input_messages,
         spec,
         include_raw=include_raw,
         retries=model.max_tool_call_retries,

@@ -2,6 +2,7 @@
 
 In: a local tokenizer directory (or a ``tokenizer.json`` file, or an already loaded
 Hugging Face tokenizer), a rendered prompt. Out: a loaded tokenizer, token ids, token counts.
+`Tokenizer` is what counting uses of a loaded one (its ``encode``).
 Whether a tokenizer agrees with a `langchain_k2._prompt.K2Format` is checked in
 `langchain_k2._format_check`.
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from langchain_k2.errors import K2ConfigError
 
@@ -28,9 +29,21 @@ _DOWNLOAD_HINT = (
 )
 
 
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What counting uses of a loaded tokenizer: ``encode`` (a ``transformers`` one has it)."""
+
+    def encode(self, text: str, /, *, add_special_tokens: bool = ..., **kwargs: Any) -> list[int]:
+        """The token ids of ``text`` (``add_special_tokens``: with a BOS, for instance)."""
+        ...
+
+
+LoadedT = TypeVar("LoadedT", bound=Tokenizer)
+
+
 def load_tokenizer(
-    tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase,
-) -> PreTrainedTokenizerBase:
+    tokenizer: str | os.PathLike[str] | LoadedT,
+) -> LoadedT | PreTrainedTokenizerBase:
     """Load a tokenizer from local files, or return an already loaded one as is.
 
     Args:
@@ -68,9 +81,7 @@ def load_tokenizer(
         ) from exc
 
 
-def encode(
-    tokenizer: PreTrainedTokenizerBase, text: str, *, add_special_tokens: bool = False
-) -> list[int]:
+def encode(tokenizer: Tokenizer, text: str, *, add_special_tokens: bool = False) -> list[int]:
     """The token ids of ``text``; added tokens (K2's markers) are matched in the text.
 
     ``split_special_tokens=False`` is passed, so markers stay single tokens even when the
@@ -86,7 +97,7 @@ def encode(
 
 
 def count_prompt_tokens(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, *, add_special_tokens: bool = False
+    tokenizer: Tokenizer, prompt: str, *, add_special_tokens: bool = False
 ) -> int:
     """Tokens of a rendered K2 prompt; every marker and tag that is a special token counts 1.
 
@@ -101,4 +112,4 @@ def count_prompt_tokens(
     return len(encode(tokenizer, prompt, add_special_tokens=add_special_tokens))
 
 
-__all__ = ["count_prompt_tokens", "encode", "load_tokenizer"]
+__all__ = ["Tokenizer", "count_prompt_tokens", "encode", "load_tokenizer"]

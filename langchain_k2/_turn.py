@@ -30,7 +30,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, InvalidToolCall, 
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 
-from langchain_k2._call_grammar import _ConstrainedCall, call_grammar
+from langchain_k2._call_grammar import ConstrainedCall, call_grammar
 from langchain_k2._repair import Broken, Continuation, Repair
 from langchain_k2._steps import (
     CountTokens,
@@ -43,7 +43,8 @@ from langchain_k2._steps import (
 )
 from langchain_k2._stops import StopFilter
 from langchain_k2._tool_binding import refuse_calls
-from langchain_k2._tool_calls import ToolBlock, ToolCallStreamParser, block_chunk
+from langchain_k2._tool_calls import ToolBlock, ToolCallStreamParser
+from langchain_k2._turn_chunks import StreamChunks
 from langchain_k2._unicode import clean_surrogates
 from langchain_k2.backends._base import FinalEvent, GenerationEvent, GenerationParams
 from langchain_k2.errors import K2GrammarUnsupportedError
@@ -145,9 +146,7 @@ class Turn:
         self.dropped_calls: list[ToolCall] = []
         self._calls_kept = 0
         self._broken: ToolBlock | None = None
-        self._next_index = 0  # the next content-block index (text runs and calls share it)
-        self._text_index: int | None = None  # the index of the text run going on, if any
-        self._reasoning_index: int | None = None  # the same, for a reasoning run
+        self._chunks = StreamChunks(indexed_text=config.indexed_text)
         self._reasoning_tokens = 0  # tokens generated while the output was in reasoning
         self._chars, self._joined = 0, False  # characters generated; an answer came whole
         self._tokens = 0
@@ -167,7 +166,7 @@ class Turn:
         self._context = config.prompt[: -len(open_tag)] if config.forced else config.prompt
         self._written: list[str] = []  # what the current request wrote (primer included)
         self._primer = open_tag  # what a primed request's prompt ends with, of the output
-        self._parser: ToolCallStreamParser | _ConstrainedCall
+        self._parser: ToolCallStreamParser | ConstrainedCall
         self._stop: StopFilter
         fmt = config.fmt
         self._tag_tokens = frozenset({fmt.tool_call_open, fmt.tool_call_close, *fmt.output_markers})
@@ -273,7 +272,7 @@ class Turn:
         self.use_grammar = False
         self.grammar_fallback = True
         self.grammar_refusal = reason or self.grammar_refusal
-        if isinstance(self._parser, _ConstrainedCall):
+        if isinstance(self._parser, ConstrainedCall):
             self._start(primed=True, constrained=False)
         return GenerationRequest(request.prompt, request.params.without_grammar(), request.repair)
 
@@ -281,7 +280,7 @@ class Turn:
         tools, fmt = self.config.tools or None, self.config.fmt
         tags = {"open_tag": fmt.tool_call_open, "close_tag": fmt.tool_call_close}
         self._parser = (
-            _ConstrainedCall(tools, **tags)
+            ConstrainedCall(tools, **tags)
             if constrained
             else fmt.parser(tools, self._settings)  # the family's output parser
         )
@@ -341,13 +340,15 @@ class Turn:
                 if item.text:
                     self.emitted.append(item)
                     if self.config.emit_chunks:
-                        chunks.append(ChatGenerationChunk(message=self._reasoning_chunk(item.text)))
+                        chunks.append(
+                            ChatGenerationChunk(message=self._chunks.reasoning(item.text))
+                        )
                 continue
             if isinstance(item, str):
                 if item:
                     self.emitted.append(item)
                     if self.config.emit_chunks:
-                        chunks.append(ChatGenerationChunk(message=self._text_chunk(item)))
+                        chunks.append(ChatGenerationChunk(message=self._chunks.text(item)))
                 continue
             block = item if self.config.refusal is None else self._refused(item)
             room = self.repairs < self.config.max_repairs
@@ -374,9 +375,7 @@ class Turn:
         if self.config.one_call:
             block = self._first_call_only(block)
         self.emitted.append(block)
-        chunk = block_chunk(block, self._next_index) if self.config.emit_chunks else None
-        self._next_index += len(block.tool_calls) + len(block.invalid_tool_calls)
-        self._text_index = self._reasoning_index = None
+        chunk = self._chunks.block(block, emit=self.config.emit_chunks)
         return [] if chunk is None else [ChatGenerationChunk(message=chunk)]
 
     def _first_call_only(self, block: ToolBlock) -> ToolBlock:
@@ -392,37 +391,6 @@ class Turn:
         return ToolBlock(
             raw=block.raw, tool_calls=kept, invalid_tool_calls=block.invalid_tool_calls
         )
-
-    def _text_chunk(self, text: str) -> AIMessageChunk:
-        """A text delta, as a content block carrying its index under ``indexed_text``.
-
-        Text runs and tool calls take indexes from one counter (as Anthropic's content
-        blocks do): LangChain merges chunks by index, and a text block
-        sharing index 0 with the first call would absorb the call (``output_version="v1"``).
-        """
-        self._reasoning_index = None
-        if not self.config.indexed_text:  # text is a plain string: calls count from 0
-            return AIMessageChunk(content=text)
-        if self._text_index is None:
-            self._text_index = self._next_index
-            self._next_index += 1
-        return AIMessageChunk(content=[{"type": "text", "text": text, "index": self._text_index}])
-
-    def _reasoning_chunk(self, text: str) -> AIMessageChunk:
-        """A reasoning delta, in ``additional_kwargs["reasoning_content"]``.
-
-        LangChain merges chunks by concatenating it; under ``indexed_text`` the delta is
-        also a standard ``reasoning`` content block with its own index, as text runs have.
-        """
-        self._text_index = None
-        kwargs = {"reasoning_content": text}
-        if not self.config.indexed_text:
-            return AIMessageChunk(content="", additional_kwargs=kwargs)
-        if self._reasoning_index is None:
-            self._reasoning_index = self._next_index
-            self._next_index += 1
-        block = {"type": "reasoning", "reasoning": text, "index": self._reasoning_index}
-        return AIMessageChunk(content=[block], additional_kwargs=kwargs)
 
     def fit_repair(
         self, request: GenerationRequest, prompt_tokens: int

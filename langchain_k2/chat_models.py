@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import partial
+from os import PathLike
 from typing import Any, Literal, cast
 
 from langchain_core.callbacks import (
@@ -33,33 +34,32 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
 from pydantic import ConfigDict, Field, PositiveFloat, PrivateAttr, SecretStr, field_serializer
 
-from langchain_k2._arguments import (
-    CALL_OPTIONS,
-    call_arguments,
-    checked_options,
-)
+from langchain_k2._arguments import given
 from langchain_k2._bind_options import bind_options
+from langchain_k2._call_options import (
+    CALL_OPTIONS,
+    CallOptions,
+    bound_options,
+    parse_call_options,
+    traced_options,
+)
 from langchain_k2._counting import PieceCounter, count_messages
 from langchain_k2._driver import Count, Driver
 from langchain_k2._fields import checked_arguments, token_from_env
 from langchain_k2._profile import lazy_profile, profile_from_info
 from langchain_k2._served import reported_model, warn_if_other_model
+from langchain_k2._settings import settings_of
 from langchain_k2._stops import sent_stops
 from langchain_k2._structured import structured_output
-from langchain_k2._tokenizer import load_tokenizer
-from langchain_k2._tool_binding import (
-    ToolChoice,
-    bound_tools,
-    normalize_tools,
-    resolve_tool_choice,
-)
+from langchain_k2._tokenizer import Tokenizer, load_tokenizer
+from langchain_k2._tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
 from langchain_k2._turn import Turn
 from langchain_k2._turn_setup import prepare_turn
 from langchain_k2._urls import has_credentials, redact
 from langchain_k2.backends._base import Backend, BackendInfo
 from langchain_k2.backends._engines import ENGINE_CHOICES, EngineChoice
 from langchain_k2.backends._factory import backend_for
-from langchain_k2.errors import K2ConfigError
+from langchain_k2.errors import K2ConfigError, K2Error
 from langchain_k2.formats import PromptFormat, format_for_model
 from langchain_k2.formats._selection import check_fields, chosen_format
 
@@ -199,7 +199,7 @@ class ChatK2(BaseChatModel):
     """Escape K2 markers found in message text so it cannot forge turns or tool calls."""
     backend: Backend | None = Field(default=None, exclude=True)
     """A ready backend instance (advanced; overrides ``endpoint_url``/``model_path``)."""
-    tokenizer: Any = Field(default=None, exclude=True)
+    tokenizer: str | PathLike[str] | Tokenizer | None = Field(default=None, exclude=True)
     """K2-Chat's tokenizer: a local directory or a loaded ``transformers`` tokenizer
     (``pip install "langchain-k2[tokenizer]"``). With it, tokens are counted locally;
     without it, the backend counts (TGI ``/tokenize``, llama.cpp)."""
@@ -213,7 +213,7 @@ class ChatK2(BaseChatModel):
     ``ContextWindowExceededError``."""
 
     _backend: Backend | None = PrivateAttr(default=None)
-    _tokenizer: Any = PrivateAttr(default=None)
+    _tokenizer: Tokenizer | None = PrivateAttr(default=None)
     _pieces: PieceCounter | None = PrivateAttr(default=None)
     _own_profile: bool = PrivateAttr(default=False)
     _seen_info: BackendInfo | None = PrivateAttr(default=None)
@@ -222,7 +222,7 @@ class ChatK2(BaseChatModel):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**_resolve_target(checked_arguments(type(self), kwargs)))
         check_fields(self.prompt_format, self.reasoning_effort, self.tool_call_format)
-        self._own_profile = kwargs.get("profile") is not None
+        self._own_profile = given(kwargs, "profile")
 
     @property
     def format(self) -> PromptFormat:
@@ -271,17 +271,17 @@ class ChatK2(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         served = self._seen_info.model_id if self._seen_info is not None else None
         chosen = self.model_name if "model_name" in self.model_fields_set else None
+        model = reported_model(served, chosen, self.format.model_id)
+        traced = traced_options(kwargs, model, self.max_new_tokens, self.temperature)
         params = LangSmithParams(
             ls_provider="k2",
-            ls_model_name=kwargs.get("model")
-            or reported_model(served, chosen, self.format.model_id),
+            ls_model_name=traced.model,
             ls_model_type="chat",
-            ls_max_tokens=call_arguments(kwargs).get("max_new_tokens", self.max_new_tokens),
+            ls_max_tokens=traced.max_new_tokens,
         )
-        temperature = kwargs.get("temperature", self.temperature)
-        if temperature is not None:
-            params["ls_temperature"] = temperature
-        if stops := sent_stops(self.stop, stop or kwargs.get("stop")):
+        if traced.temperature is not None:
+            params["ls_temperature"] = traced.temperature
+        if stops := sent_stops(self.stop, stop or traced.stop):
             params["ls_stop"] = list(stops)
         if self.endpoint_url or self.backend is not None:  # the engine found, once probed
             backend = self.backend or self._backend
@@ -290,10 +290,7 @@ class ChatK2(BaseChatModel):
 
     def bind(self, **kwargs: Any) -> Any:  # langchain-core's own binding type is private
         """``Runnable.bind``, with sampling options and tools checked now."""
-        checked_options(self, kwargs)
-        if "tools" in kwargs:  # bind(tools=[a @tool]) binds them as bind_tools would
-            kwargs["tools"] = bound_tools(kwargs["tools"])
-        return super().bind(**kwargs)
+        return super().bind(**bound_options(self, kwargs))
 
     def bind_tools(
         self,
@@ -397,28 +394,25 @@ class ChatK2(BaseChatModel):
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         """The family's capabilities; the window from ``context_window`` until the engine's."""
-        return lazy_profile(self)  # asks the engine when a limit is read before any call
+        return lazy_profile(self, _engine_profile)  # asked when a limit is read before a call
 
     def _prepare_turn(
         self,
         messages: list[BaseMessage],
         stop: list[str] | None,
-        kwargs: dict[str, Any],
+        options: CallOptions,
         info: BackendInfo,
         count: Count | None,
-        *,
-        streaming: bool = False,
     ) -> Turn:
         """The turn for these messages (``count=None``: raise `MustCount` rather than count)."""
-        self._note_info(info)
-        return prepare_turn(
-            self, messages, stop, kwargs, info=info, count=count, streaming=streaming
-        )
+        self._note_info(info)  # the format may be the served family's: settings come after
+        fields, engine = settings_of(self), self._get_backend().name
+        return prepare_turn(fields, options, messages, stop, info=info, engine=engine, count=count)
 
     def _driver(self) -> Driver:
         return Driver(
             self._get_backend(),
-            tokenizer=None if self.tokenizer is None else self._local_tokenizer,
+            tokenizer=None if self.tokenizer is None else partial(self._local, self.tokenizer),
             attempts=self.max_retries + 1,
             backoff=self.retry_backoff,
         )
@@ -430,7 +424,8 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        return self._driver().invoke(partial(self._prepare_turn, messages, stop, kwargs))
+        options = parse_call_options(kwargs, self)  # once per call
+        return self._driver().invoke(partial(self._prepare_turn, messages, stop, options))
 
     async def _agenerate(
         self,
@@ -439,7 +434,8 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,  # noqa: ARG002
         **kwargs: Any,
     ) -> ChatResult:
-        return await self._driver().ainvoke(partial(self._prepare_turn, messages, stop, kwargs))
+        options = parse_call_options(kwargs, self)  # once per call
+        return await self._driver().ainvoke(partial(self._prepare_turn, messages, stop, options))
 
     def _stream(
         self,
@@ -448,7 +444,8 @@ class ChatK2(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        setup = partial(self._prepare_turn, messages, stop, kwargs, streaming=True)
+        options = parse_call_options(kwargs, self, streaming=True)  # once per call
+        setup = partial(self._prepare_turn, messages, stop, options)
         for chunk in self._driver().stream(setup):
             if run_manager is not None:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -461,16 +458,17 @@ class ChatK2(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        setup = partial(self._prepare_turn, messages, stop, kwargs, streaming=True)
+        options = parse_call_options(kwargs, self, streaming=True)  # once per call
+        setup = partial(self._prepare_turn, messages, stop, options)
         async for chunk in self._driver().astream(setup):
             if run_manager is not None:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    def _local_tokenizer(self) -> Any:
+    def _local(self, tokenizer: str | PathLike[str] | Tokenizer) -> Tokenizer:
         """The ``tokenizer`` field, loaded once (on the first count)."""
         if self._tokenizer is None:
-            self._tokenizer = load_tokenizer(self.tokenizer)
+            self._tokenizer = load_tokenizer(tokenizer)
         return self._tokenizer
 
     def get_num_tokens(self, text: str) -> int:
@@ -490,12 +488,32 @@ class ChatK2(BaseChatModel):
         (`langchain_k2._counting.count_messages`); without a local ``tokenizer`` each
         distinct piece is counted once per model and the counts summed.
         """
+        # An engine told not to add its BOS (the prompt holds one) counts none: neither do we.
+        settings = settings_of(self)
+        own_bos = settings.fmt.bos_in_prompt and bool(
+            getattr(self._get_backend(), "bos_switch", False)
+        )
+        counter: PieceCounter | Callable[[str], int]
         if self.tokenizer is not None:  # local and cheap: the whole prompt at once
-            return count_messages(self, messages, tools, tool_choice, self._driver().count)
-        if self._pieces is None:
-            starts = getattr(self._get_backend(), "token_starts", None)
-            self._pieces = PieceCounter(self._driver().count, starts)
-        return count_messages(self, messages, tools, tool_choice, self._pieces)
+            counter = self._driver().count
+        else:
+            if self._pieces is None:
+                starts = getattr(self._get_backend(), "token_starts", None)
+                self._pieces = PieceCounter(self._driver().count, starts)
+            counter = self._pieces
+        return count_messages(
+            settings, messages, tools, tool_choice, counter, engine_skips_bos=own_bos
+        )
+
+
+def _engine_profile(chat: ChatK2) -> ModelProfile | None:
+    """``chat``'s profile from what its engine reports (``None``: unreachable, or not K2)."""
+    try:
+        info = chat._get_backend().info()
+    except K2Error:  # the limits stay unknown, asked again later
+        return None
+    chat._note_info(info)
+    return profile_from_info(info, chat.context_window, chat.format)
 
 
 __all__ = ["ChatK2"]

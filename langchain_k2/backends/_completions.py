@@ -96,7 +96,7 @@ class CompletionsBackend(HTTPBackend):
         model: str | None = None,
         deadline: float | str | None = "auto",
     ) -> None:
-        self.hooks = hooks_for(engine)
+        self.hooks: EngineHooks = hooks_for(engine)
         self.name = self.hooks.name
         self.bos_switch = self.hooks.bos_switch
         """Whether a prompt holding its BOS gets no second one (`EngineHooks.bos_switch`)."""

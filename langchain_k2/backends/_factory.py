@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pydantic import SecretStr
@@ -50,6 +50,9 @@ from langchain_k2.backends._engines import (
 from langchain_k2.backends._http import HTTPBackend, HTTPResponse
 from langchain_k2.backends._tgi import TGIBackend
 from langchain_k2.errors import K2ConfigError, K2UnavailableError
+
+if TYPE_CHECKING:  # the chat model imports this module
+    from langchain_k2.chat_models import ChatK2
 
 __all__ = ["ENGINE_CHOICES", "PROBES", "AutoBackend", "identify", "make_backend"]
 
@@ -188,7 +191,7 @@ class AutoBackend(HTTPBackend):
             isinstance(inner, TGIBackend | CompletionsBackend)
             and route == ENGINES[engine].info_route
         ):  # the probe read the engine's info already
-            inner._info = inner._parse_info(response, url)
+            inner.adopt_info(response, url)
         self._inner = inner
         self.name = inner.name
         return inner
@@ -303,8 +306,8 @@ class AutoBackend(HTTPBackend):
             yield event
 
 
-def backend_for(chat: Any) -> Backend:
-    """``chat``'s (a ``ChatK2``) backend: the engine at ``endpoint_url``, else llama.cpp.
+def backend_for(chat: ChatK2) -> Backend:
+    """``chat``'s backend: the engine at ``endpoint_url``, else llama.cpp.
 
     With ``model_path``, ``context_window`` is the ``n_ctx`` llama.cpp loads with; with a
     server, a ``model_name`` the user set is the name requests carry, and ``hf_token`` the

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlparse
 
 import httpx
@@ -63,6 +63,9 @@ from langchain_k2.errors import (
     K2GrammarUnsupportedError,
     K2TimeoutError,
 )
+
+if TYPE_CHECKING:  # the engines' package imports this module (indirectly)
+    from langchain_k2.backends._engines import EngineHooks
 
 __all__ = ["HTTPBackend", "map_error"]
 
@@ -282,6 +285,8 @@ class HTTPBackend:
     name = "http"
     server = "TGI"
     """The engine's name in messages."""
+    hooks: EngineHooks | None = None
+    """The engine's hooks (`langchain_k2.backends._engines`), for the backends of one engine."""
 
     def __init__(
         self,
@@ -336,6 +341,14 @@ class HTTPBackend:
         self._grammar_refused = False
         """Set when the server refused a grammar: `_recorded` then reports none supported."""
 
+    def _parse_info(self, response: HTTPResponse, url: str) -> BackendInfo:
+        """The engine's info from its answer to its info route (each engine reads its own)."""
+        raise NotImplementedError
+
+    def adopt_info(self, response: HTTPResponse, url: str) -> None:
+        """Keep the info a probe read already (its answer to this engine's info route)."""
+        self._info = self._parse_info(response, url)
+
     def _recorded(self, info: BackendInfo) -> BackendInfo:
         """``info`` with what requests taught: a refused grammar means none is supported."""
         return replace(info, supports_grammar=False) if self._grammar_refused else info
@@ -361,9 +374,9 @@ class HTTPBackend:
             # TGI's refusal is the server's (--disable-grammar-support): info() says so from
             # now on. The other engines refuse one schema they cannot compile (a bad
             # pattern): the next request is constrained again.
-            hooks = getattr(self, "hooks", None)
-            if isinstance(mapped, K2GrammarUnsupportedError) and getattr(
-                hooks, "refuses_all_grammars", False
+            hooks = self.hooks
+            if isinstance(mapped, K2GrammarUnsupportedError) and (
+                hooks is not None and hooks.refuses_all_grammars
             ):
                 self._grammar_refused = True
             # A full pool on this side (httpx.PoolTimeout) is no fault of the replica's.

@@ -1,7 +1,8 @@
 """Which format and settings a call uses: the user's choice, else the served model's family.
 
-In: ChatK2's ``prompt_format`` / ``reasoning_effort`` / ``tool_call_format`` fields, a
-call's options of the same names, and the model id the engine reports. Out: the
+In: ChatK2's ``prompt_format`` / ``reasoning_effort`` / ``tool_call_format`` fields (or a
+call's options of the same names, which override them), and the model id the engine
+reports. Out: the
 `PromptFormat` in use (`chosen_format`), the call's checked `FormatSettings`
 (`call_settings`), or a ``K2ConfigError`` naming the choices.
 
@@ -10,13 +11,12 @@ Example:
     ('k2-v2', 'k2-v3')
     >>> chosen_format(None, "some/other-model").name
     'k2-chat'
-    >>> call_settings(chosen_format("k2-v3", None), "low", None, {}, ends_in_reasoning=True)
+    >>> call_settings(chosen_format("k2-v3", None), "low", None, ends_in_reasoning=True)
     FormatSettings(effort='low', tool_call_format='xml', opened=True)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -48,14 +48,11 @@ def call_settings(
     fmt: PromptFormat,
     effort: str | None,
     tool_call_format: str | None,
-    kwargs: Mapping[str, Any],
     *,
     ends_in_reasoning: bool,
 ) -> FormatSettings:
-    """The call's settings: per-call options over the fields, checked against ``fmt``."""
-    chosen_effort = kwargs.get("reasoning_effort", effort)
-    chosen_form = kwargs.get("tool_call_format", tool_call_format)
-    settings = fmt.settings(chosen_effort, chosen_form)
+    """The call's settings (its options over the fields), checked against ``fmt``."""
+    settings = fmt.settings(effort, tool_call_format)
     return replace(settings, opened=settings.opened and ends_in_reasoning)
 
 

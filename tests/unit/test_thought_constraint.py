@@ -224,17 +224,20 @@ def test_a_thought_needs_a_schema_or_gbnf_after_it() -> None:
 
 def test_the_turn_gets_the_thought_grammar(monkeypatch: Any) -> None:
     from langchain_k2 import ChatK2
+    from langchain_k2._call_options import parse_call_options
+    from langchain_k2._settings import settings_of
     from langchain_k2._turn_setup import prepare_turn
     from langchain_k2.backends._base import BackendInfo
 
     llm = ChatK2(endpoint_url="http://127.0.0.1:9", prompt_format="k2-v2", engine="vllm")
     info = BackendInfo(supports_grammar=True)
     turn = prepare_turn(
-        llm,
+        settings_of(llm),
+        parse_call_options({"tools": [WEATHER], "tool_choice": "get_weather"}, llm),
         [HumanMessage("Weather?")],
         None,
-        {"tools": [WEATHER], "tool_choice": "get_weather"},
         info=info,
+        engine="vllm",
         count=lambda text: len(text) // 4,
     )
     step = turn.step()
@@ -243,12 +246,14 @@ def test_the_turn_gets_the_thought_grammar(monkeypatch: Any) -> None:
     assert request.prompt.endswith("<|im_start|>assistant\n<think_fast>\n")
     assert request.params.grammar is not None
     assert request.params.grammar.kind == "thought"
+    unconstrained = {"tools": [WEATHER], "tool_choice": "get_weather", "tool_grammar": False}
     free = prepare_turn(
-        llm,
+        settings_of(llm),
+        parse_call_options(unconstrained, llm),
         [HumanMessage("Weather?")],
         None,
-        {"tools": [WEATHER], "tool_choice": "get_weather", "tool_grammar": False},
         info=info,
+        engine="vllm",
         count=lambda text: len(text) // 4,
     ).step()
     assert isinstance(free, GenerationRequest)
