@@ -17,6 +17,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from langchain_k2 import ChatK2
 from langchain_k2._counting import count_messages
+from langchain_k2._settings import settings_of
 from tests.support.fake_engine.tokenizer import SimpleTokenizer
 from tests.support.scripted_backend import ScriptedBackend
 
@@ -47,5 +48,8 @@ def test_the_engines_own_bos_is_counted_only_where_it_adds_one(
     own_bos = bos_switch and llm.format.bos_in_prompt  # only K2-V3's prompt holds its BOS
     expected = len(TOKENIZER.encode(prompt)) + (0 if own_bos else 1)
     assert llm.get_num_tokens_from_messages(messages) == expected  # piece by piece
-    whole = count_messages(llm, messages, None, None, backend.count_tokens)  # at once
+    counter = backend.count_tokens  # a whole-prompt counter, as a local tokenizer is
+    whole = count_messages(
+        settings_of(llm), messages, None, None, counter, engine_skips_bos=bos_switch
+    )
     assert whole == expected
