@@ -338,7 +338,7 @@ def read_servers(servers: list[FakeEngine]) -> ServerView:
     return ServerView(attempts, served, arrivals, delivered)
 
 
-def check_cooldown(probe: Probe, view: ServerView) -> list[float]:
+def check_cooldown(probe: Probe, view: ServerView, failed: set[int]) -> list[float]:
     """No pick inside a cool-down; arrivals inside one were picked before its mark.
 
     Returns the pick-to-arrival lags of the requests that arrived in a window (in flight).
@@ -352,11 +352,25 @@ def check_cooldown(probe: Probe, view: ServerView) -> list[float]:
         assert pick.n is not None
         if pick.purpose == "generate":
             picks[(pick.url, pick.n)].append(pick)
-    assert sorted(view.arrivals) == sorted(picks), "every generation request matches one pick"
+    # Every request a server logged was picked for it. A pick may have no arrival only when
+    # its attempt failed before reaching the server (on a loaded machine a connect can outlast
+    # the timeout): then its number was retried (picked again) or failed in a documented way.
+    per_n = Counter(key[1] for key, sent in picks.items() for _ in sent)
+    unreached: list[tuple[str, int]] = []
+    for key, sent in picks.items():
+        missing = len(sent) - len(view.arrivals.get(key, []))
+        assert missing >= 0, f"{key} arrived more often than it was picked"
+        if missing:
+            assert key[1] in failed or per_n[key[1]] > 1, f"{key} picked, never sent, not retried"
+            unreached.append(key)
+    assert set(view.arrivals) <= set(picks), "every generation request matches one pick"
     in_flight: list[float] = []
     for key, arrivals in view.arrivals.items():
-        sent = sorted(p.wall for p in picks[key])
-        assert len(sent) == len(arrivals), key
+        sent = (
+            sorted(p.wall for p in picks[key])[-len(arrivals) :]
+            if key in unreached
+            else sorted(p.wall for p in picks[key])
+        )
         for picked_at, received_at in zip(sent, sorted(arrivals), strict=True):
             window = cooling_window(probe.marks[key[0]], received_at, 1)
             if window is not None:
@@ -397,7 +411,7 @@ async def test_soak_2000_tool_calls_through_three_faulty_replicas(
     assert doubled == [], f"replies delivered whole twice: {doubled[:10]}"
     assert set(view.delivered) == successes
 
-    in_flight = check_cooldown(probe, view)
+    in_flight = check_cooldown(probe, view, set(outcomes.failures))
     marks = sum(len(m) for m in probe.marks.values())
     assert marks > 0
 
