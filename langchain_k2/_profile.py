@@ -32,15 +32,12 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from langchain_core.language_models import ModelProfile
 
 from langchain_k2._context import window_from_info
 from langchain_k2.backends._base import BackendInfo
-
-if TYPE_CHECKING:  # the chat model imports this module
-    from langchain_k2.chat_models import ChatK2
 from langchain_k2.formats._base import PromptFormat
 
 NAMES = {"k2-chat": "K2-Chat", "k2-v2": "K2-V2-Instruct", "k2-think-v2": "K2-Think-V2"}
@@ -108,7 +105,14 @@ def k2_profile(
     return profile
 
 
-__all__ = ["CAPABILITIES", "LazyProfile", "k2_profile", "lazy_profile", "profile_from_info"]
+__all__ = [
+    "CAPABILITIES",
+    "LazyProfile",
+    "WindowSource",
+    "k2_profile",
+    "lazy_profile",
+    "profile_from_info",
+]
 
 _LIMITS = frozenset({"max_input_tokens", "max_output_tokens"})
 
@@ -166,8 +170,20 @@ def profile_from_info(
     return k2_profile(window=limits.window, max_input_tokens=limits.max_input_tokens, fmt=fmt)
 
 
+class WindowSource(Protocol):
+    """What `lazy_profile` reads of a chat model (``ChatK2`` is one), read-only."""
+
+    @property
+    def context_window(self) -> int | None: ...
+    @property
+    def format(self) -> PromptFormat: ...
+
+
+_Model = TypeVar("_Model", bound=WindowSource)
+
+
 def lazy_profile(
-    model: ChatK2, from_engine: Callable[[ChatK2], ModelProfile | None]
+    model: _Model, from_engine: Callable[[_Model], ModelProfile | None]
 ) -> ModelProfile:
     """The profile ``model`` starts with: its window, or one asked for lazily.
 

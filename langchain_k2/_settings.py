@@ -1,7 +1,8 @@
 """The chat model's settings for one call: a frozen snapshot of the ``ChatK2`` fields a turn reads.
 
 In: a ``ChatK2`` (its fields, and the prompt format it resolved: the user's, or the
-served family's). Out: a `Settings` that turn setup (`langchain_k2._turn_setup`) and
+served family's), read through `SettingsSource` (this module does not import
+``chat_models``). Out: a `Settings` that turn setup (`langchain_k2._turn_setup`) and
 token counting (`langchain_k2._counting`) read instead of the model, so nothing past
 this point reaches back into the chat model; its `Sampling` holds the sampling fields,
 which one call's options may override (`langchain_k2._call_options.SamplingOverrides`).
@@ -16,15 +17,57 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from langchain_k2._stops import stop_strings
 from langchain_k2.formats._base import PromptFormat
 
-if TYPE_CHECKING:  # the chat model imports this module
-    from langchain_k2.chat_models import ChatK2
+__all__ = ["Sampling", "Settings", "SettingsSource", "settings_of"]
 
-__all__ = ["Sampling", "Settings", "settings_of"]
+
+class SettingsSource(Protocol):
+    """What `settings_of` reads of a chat model (``ChatK2`` is one), read-only.
+
+    ``format`` is the prompt format resolved now (the field's, else the served family's);
+    ``model_fields_set`` the fields the user set (pydantic's).
+    """
+
+    @property
+    def max_new_tokens(self) -> int: ...
+    @property
+    def temperature(self) -> float | None: ...
+    @property
+    def top_p(self) -> float | None: ...
+    @property
+    def top_k(self) -> int | None: ...
+    @property
+    def repetition_penalty(self) -> float | None: ...
+    @property
+    def seed(self) -> int | None: ...
+    @property
+    def stop(self) -> list[str] | None: ...
+    @property
+    def system_prompt(self) -> str | None: ...
+    @property
+    def neutralize_markers(self) -> bool: ...
+    @property
+    def reasoning_effort(self) -> str | None: ...
+    @property
+    def tool_call_format(self) -> str | None: ...
+    @property
+    def max_tool_call_retries(self) -> int: ...
+    @property
+    def context_window(self) -> int | None: ...
+    @property
+    def trim_history(self) -> bool: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def output_version(self) -> str | None: ...
+    @property
+    def model_fields_set(self) -> set[str]: ...
+    @property
+    def format(self) -> PromptFormat: ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +116,7 @@ class Settings:
     indexed_text: bool = False
 
 
-def settings_of(chat: ChatK2) -> Settings:
+def settings_of(chat: SettingsSource) -> Settings:
     """The snapshot of ``chat``'s fields one call reads (its format as resolved now)."""
     return Settings(
         fmt=chat.format,

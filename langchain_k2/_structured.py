@@ -5,7 +5,8 @@ In: a pydantic class, TypedDict or JSON-schema dict, and a method (``json_schema
 assembles: the JSON schema, the JSON `Grammar`, an instruction for the system
 prompt, and a parser from ``AIMessage`` to the validated value. Nothing here talks to a
 backend; a retry loop re-asks the model when validation fails, telling it why (`feedback`),
-so no re-ask repeats a request byte for byte.
+so no re-ask repeats a request byte for byte. `structured_output` binds the chat model
+through `Bindable` (this module does not import ``chat_models``).
 
 Reading JSON answers is forgiving where K2-Chat's habits are known: a markdown fence, an
 answer in K2's own call form (``<tool_call>{"name": "<Schema>", "arguments": {...}}
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import (
@@ -45,9 +46,6 @@ from langchain_k2._tool_calls import OPEN_TAG, parse_block, strip_fences
 from langchain_k2._tool_schema import compiled_validator
 from langchain_k2.backends._base import Grammar, json_grammar
 from langchain_k2.errors import K2ConfigError, ToolDefinitionError
-
-if TYPE_CHECKING:  # the chat model imports this module
-    from langchain_k2.chat_models import ChatK2
 
 METHODS: tuple[str, ...] = ("json_schema", "function_calling", "json_mode")
 
@@ -439,8 +437,27 @@ def input_messages(value: Any) -> list[BaseMessage]:
     )
 
 
+class Bindable(Protocol):
+    """What `structured_output` uses of a chat model (``ChatK2`` is one)."""
+
+    @property
+    def model_path(self) -> str | None: ...
+    @property
+    def engine(self) -> str: ...
+    @property
+    def max_tool_call_retries(self) -> int: ...
+
+    def bind(self, **kwargs: Any) -> Runnable[Any, AIMessage]:
+        """The model with these call options bound."""
+
+    def bind_tools(
+        self, tools: Sequence[Any], *, tool_choice: str, **kwargs: Any
+    ) -> Runnable[Any, AIMessage]:
+        """The model with ``tools`` offered and ``tool_choice`` forced."""
+
+
 def structured_output(
-    model: ChatK2,
+    model: Bindable,
     schema: dict[str, Any] | type | None,
     *,
     method: str,

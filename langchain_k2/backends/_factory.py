@@ -1,8 +1,10 @@
 """Which backend serves an ``endpoint_url``: the engine named, or the one a probe finds.
 
 In: ``engine`` (`ENGINE_CHOICES`; ``"auto"`` asks the server) and the connection
-settings. Out: a `Backend`: `TGIBackend`, a `CompletionsBackend`, or an `AutoBackend`
-that probes the server once, on first use (sync or async alike), and then delegates.
+settings (`backend_for` reads them off a chat model through `BackendSource`; this module
+does not import ``chat_models``). Out: a `Backend`: `TGIBackend`, a `CompletionsBackend`,
+or an `AutoBackend` that probes the server once, on first use (sync or async alike), and
+then delegates.
 
 Probing reads a few GET routes, in this order, and stops at the first that answers like
 its engine (`identify` is the pure part). Each engine's hooks name its probe routes and
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from pydantic import SecretStr
@@ -51,10 +53,14 @@ from langchain_k2.backends._http import HTTPBackend, HTTPResponse
 from langchain_k2.backends._tgi import TGIBackend
 from langchain_k2.errors import K2ConfigError, K2UnavailableError
 
-if TYPE_CHECKING:  # the chat model imports this module
-    from langchain_k2.chat_models import ChatK2
-
-__all__ = ["ENGINE_CHOICES", "PROBES", "AutoBackend", "identify", "make_backend"]
+__all__ = [
+    "ENGINE_CHOICES",
+    "PROBES",
+    "AutoBackend",
+    "BackendSource",
+    "identify",
+    "make_backend",
+]
 
 AUTO = "auto"
 """``engine=`` asking the server which engine it runs."""
@@ -306,7 +312,45 @@ class AutoBackend(HTTPBackend):
             yield event
 
 
-def backend_for(chat: ChatK2) -> Backend:
+class Markers(Protocol):
+    """What `backend_for` reads of a prompt format: the markers llama.cpp tokenizes whole."""
+
+    @property
+    def special_markers(self) -> tuple[str, ...]: ...
+
+
+class BackendSource(Protocol):
+    """What `backend_for` reads of a chat model (``ChatK2`` is one), read-only.
+
+    ``model_fields_set`` is the fields the user set (pydantic's); ``format`` the prompt
+    format in use.
+    """
+
+    @property
+    def endpoint_url(self) -> str | list[str] | None: ...
+    @property
+    def engine(self) -> str: ...
+    @property
+    def hf_token(self) -> SecretStr | None: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def replica_cooldown(self) -> float: ...
+    @property
+    def request_deadline(self) -> float | str | None: ...
+    @property
+    def model_path(self) -> str | None: ...
+    @property
+    def context_window(self) -> int | None: ...
+    @property
+    def model_fields_set(self) -> set[str]: ...
+    @property
+    def format(self) -> Markers: ...
+
+
+def backend_for(chat: BackendSource) -> Backend:
     """``chat``'s backend: the engine at ``endpoint_url``, else llama.cpp.
 
     With ``model_path``, ``context_window`` is the ``n_ctx`` llama.cpp loads with; with a

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_k2.backends import _tgi_wire as tgi_wire
+import langchain_k2.backends._tgi_wire as tgi_wire
 from langchain_k2.backends._base import BackendInfo, GenerationEvent, GenerationParams, Grammar
 from langchain_k2.backends._engines._base import EngineHooks, as_int
 from langchain_k2.backends._gbnf import GBNF
