@@ -37,22 +37,20 @@ from pydantic import ConfigDict, Field, PositiveFloat, PrivateAttr, SecretStr, f
 from langchain_k2._arguments import given
 from langchain_k2._bind_options import bind_options
 from langchain_k2._call_options import (
-    CALL_OPTIONS,
     CallOptions,
     bound_options,
     parse_call_options,
-    traced_options,
 )
 from langchain_k2._counting import PieceCounter, count_messages
 from langchain_k2._driver import Count, Driver
 from langchain_k2._fields import checked_arguments, token_from_env
 from langchain_k2._profile import lazy_profile, profile_from_info
-from langchain_k2._served import reported_model, warn_if_other_model
+from langchain_k2._served import warn_if_other_model
 from langchain_k2._settings import settings_of
-from langchain_k2._stops import sent_stops
 from langchain_k2._structured import structured_output
 from langchain_k2._tokenizer import Tokenizer, load_tokenizer
 from langchain_k2._tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
+from langchain_k2._tracing import identifying_params, ls_params
 from langchain_k2._turn import Turn
 from langchain_k2._turn_setup import prepare_turn
 from langchain_k2._urls import has_credentials, redact
@@ -261,32 +259,11 @@ class ChatK2(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "endpoint_url": redact(self.endpoint_url),
-            "model_path": self.model_path,
-            **{name: getattr(self, name) for name in CALL_OPTIONS},
-        }
+        return identifying_params(self)
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         served = self._seen_info.model_id if self._seen_info is not None else None
-        chosen = self.model_name if "model_name" in self.model_fields_set else None
-        model = reported_model(served, chosen, self.format.model_id)
-        traced = traced_options(kwargs, model, self.max_new_tokens, self.temperature)
-        params = LangSmithParams(
-            ls_provider="k2",
-            ls_model_name=traced.model,
-            ls_model_type="chat",
-            ls_max_tokens=traced.max_new_tokens,
-        )
-        if traced.temperature is not None:
-            params["ls_temperature"] = traced.temperature
-        if stops := sent_stops(self.stop, stop or traced.stop):
-            params["ls_stop"] = list(stops)
-        if self.endpoint_url or self.backend is not None:  # the engine found, once probed
-            backend = self.backend or self._backend
-            cast("dict[str, Any]", params)["ls_engine"] = backend.name if backend else self.engine
-        return params
+        return ls_params(self, stop, kwargs, served=served, found=self.backend or self._backend)
 
     def bind(self, **kwargs: Any) -> Any:  # langchain-core's own binding type is private
         """``Runnable.bind``, with sampling options and tools checked now."""
