@@ -47,6 +47,7 @@ from langchain_core.messages import BaseMessage
 
 from langchain_k2._settings import Settings
 from langchain_k2._tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
+from langchain_k2.backends._base import Backend
 from langchain_k2.formats._base import FormatSettings, PromptFormat
 from langchain_k2.formats._selection import call_settings
 
@@ -166,6 +167,11 @@ class PieceCounter:
         return total
 
 
+def backend_pieces(backend: Backend, count: Callable[[str], int]) -> PieceCounter:
+    """A `PieceCounter` over ``count``, batching with the backend's token offsets if it has them."""
+    return PieceCounter(count, getattr(backend, "token_starts", None))
+
+
 def count_messages(
     settings: Settings,
     messages: Sequence[BaseMessage],
@@ -213,4 +219,4 @@ def count_messages(
     return counter("".join(parts))
 
 
-__all__ = ["PieceCounter", "anchor_of", "count_messages", "render_parts"]
+__all__ = ["PieceCounter", "anchor_of", "backend_pieces", "count_messages", "render_parts"]

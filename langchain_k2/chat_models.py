@@ -41,7 +41,7 @@ from langchain_k2._call_options import (
     bound_options,
     parse_call_options,
 )
-from langchain_k2._counting import PieceCounter, count_messages
+from langchain_k2._counting import PieceCounter, backend_pieces, count_messages
 from langchain_k2._driver import Count, Driver
 from langchain_k2._fields import checked_arguments, token_from_env
 from langchain_k2._profile import lazy_profile, profile_from_info
@@ -465,21 +465,15 @@ class ChatK2(BaseChatModel):
         (`langchain_k2._counting.count_messages`); without a local ``tokenizer`` each
         distinct piece is counted once per model and the counts summed.
         """
-        # An engine told not to add its BOS (the prompt holds one) counts none: neither do we.
-        settings = settings_of(self)
-        own_bos = settings.fmt.bos_in_prompt and bool(
-            getattr(self._get_backend(), "bos_switch", False)
-        )
+        settings, backend = settings_of(self), self._get_backend()
         counter: PieceCounter | Callable[[str], int]
         if self.tokenizer is not None:  # local and cheap: the whole prompt at once
             counter = self._driver().count
-        else:
-            if self._pieces is None:
-                starts = getattr(self._get_backend(), "token_starts", None)
-                self._pieces = PieceCounter(self._driver().count, starts)
-            counter = self._pieces
+        else:  # the backend counts each distinct piece once per model
+            counter = self._pieces = self._pieces or backend_pieces(backend, self._driver().count)
+        skips = bool(getattr(backend, "bos_switch", False))  # told to add no BOS: none counted
         return count_messages(
-            settings, messages, tools, tool_choice, counter, engine_skips_bos=own_bos
+            settings, messages, tools, tool_choice, counter, engine_skips_bos=skips
         )
 
 
