@@ -2,10 +2,10 @@
 
 In: tools in any form LangChain accepts (``@tool`` functions, ``BaseTool``, pydantic
 classes, TypedDicts, plain functions, OpenAI dicts) and a ``tool_choice``.
-Out: OpenAI-style function dicts with unique names and object schemas, and the
-tool-choice mode with the tools a forced call may use. Errors name the tool. When no tool
-is offered (none bound, or ``tool_choice="none"``), `refuse_calls` turns the calls of a
-parsed block into invalid ones naming that reason.
+Out: OpenAI-style function dicts with unique names and object schemas (what ``bind_tools``
+binds: `tools_bound`), and the tool-choice mode with the tools a forced call may use.
+Errors name the tool. When no tool is offered (none bound, or ``tool_choice="none"``),
+`refuse_calls` turns the calls of a parsed block into invalid ones naming that reason.
 """
 
 from __future__ import annotations
@@ -227,6 +227,23 @@ def resolve_tool_choice(
         f"tool_choice={tool_choice!r} is not understood: use 'auto', 'none', 'any' "
         f"('required', True), or one of the bound tool names {names}."
     )
+
+
+def tools_bound(tools: Sequence[Any], tool_choice: ToolChoice) -> dict[str, Any]:
+    """What ``bind_tools`` binds of its tools: normalized, with ``tool_choice`` checked.
+
+    Example:
+        >>> bound = tools_bound([{"name": "now", "parameters": {}}], "now")
+        >>> bound["tools"][0]["function"]["name"], bound["tool_choice"]
+        ('now', 'now')
+
+    Raises:
+        ToolDefinitionError: a tool has no name, a duplicate name or a bad schema.
+        K2ConfigError: ``tool_choice`` names no bound tool (or is of the wrong kind).
+    """
+    formatted = normalize_tools(tools)
+    resolve_tool_choice(tool_choice, formatted)
+    return {"tools": formatted, "tool_choice": tool_choice}
 
 
 def unoffered_reason(tool_choice: ToolChoice, tools: Sequence[Mapping[str, Any]]) -> str | None:

@@ -49,7 +49,7 @@ from langchain_k2._served import warn_if_other_model
 from langchain_k2._settings import settings_of
 from langchain_k2._structured import structured_output
 from langchain_k2._tokenizer import Tokenizer, load_tokenizer
-from langchain_k2._tool_binding import ToolChoice, normalize_tools, resolve_tool_choice
+from langchain_k2._tool_binding import ToolChoice, tools_bound
 from langchain_k2._tracing import identifying_params, ls_params
 from langchain_k2._turn import Turn
 from langchain_k2._turn_setup import prepare_turn
@@ -303,12 +303,11 @@ class ChatK2(BaseChatModel):
             K2ConfigError: ``tool_choice`` names no bound tool, or one of the options
                 above has a value of the wrong kind.
         """
-        formatted = normalize_tools(tools)
-        resolve_tool_choice(tool_choice, formatted)
+        bound = tools_bound(tools, tool_choice)  # checked before the options below
         options = bind_options(
             parallel_tool_calls=parallel_tool_calls, strict=strict, response_format=response_format
         )
-        return super().bind(tools=formatted, tool_choice=tool_choice, **options, **kwargs)
+        return super().bind(**bound, **options, **kwargs)
 
     def with_structured_output(
         self,

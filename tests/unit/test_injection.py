@@ -27,9 +27,9 @@ from langchain_core.messages import (
 from langchain_core.tools import tool
 
 from langchain_k2 import ChatK2, K2Format, neutralize, parse_tool_calls, render_prompt, restore
+from langchain_k2._tool_binding import normalize_tools
 from langchain_k2._tool_calls import ToolCallStreamParser
 from langchain_k2.backends._base import TokenEvent
-from langchain_k2.chat_models import normalize_tools
 from tests.support.scripted_backend import Reply, ScriptedBackend
 
 FMT = K2Format()
