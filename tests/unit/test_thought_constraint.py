@@ -201,6 +201,8 @@ def test_llama_server_gets_a_lazy_grammar_triggered_by_the_close_tag() -> None:
     sent = ENGINES["llama.cpp"].constraint(_thought(), lambda schema: fake_gbnf)
     assert sent["grammar_lazy"] is True
     assert sent["grammar_triggers"] == [{"type": 1, "value": "</think>"}]
+    # A one-token trigger word must be a preserved token too, or llama-server answers 400.
+    assert sent["preserved_tokens"] == ["</think>"]
     assert sent["grammar"].splitlines()[0] == (
         'root ::= "</think>" ("\\n" | " ")? ("\\n" | " ")? "<tool_call>\\n" k2-then-root '
         '"\\n</tool_call>"'

@@ -55,6 +55,10 @@ class LlamaServer(EngineHooks):
         >>> HOOKS.info({"default_generation_settings": {"n_ctx": 4096},
         ...             "model_path": "/m/k2.gguf"}).max_total_tokens
         4096
+        >>> router = {"default_generation_settings": {"n_ctx": 0}, "model_path": "none"}
+        >>> info = HOOKS.info(router)  # llama-server --models-dir: no model, no window
+        >>> info.model_id, info.max_total_tokens
+        (None, None)
         >>> HOOKS.constraint(Grammar("regex", "x"), None)
         Traceback (most recent call last):
         ...
@@ -73,9 +77,10 @@ the llama.cpp servers): pass a JSON schema, or no grammar.
         settings = doc.get("default_generation_settings")
         n_ctx = settings.get("n_ctx") if isinstance(settings, dict) else None
         model = doc.get("model_path")
+        window = as_int(n_ctx if n_ctx is not None else doc.get("n_ctx"))
         return BackendInfo(
-            model_id=model if isinstance(model, str) else None,
-            max_total_tokens=as_int(n_ctx if n_ctx is not None else doc.get("n_ctx")),
+            model_id=model if isinstance(model, str) and model != "none" else None,
+            max_total_tokens=window if window else None,  # a router's /props: n_ctx 0
             supports_grammar=True,
         )
 
@@ -92,10 +97,10 @@ the llama.cpp servers): pass a JSON schema, or no grammar.
         """``json_schema`` (converted by the server) or ``grammar`` (GBNF as given).
 
         Reasoning first (``thought``): a lazy grammar, ``grammar_lazy`` with the effort's
-        close tag as its trigger word, so the thought is sampled free and the grammar
-        (the close tag, then the part) applies from the trigger on. A JSON part must be
-        turned into GBNF on the client (llama-cpp-python's converter); without it nothing
-        is sent and the output is validated after generation.
+        close tag as its trigger word (and preserved token), so the thought is sampled free
+        and the grammar (the close tag, then the part) applies from the trigger on. A JSON
+        part must be turned into GBNF on the client (llama-cpp-python's converter); without
+        it nothing is sent and the output is validated after generation.
         """
         if grammar.kind == "thought":
             return self._lazy(grammar, gbnf)
@@ -114,6 +119,10 @@ the llama.cpp servers): pass a JSON schema, or no grammar.
         return {
             "grammar": text,
             "grammar_lazy": True,
+            # A trigger word that is one token (K2-V3's "</think>") must be listed as a
+            # preserved token too, or llama-server answers 400 ("Grammar trigger word should
+            # be marked as preserved token"); a word of several tokens ignores the list.
+            "preserved_tokens": [spec.close],
             "grammar_triggers": [{"type": TRIGGER_WORD, "value": spec.close}],
         }
 
