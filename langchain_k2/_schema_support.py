@@ -18,7 +18,8 @@ The engines drop or reject different JSON-schema keywords (read from their sourc
 - llama.cpp's converter (the C++ server and llama-cpp-python's Python port) has no
   ``patternProperties``, ``uniqueItems``, ``multipleOf``, ``not``, conditionals,
   ``propertyNames``, ``min/maxProperties``; string formats beyond date/time/uuid are
-  plain strings.
+  plain strings; llama-cpp-python's port reads a ``"type"`` list as the bare types, so
+  one with keywords beside it is sent as an ``anyOf`` of one typed copy each.
 - TGI compiles with outlines: no ``patternProperties``, ``uniqueItems``, ``multipleOf``,
   conditionals, ``not``, ``propertyNames``, ``min/maxProperties``; few formats.
 
@@ -160,6 +161,45 @@ the base of the references the wrapper grammar hoists."""
 _DATA_KEYS = frozenset({"enum", "const", "default", "examples", "example", "required"})
 
 
+_TYPE_KEYWORDS: Mapping[str, frozenset[str]] = {
+    "object": frozenset({"properties", "required", "additionalProperties"}),
+    "array": frozenset({"items", "prefixItems", "additionalItems", "minItems", "maxItems"}),
+    "string": frozenset({"minLength", "maxLength", "pattern", "format"}),
+    "number": frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}),
+}
+"""The keywords that constrain only values of one type (``integer`` takes ``number``'s)."""
+_TYPED = frozenset().union(*_TYPE_KEYWORDS.values())
+_NODE_LEVEL = frozenset({"$defs", "definitions", "title", "description"})
+
+
+def _split_type_list(node: dict[str, Any]) -> dict[str, Any]:
+    """A ``"type"`` list with other keywords beside it, as a union of one typed copy each.
+
+    llama-cpp-python's converter turns a type list into the bare types and drops every
+    keyword beside it (``SchemaConverter.visit`` in ``llama_cpp/llama_grammar.py``, 0.3.x:
+    ``[{"type": t} for t in schema_type]``), so ``{"type": ["string", "null"], "enum":
+    ["v1"]}`` became any string, and a nullable object any object. The union means the
+    same; each branch keeps the keywords that apply to its type.
+
+    >>> _split_type_list({"type": ["string", "null"], "enum": ["v1"], "title": "V"})
+    {'title': 'V', 'anyOf': [{'enum': ['v1'], 'type': 'string'}, {'enum': ['v1'], 'type': 'null'}]}
+    >>> _split_type_list({"type": ["integer", "null"]})  # nothing beside it: as given
+    {'type': ['integer', 'null']}
+    """
+    types = node.get("type")
+    rest = {k: v for k, v in node.items() if k not in _NODE_LEVEL and k != "type"}
+    if not isinstance(types, list) or len(types) < 2 or not rest or "anyOf" in rest:
+        return node
+    if "$ref" in rest:  # the converter follows the reference and ignores the rest
+        return node
+    branches = []
+    for kind in types:
+        own = _TYPE_KEYWORDS.get("number" if kind == "integer" else str(kind), frozenset())
+        kept = {k: v for k, v in rest.items() if k not in _TYPED or k in own}
+        branches.append({**kept, "type": kind})
+    return {**{k: v for k, v in node.items() if k in _NODE_LEVEL}, "anyOf": branches}
+
+
 @dataclass(frozen=True)
 class GrammarSchema:
     """The schema an engine compiles, and the keywords taken out of the given one.
@@ -253,6 +293,8 @@ class _Simplifier:
             if extra is not False:
                 patterns.append({} if extra is True else extra)
             out["additionalProperties"] = patterns[0] if len(patterns) == 1 else {"anyOf": patterns}
+        if self.llama:
+            out = _split_type_list(out)
         if self.llama and not _LLAMA_RECOGNIZED.intersection(out):
             return {}  # only annotations or "required": its converter refuses such a schema
         if self.xgrammar and "pattern" in out:
@@ -286,11 +328,15 @@ _warned_lock = threading.Lock()
 _MAX_WARNED = 1024
 
 
-def warn_dropped(what: str, engine: str | None, dropped: tuple[str, ...]) -> None:
-    """Say once (per schema and engine) that ``dropped`` keywords are checked on the client.
+def warn_dropped(
+    what: str, engine: str | None, dropped: tuple[str, ...], *, checked: bool = True
+) -> None:
+    """Say once (per schema and engine) that ``dropped`` keywords are not in the grammar.
 
-    ``what`` names the schema (``"tool 'search'"``). Nothing is said when nothing was
-    dropped.
+    ``what`` names the schema (``"tool 'search'"``). ``checked``: the answer is validated
+    against the whole schema on the client (tool calls, structured output); ``False`` for a
+    grammar the caller gave, whose raw answer ChatK2 returns unchecked. Nothing is said
+    when nothing was dropped.
     """
     if not dropped:
         return
@@ -301,11 +347,17 @@ def warn_dropped(what: str, engine: str | None, dropped: tuple[str, ...]) -> Non
         if len(_warned) >= _MAX_WARNED:
             _warned.clear()
         _warned.add(key)
+    after = (
+        "the answer is validated against the whole schema on the client (a failing answer "
+        "is repaired)"
+        if checked
+        else "ChatK2 returns the answer without checking it against the whole schema "
+        "(with_structured_output checks it, and repairs a failing answer)"
+    )
     warnings.warn(
         f"The JSON schema of {what} uses {', '.join(dropped)}, which the grammar of "
         f"{engine or 'the engine'} does not enforce: decoding is constrained without it, and "
-        "the answer is validated against the whole schema on the client (a failing answer "
-        "is repaired). Silence this with warnings.filterwarnings('ignore', "
+        f"{after}. Silence this with warnings.filterwarnings('ignore', "
         "category=langchain_k2.K2SchemaWarning).",
         K2SchemaWarning,
         stacklevel=3,

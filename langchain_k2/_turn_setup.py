@@ -4,7 +4,8 @@ In: the chat model (its fields: format, system prompt, retries, context window..
 messages, the call's stop strings and options (tools, ``tool_choice``, grammar, bound
 options), the backend's `BackendInfo` and a token counter. Out: a `langchain_k2._turn.Turn`
 holding the fitted prompt, the generation parameters and everything the turn must enforce
-(forced call, grammar or its fallback, repair budget, stop strings, refused tools).
+(forced call, grammar or its fallback, repair budget, stop strings, refused tools); a
+JSON-schema grammar the call carries is checked and fitted to the engine (`fit_grammar`).
 Pure apart from the counter: no request is sent here.
 """
 
@@ -20,6 +21,7 @@ from langchain_k2._arguments import call_params, max_repairs
 from langchain_k2._bind_options import apply_bound_options
 from langchain_k2._context import window_from_info
 from langchain_k2._driver import Count, fitted_prompt, server_stops
+from langchain_k2._grammar_fit import fit_grammar
 from langchain_k2._thought_constraint import constrain_after_thought
 from langchain_k2._tool_binding import bound_tools, resolve_tool_choice, unoffered_reason
 from langchain_k2._turn import Turn, TurnConfig
@@ -76,6 +78,7 @@ def prepare_turn(
 
     limits = window_from_info(info.max_input_tokens, info.max_total_tokens, model.context_window)
     engine = model._get_backend().name
+    params = replace(params, grammar=fit_grammar(params.grammar, engine))  # checked, capped
     prompt = fitted_prompt(
         messages,
         render,
