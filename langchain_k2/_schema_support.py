@@ -18,8 +18,9 @@ The engines drop or reject different JSON-schema keywords (read from their sourc
 - llama.cpp's converter (the C++ server and llama-cpp-python's Python port) has no
   ``patternProperties``, ``uniqueItems``, ``multipleOf``, ``not``, conditionals,
   ``propertyNames``, ``min/maxProperties``; string formats beyond date/time/uuid are
-  plain strings; llama-cpp-python's port reads a ``"type"`` list as the bare types, so
-  one with keywords beside it is sent as an ``anyOf`` of one typed copy each.
+  plain strings; numeric bounds hold for integers only on the server and not at all in
+  the port; the port reads a ``"type"`` list as the bare types, so one with keywords
+  beside it is sent as an ``anyOf`` of one typed copy each.
 - TGI compiles with outlines: no ``patternProperties``, ``uniqueItems``, ``multipleOf``,
   conditionals, ``not``, ``propertyNames``, ``min/maxProperties``; few formats.
 
@@ -112,15 +113,34 @@ _XGRAMMAR_FORMATS = frozenset(
     }
 )
 
+_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+# Sources (read late 2026), each checked against the table:
+# - vLLM: vllm/v1/structured_output/backend_xgrammar.py, has_xgrammar_unsupported_json_features
+#   (multipleOf; uniqueItems/contains/min-/maxContains; a format outside
+#   STRING_SUPPORTED_FORMATS, which is _XGRAMMAR_FORMATS; a pattern or format beside length
+#   bounds; patternProperties/propertyNames): with the xgrammar backend forced, a 400.
+#   xgrammar's own main branch (cpp/json_schema_converter.cc) parses more (patternProperties,
+#   propertyNames, min/maxProperties, integer multipleOf) but the releases vLLM and SGLang
+#   pin may not: those stay out (looser, and checked on the client).
+# - llama.cpp's server: common/json-schema.cpp builds rules from type, $ref, anyOf/oneOf,
+#   allOf, const, enum, properties, required, additionalProperties, items, prefixItems,
+#   min/maxItems, min/maxLength, pattern, format (date, time, date-time, uuid) and
+#   minimum/maximum/exclusive* for integers only (build_integer); nothing else.
+# - llama-cpp-python's port (llama_cpp/llama_grammar.py, SchemaConverter.visit, 0.3.x): the
+#   same minus every numeric bound ("TODO: support minimum, maximum, ..."); a type list
+#   loses its sibling keywords (`_split_type_list`).
+# - TGI: outlines-core's src/json_schema (no patternProperties, uniqueItems, multipleOf,
+#   conditionals, not, propertyNames; a few formats).
 ENGINE_UNSUPPORTED: Mapping[str, frozenset[str]] = {
     "vllm": _NOWHERE,
     "sglang": _NOWHERE,
     "llama.cpp": _NOWHERE,
-    "llama-cpp-python": _NOWHERE,
-    "llamacpp": _NOWHERE,
+    "llama-cpp-python": _NOWHERE | _BOUNDS,
+    "llamacpp": _NOWHERE | _BOUNDS,
     "tgi": _NOWHERE,
 }
-"""Per engine, the keywords its constraint compiler drops or answers 400 for."""
+"""Per engine, the keywords its constraint compiler drops or answers 400 for (llama.cpp's
+server also drops numeric bounds on anything but an integer: `_Simplifier`)."""
 
 ENGINE_FORMATS: Mapping[str, frozenset[str] | None] = {
     "vllm": _XGRAMMAR_FORMATS,
@@ -170,6 +190,12 @@ _TYPE_KEYWORDS: Mapping[str, frozenset[str]] = {
 """The keywords that constrain only values of one type (``integer`` takes ``number``'s)."""
 _TYPED = frozenset().union(*_TYPE_KEYWORDS.values())
 _NODE_LEVEL = frozenset({"$defs", "definitions", "title", "description"})
+
+
+def _types(node: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The ``"type"`` of ``node`` as a tuple (empty when it has none)."""
+    kind = node.get("type")
+    return tuple(kind) if isinstance(kind, list) else () if kind is None else (kind,)
 
 
 def _split_type_list(node: dict[str, Any]) -> dict[str, Any]:
@@ -243,6 +269,7 @@ class _Simplifier:
         self.formats = ENGINE_FORMATS.get(engine or "", _COMMON_FORMATS)
         self.xgrammar = engine not in _NOT_XGRAMMAR  # an unknown engine may be one
         self.llama = engine in _LLAMA
+        self.engine = engine
         self.dropped: set[str] = set()
 
     def visit(self, node: Any) -> Any:
@@ -293,6 +320,14 @@ class _Simplifier:
             if extra is not False:
                 patterns.append({} if extra is True else extra)
             out["additionalProperties"] = patterns[0] if len(patterns) == 1 else {"anyOf": patterns}
+        return self.finish(out)
+
+    def finish(self, out: dict[str, Any]) -> dict[str, Any]:
+        """The per-engine rules that read a whole node (its keywords already visited)."""
+        if self.engine == "llama.cpp" and "integer" not in _types(out):
+            for key in _BOUNDS.intersection(out):  # common/json-schema.cpp: integers only
+                del out[key]
+                self.dropped.add(f"{key} (not an integer)")
         if self.llama:
             out = _split_type_list(out)
         if self.llama and not _LLAMA_RECOGNIZED.intersection(out):

@@ -136,6 +136,21 @@ def test_xgrammar_keeps_the_pattern_and_drops_lengths_beside_it():
     assert grammar_schema(schema, "llamacpp").schema == schema
 
 
+def test_numeric_bounds_follow_each_llama_cpp_converter():
+    # The server (common/json-schema.cpp) bounds integers only; llama-cpp-python's port
+    # (llama_grammar.py, 0.3.x) bounds nothing: what a converter ignores is said.
+    count = {"type": "integer", "minimum": 1, "exclusiveMaximum": 10}
+    ratio = {"type": "number", "minimum": 0, "maximum": 1}
+    assert grammar_schema(count, "llama.cpp").schema == count
+    assert grammar_schema(ratio, "llama.cpp").schema == {"type": "number"}
+    assert grammar_schema(ratio, "llama.cpp").dropped == (
+        "maximum (not an integer)", "minimum (not an integer)")  # fmt: skip
+    for engine in ("llama-cpp-python", "llamacpp"):
+        assert grammar_schema(count, engine).schema == {"type": "integer"}
+        assert grammar_schema(count, engine).dropped == ("exclusiveMaximum", "minimum")
+    assert grammar_schema(ratio, "vllm").schema == ratio
+
+
 def test_type_list_keeps_the_keywords_beside_it_for_llama_cpp():
     # llama-cpp-python's converter reads {"type": [...]} as the bare types and drops the
     # rest: a nullable enum became any string, a nullable object any object (Kubernetes).
@@ -155,7 +170,7 @@ def test_type_list_keeps_the_keywords_beside_it_for_llama_cpp():
     from langchain_k2.backends._base import Grammar
     from langchain_k2.backends._gbnf import grammar_gbnf
 
-    gbnf = grammar_gbnf(Grammar("json", {"type": "object", **{"properties": sent}}), label="x")
+    gbnf = grammar_gbnf(Grammar("json", {"type": "object", "properties": sent}), label="x")
     rules = dict(line.split(" ::= ", 1) for line in gbnf.splitlines() if " ::= " in line)
     assert rules["kind-0"] == rules["kind-1"] == '"\\"Pod\\""'
     assert '"\\"name\\""' in rules["meta-0-name-kv"]
