@@ -171,6 +171,29 @@ def _plain_anchored(pattern: Any) -> bool:
     )
 
 
+_PORT = frozenset({"llama-cpp-python", "llamacpp"})
+_GBNF_ESCAPES = frozenset('\\"[]tnr')
+"""What may follow a backslash in a pattern llama-cpp-python's converter is given."""
+
+
+def _mistranslated(pattern: str) -> bool:
+    r"""Whether llama-cpp-python's converter would write ``pattern`` as broken GBNF.
+
+    Its ``_visit_pattern`` (``llama_cpp/llama_grammar.py``, 0.3.x) copies an escape such as
+    ``\.``, ``\d``, ``\/`` or ``\$`` into the grammar as is, and llama.cpp's GBNF parser
+    refuses it ("unknown escape"): 6 of the JSON Schema Store files failed so.
+
+    >>> _mistranslated(r"^v[0-9]+\.[0-9]+$"), _mistranslated(r'^[a-z\]\\"]+$')
+    (True, False)
+    """
+    escaped = False
+    for char in pattern:
+        if escaped and char not in _GBNF_ESCAPES:
+            return True
+        escaped = not escaped and char == "\\"
+    return False
+
+
 _COMMON_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
 """The formats every engine enforces (what an unknown engine is sent)."""
 _SCHEMA_MAPS = ("properties", "$defs", "definitions")
@@ -313,6 +336,8 @@ class _Simplifier:
                 self.dropped.add(f"format={value}")
             elif key == "pattern" and self.llama and not _plain_anchored(value):
                 self.dropped.add("pattern (not ^...$, or with (?...))")
+            elif key == "pattern" and self.engine in _PORT and _mistranslated(value):
+                self.dropped.add("pattern (an escape llama-cpp-python's converter garbles)")
             else:
                 out[key] = value
         if patterns:

@@ -151,6 +151,27 @@ def test_numeric_bounds_follow_each_llama_cpp_converter():
     assert grammar_schema(ratio, "vllm").schema == ratio
 
 
+def test_pattern_llama_cpp_python_would_garble_is_left_to_the_client():
+    # Its converter copies "\\." into the GBNF, which llama.cpp's parser refuses ("unknown
+    # escape"): azure-pipelines, buildkite, codecov... failed to compile so.
+    version = {"type": "string", "pattern": "^v[0-9]+\\.[0-9]+$"}
+    for engine in ("llama-cpp-python", "llamacpp"):
+        simplified = grammar_schema(version, engine)
+        assert simplified.schema == {"type": "string"}
+        assert simplified.dropped == ("pattern (an escape llama-cpp-python's converter garbles)",)
+    assert grammar_schema(version, "llama.cpp").schema == version  # the C++ converter copes
+    plain = {"type": "string", "pattern": "^[a-z]+$"}
+    assert grammar_schema(plain, "llamacpp").schema == plain
+    pytest.importorskip("llama_cpp")
+    from langchain_k2.backends._base import Grammar
+    from langchain_k2.backends._gbnf import grammar_gbnf
+
+    garbled = grammar_gbnf(Grammar("json", version), label="x")
+    assert '"\\."' in garbled  # an escape llama.cpp's GBNF parser does not know
+    sent = grammar_gbnf(Grammar("json", grammar_schema(version, "llamacpp").schema), label="x")
+    assert "\\." not in sent
+
+
 def test_type_list_keeps_the_keywords_beside_it_for_llama_cpp():
     # llama-cpp-python's converter reads {"type": [...]} as the bare types and drops the
     # rest: a nullable enum became any string, a nullable object any object (Kubernetes).
