@@ -249,6 +249,47 @@ def _split_type_list(node: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in node.items() if k in _NODE_LEVEL}, "anyOf": branches}
 
 
+_NOT_CONSTRAINING = _NODE_LEVEL | {"anyOf", "$ref", "default", "examples", "example"}
+
+
+def _recognized(branch: Any) -> Any:
+    """``branch`` if llama.cpp's converter builds a rule from it, else ``{}`` (any value)."""
+    if isinstance(branch, Mapping) and not _LLAMA_RECOGNIZED.intersection(branch):
+        return {}
+    return branch
+
+
+def _fold_siblings(node: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf`` or ``$ref`` with constraining keywords beside it, as llama.cpp reads it.
+
+    Both converters build an ``anyOf`` node from its branches alone and a ``$ref`` node from
+    its target alone, dropping the keywords beside them (``SchemaConverter.visit``; the
+    server's ``build_node`` in ``common/json-schema.cpp``). The siblings are merged into
+    each branch instead (`_merge_all_of`: never stricter), and beside a ``$ref`` an
+    ``enum``/``const`` is kept rather than the reference (JSON Schema Store writes
+    ``{"$ref": "#/definitions/string", "enum": [...]}``).
+
+    >>> _fold_siblings({"type": "object", "properties": {"a": {}, "b": {}},
+    ...                 "anyOf": [{"required": ["a"]}, {"required": ["b"]}]})["anyOf"][0]
+    {'type': 'object', 'properties': {'a': {}, 'b': {}}, 'required': ['a']}
+    >>> _fold_siblings({"$ref": "#/definitions/string", "enum": ["git", "svn"]})
+    {'enum': ['git', 'svn']}
+    """
+    siblings = {k: v for k, v in node.items() if k not in _NOT_CONSTRAINING}
+    if not siblings:
+        return node
+    if isinstance(node.get("anyOf"), list) and "$ref" not in node:
+        branches = [
+            _merge_all_of({**siblings, "allOf": [branch]}) if isinstance(branch, Mapping)
+            else branch
+            for branch in node["anyOf"]
+        ]  # fmt: skip
+        return {**{k: v for k, v in node.items() if k in _NODE_LEVEL}, "anyOf": branches}
+    if "$ref" in node and ("enum" in siblings or "const" in siblings):
+        return {k: v for k, v in node.items() if k != "$ref"}
+    return node
+
+
 @dataclass(frozen=True)
 class GrammarSchema:
     """The schema an engine compiles, and the keywords taken out of the given one.
@@ -295,7 +336,7 @@ class _Simplifier:
         self.engine = engine
         self.dropped: set[str] = set()
 
-    def visit(self, node: Any) -> Any:
+    def visit(self, node: Any, *, branch: bool = False) -> Any:
         if not isinstance(node, Mapping):
             return node
         if "allOf" in node:
@@ -322,11 +363,11 @@ class _Simplifier:
             elif key in self.unsupported:
                 self.dropped.add(key)
             elif key == "oneOf" and isinstance(value, list):
-                out["anyOf"] = [self.visit(sub) for sub in value]
+                out["anyOf"] = [self.visit(sub, branch=True) for sub in value]
             elif key in _SCHEMA_MAPS and isinstance(value, Mapping):
                 out[key] = {name: self.visit(sub) for name, sub in value.items()}
             elif key in _SCHEMA_LISTS and isinstance(value, list):
-                out[key] = [self.visit(sub) for sub in value]
+                out[key] = [self.visit(sub, branch=key == "anyOf") for sub in value]
             elif key in {"items", "additionalProperties", "additionalItems"}:
                 is_list = isinstance(value, list)
                 out[key] = [self.visit(sub) for sub in value] if is_list else self.visit(value)
@@ -345,17 +386,19 @@ class _Simplifier:
             if extra is not False:
                 patterns.append({} if extra is True else extra)
             out["additionalProperties"] = patterns[0] if len(patterns) == 1 else {"anyOf": patterns}
-        return self.finish(out)
+        return self.finish(out, branch=branch)
 
-    def finish(self, out: dict[str, Any]) -> dict[str, Any]:
+    def finish(self, out: dict[str, Any], *, branch: bool = False) -> dict[str, Any]:
         """The per-engine rules that read a whole node (its keywords already visited)."""
         if self.engine == "llama.cpp" and "integer" not in _types(out):
             for key in _BOUNDS.intersection(out):  # common/json-schema.cpp: integers only
                 del out[key]
                 self.dropped.add(f"{key} (not an integer)")
         if self.llama:
-            out = _split_type_list(out)
-        if self.llama and not _LLAMA_RECOGNIZED.intersection(out):
+            out = _fold_siblings(_split_type_list(out))
+            if isinstance(out.get("anyOf"), list):  # branches kept whole until folded
+                out["anyOf"] = [_recognized(sub) for sub in out["anyOf"]]
+        if self.llama and not branch and not _LLAMA_RECOGNIZED.intersection(out):
             return {}  # only annotations or "required": its converter refuses such a schema
         if self.xgrammar and "pattern" in out:
             for key in ("minLength", "maxLength"):

@@ -176,6 +176,28 @@ def test_pattern_llama_cpp_python_would_garble_is_left_to_the_client():
     assert "\\." not in sent
 
 
+def test_keywords_beside_any_of_or_ref_reach_llama_cpp():
+    # Both llama.cpp converters read an anyOf node from its branches and a $ref node from
+    # its target only; the siblings were lost (JSON Schema Store: 74 such nodes).
+    schema = {"type": "object", "$defs": {"str": {"type": "string"}}, "properties": {
+        "scm": {"$ref": "#/$defs/str", "enum": ["git", "svn"]},
+        "who": {"type": "object", "properties": {"id": {"type": "integer"},
+                                                 "email": {"type": "string"}},
+                "anyOf": [{"required": ["id"]}, {"required": ["email"]}]}}}  # fmt: skip
+    sent = grammar_schema(schema, "llama.cpp").schema["properties"]
+    assert sent["scm"] == {"enum": ["git", "svn"]}
+    assert [branch["required"] for branch in sent["who"]["anyOf"]] == [["id"], ["email"]]
+    assert all(set(b["properties"]) == {"id", "email"} for b in sent["who"]["anyOf"])
+    assert grammar_schema(schema, "vllm").schema == schema  # xgrammar reads siblings
+    pytest.importorskip("llama_cpp")
+    from langchain_k2.backends._base import Grammar
+    from langchain_k2.backends._gbnf import grammar_gbnf
+
+    gbnf = grammar_gbnf(Grammar("json", schema), label="x")
+    assert '"\\"git\\""' in gbnf
+    assert '"\\"email\\""' in gbnf
+
+
 def test_type_list_keeps_the_keywords_beside_it_for_llama_cpp():
     # llama-cpp-python's converter reads {"type": [...]} as the bare types and drops the
     # rest: a nullable enum became any string, a nullable object any object (Kubernetes).
