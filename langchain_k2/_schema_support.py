@@ -20,7 +20,9 @@ The engines drop or reject different JSON-schema keywords (read from their sourc
   ``propertyNames``, ``min/maxProperties``; string formats beyond date/time/uuid are
   plain strings; numeric bounds hold for integers only on the server and not at all in
   the port; the port reads a ``"type"`` list as the bare types, so one with keywords
-  beside it is sent as an ``anyOf`` of one typed copy each.
+  beside it is sent as an ``anyOf`` of one typed copy each; both read an ``anyOf`` or a
+  ``$ref`` alone, so keywords beside one are folded in (`_fold_siblings`); the port copies
+  some regex escapes into broken GBNF, so such a ``pattern`` is left to the client.
 - TGI compiles with outlines: no ``patternProperties``, ``uniqueItems``, ``multipleOf``,
   conditionals, ``not``, ``propertyNames``, ``min/maxProperties``; few formats.
 
