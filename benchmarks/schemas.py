@@ -16,7 +16,13 @@ BFCL, JSON Schema Store, Kubernetes; read from PyPI packages at run time). Per f
 - ``schemas.<family>.tokens``: prompt tokens one tool (or output schema) adds to the
   prompt, each side. ChatK2 writes the model card's function-calling prompt (the schema in
   the prompt); llama-cpp-python's handler renders SmolLM2's chat template, which has no
-  tools, so the schema is only in its grammar.
+  tools, so the schema is only in its grammar;
+- ``schemas.<family>.cached``: prompt tokens a prefix cache can skip when the same schema
+  is asked a second, different question: the leading tokens the second prompt shares with
+  the first, read from the ``Llama`` object's evaluated tokens after each request, each
+  side. What each engine skips of them is in `CACHE_GRANULARITY`.
+
+Both sides run on one ``Llama`` object loaded with ``n_ctx`` `CONTEXT`.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from collections import Counter
 from typing import Any
 
 import jsonschema
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import AIMessage, HumanMessage
 
 from benchmarks.common import Row, Settings
 from langchain_k2 import ChatK2, K2ConfigError, K2SchemaWarning, ToolDefinitionError
@@ -47,12 +53,26 @@ from langchain_k2.errors import ContextWindowExceededError
 
 SECTION = "8. Real-world schemas"
 FAMILIES = ("mcp", "langchain-community", "bfcl", "schemastore", "kubernetes")
-KEYS = tuple(
-    f"schemas.{family}.{what}" for family in FAMILIES for what in ("bound", "valid", "tokens")
-)
+WHATS = ("bound", "valid", "tokens", "cached")
+KEYS = tuple(f"schemas.{family}.{what}" for family in FAMILIES for what in WHATS)
 QUESTION = "Fill in an example that fits."
-SAMPLE = 2
-"""Schemas per family answered on the stand-in model, each side (2: ~10 minutes on 2 cores)."""
+SECOND_QUESTION = "Now another example, different from the first."
+"""Asked second with the same schema (one new token): the prompt a prefix cache meets next."""
+SAMPLE = {"mcp": 3, "langchain-community": 3, "bfcl": 3, "schemastore": 2, "kubernetes": 2}
+"""Schemas per family answered on the stand-in model, each side. ChatK2's prompt holds the
+schema: Schema Store and Kubernetes output schemas make prompts of 2000-5000 tokens, which
+one llama.cpp thread takes minutes to read on a busy 2-core machine (the whole run: ~17
+minutes there)."""
+CONTEXT = 8192
+"""``n_ctx`` of the stand-in, both sides (the largest Schema Store and Kubernetes output
+schemas do not fit ChatK2's prompt in SmolLM2's own 8192 minus the answer; most do)."""
+CACHE_GRANULARITY = (
+    "token-level caches skip all of them: llama-server (cache_prompt, on by default), SGLang "
+    "(radix cache, page size 1), TGI 3 (prefix caching with flashinfer, block size 1: "
+    "server/text_generation_server/models/globals.py), llama-cpp-python's Llama; vLLM's "
+    "automatic prefix caching skips whole 16-token blocks; ChatK2's in-process backend whole "
+    "n_batch (512-token) chunks"
+)
 MAX_NEW_TOKENS = 128
 """The cap on each answer, both sides (a 135M model fills big grammars slowly)."""
 
@@ -124,44 +144,52 @@ def _tool_dict(entry: Any) -> dict[str, Any]:
         "parameters": spec.get("parameters") or {"type": "object", "properties": {}}}}  # fmt: skip
 
 
+def _k2_ask(llm: ChatK2, entry: Any, question: str) -> tuple[AIMessage, Any]:
+    """ChatK2's reply to ``question`` (forced call, or ``with_structured_output``)."""
+    message = HumanMessage(question)
+    if entry.kind == "tool":
+        [tool] = normalize_tools([entry.schema])
+        name = tool["function"]["name"]
+        reply = llm.bind_tools([tool], tool_choice=name).invoke([message])
+        calls = [c for c in reply.tool_calls if c["name"] == name]
+        return reply, calls[0]["args"] if calls else None
+    result = llm.with_structured_output(entry.schema, include_raw=True).invoke([message])
+    return result["raw"], result["parsed"]
+
+
 def _k2_answer(llm: ChatK2, entry: Any, whole: dict[str, Any]) -> tuple[str, int]:
     """("valid" / "invalid" / "too long" / "error: <type>", prompt tokens) for ChatK2."""
-    message = HumanMessage(QUESTION)
     try:
-        if entry.kind == "tool":
-            [tool] = normalize_tools([entry.schema])
-            name = tool["function"]["name"]
-            reply = llm.bind_tools([tool], tool_choice=name).invoke([message])
-            calls = [c for c in reply.tool_calls if c["name"] == name]
-            ok = bool(calls) and not _rejects(whole, calls[0]["args"])
-        else:
-            result = llm.with_structured_output(entry.schema, include_raw=True).invoke([message])
-            reply = result["raw"]
-            ok = result["parsed"] is not None and not _rejects(whole, result["parsed"])
+        reply, value = _k2_ask(llm, entry, QUESTION)
     except ContextWindowExceededError:
         return "too long", 0
     except Exception as exc:
         return f"error: {type(exc).__name__}", 0
+    ok = value is not None and not _rejects(whole, value)
     usage = reply.usage_metadata
     return ("valid" if ok else "invalid"), int(usage["input_tokens"]) if usage else 0
 
 
+def _peer_request(llama: Any, entry: Any, whole: dict[str, Any], question: str,
+                  max_tokens: int) -> Any:  # fmt: skip
+    messages = [{"role": "user", "content": question}]
+    greedy = {"temperature": 0.0, "top_k": 1, "max_tokens": max_tokens}
+    if entry.kind == "tool":
+        tool = _tool_dict(entry)
+        name = tool["function"]["name"]
+        return llama.create_chat_completion(
+            messages, tools=[tool],
+            tool_choice={"type": "function", "function": {"name": name}}, **greedy,
+        )  # fmt: skip
+    return llama.create_chat_completion(
+        messages, response_format={"type": "json_object", "schema": whole}, **greedy
+    )
+
+
 def _peer_answer(llama: Any, entry: Any, whole: dict[str, Any]) -> tuple[str, int]:
     """("valid" / "invalid" / "error: <type>", prompt tokens) for create_chat_completion."""
-    messages = [{"role": "user", "content": QUESTION}]
-    greedy = {"temperature": 0.0, "top_k": 1, "max_tokens": MAX_NEW_TOKENS}
     try:
-        if entry.kind == "tool":
-            tool = _tool_dict(entry)
-            name = tool["function"]["name"]
-            out = llama.create_chat_completion(
-                messages, tools=[tool],
-                tool_choice={"type": "function", "function": {"name": name}}, **greedy,
-            )  # fmt: skip
-        else:
-            out = llama.create_chat_completion(
-                messages, response_format={"type": "json_object", "schema": whole}, **greedy
-            )
+        out = _peer_request(llama, entry, whole, QUESTION, MAX_NEW_TOKENS)
     except Exception as exc:
         return f"error: {type(exc).__name__}", 0
     used = int(out["usage"]["prompt_tokens"])
@@ -175,6 +203,40 @@ def _peer_answer(llama: Any, entry: Any, whole: dict[str, Any]) -> tuple[str, in
     except ValueError:  # cut off at max_tokens inside the JSON
         return "invalid", used
     return ("valid" if args is not None and not _rejects(whole, args) else "invalid"), used
+
+
+def _evaluated(llama: Any, used: int) -> list[int]:
+    """The prompt of the last request on ``llama``: the first ``used`` tokens it evaluated."""
+    return [int(token) for token in llama.input_ids[:used]]
+
+
+def _shared(first: list[int], second: list[int]) -> int:
+    """How many leading tokens ``second`` shares with ``first``."""
+    n = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        n += 1
+    return n
+
+
+def _k2_cached(short: ChatK2, llama: Any, entry: Any, first: list[int]) -> int | None:
+    """Leading tokens ChatK2's second-question prompt shares with its first (one new token)."""
+    try:
+        reply, _ = _k2_ask(short, entry, SECOND_QUESTION)
+    except Exception:
+        return None
+    usage = reply.usage_metadata
+    return _shared(first, _evaluated(llama, int(usage["input_tokens"]))) if usage else None
+
+
+def _peer_cached(llama: Any, entry: Any, whole: dict[str, Any], first: list[int]) -> int | None:
+    """The same for llama-cpp-python's ``create_chat_completion``."""
+    try:
+        out = _peer_request(llama, entry, whole, SECOND_QUESTION, 1)
+    except Exception:
+        return None
+    return _shared(first, _evaluated(llama, int(out["usage"]["prompt_tokens"])))
 
 
 def _bare_prompt_tokens(llm: ChatK2, llama: Any) -> tuple[int, int]:
@@ -216,42 +278,66 @@ def _tally(outcomes: list[str]) -> str:
     return ", ".join(f"{what} {n}" for what, n in sorted(Counter(outcomes).items()))
 
 
+def _mean(values: list[int]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
 def _answer_rows(
     family: str, sample: list[Any], *, wholes: dict[str, Any], llm: ChatK2, llama: Any,
     bare: tuple[int, int],
 ) -> list[Row]:  # fmt: skip
     outcomes: dict[str, list[str]] = {"k2": [], "peer": []}
     tokens: dict[str, list[int]] = {"k2": [], "peer": []}
+    cached: dict[str, list[int]] = {"k2": [], "peer": []}
+    short = llm.model_copy(update={"max_new_tokens": 1})  # same backend, same Llama
     for entry in sample:
         whole = wholes[entry.id]
-        for side, answer in (("k2", _k2_answer(llm, entry, whole)),
-                             ("peer", _peer_answer(llama, entry, whole))):  # fmt: skip
-            outcome, used = answer
+        for side in ("k2", "peer"):
+            if side == "k2":
+                outcome, used = _k2_answer(llm, entry, whole)
+            else:
+                outcome, used = _peer_answer(llama, entry, whole)
             outcomes[side].append(outcome)
-            if used:
-                tokens[side].append(used - bare[0 if side == "k2" else 1])
+            if not used:
+                continue
+            tokens[side].append(used - bare[0 if side == "k2" else 1])
+            first = _evaluated(llama, used)
+            again = (
+                _k2_cached(short, llama, entry, first)
+                if side == "k2"
+                else _peer_cached(llama, entry, whole, first)
+            )
+            if again is not None:
+                cached[side].append(again)
     n = len(sample)
     valid = {side: outcomes[side].count("valid") for side in outcomes}
-    mean = {side: sum(t) / len(t) if t else None for side, t in tokens.items()}
     names = ", ".join(entry.name for entry in sample)
+    peer_name = "llama-cpp-python create_chat_completion"
     return [
         Row(
             key=f"schemas.{family}.valid", section=SECTION,
             measure=f"{family}: valid answers, sample of {n}, SmolLM2-135M greedy",
             k2=100.0 * valid["k2"] / n, peer=100.0 * valid["peer"] / n, unit="% valid",
-            peer_name="llama-cpp-python create_chat_completion",
-            reference="higher is better",
-            note=(f"sample {names}; at most {MAX_NEW_TOKENS} new tokens, no retries; "
-                  f"ChatK2 {_tally(outcomes['k2'])}; llama-cpp-python {_tally(outcomes['peer'])}"),
+            peer_name=peer_name, reference="higher is better",
+            note=(f"sample {names}; at most {MAX_NEW_TOKENS} new tokens, no retries, n_ctx "
+                  f"{CONTEXT}; ChatK2 {_tally(outcomes['k2'])}; "
+                  f"llama-cpp-python {_tally(outcomes['peer'])}"),
         ),
         Row(
             key=f"schemas.{family}.tokens", section=SECTION,
-            measure=f"{family}: prompt tokens one schema adds", k2=mean["k2"],
-            peer=mean["peer"], unit="tokens", peer_name="llama-cpp-python create_chat_completion",
-            compare=False,
+            measure=f"{family}: prompt tokens one schema adds", k2=_mean(tokens["k2"]),
+            peer=_mean(tokens["peer"]), unit="tokens", peer_name=peer_name, compare=False,
             note=("mean over the answered sample. ChatK2: the model card's tools prompt holds "
                   "the schema; the peer's chat template (SmolLM2's) has no tools, the schema "
                   "is in its grammar only"),
+        ),
+        Row(
+            key=f"schemas.{family}.cached", section=SECTION,
+            measure=f"{family}: prompt tokens a second question shares with the first",
+            k2=_mean(cached["k2"]), peer=_mean(cached["peer"]), unit="tokens",
+            peer_name=peer_name, compare=False,
+            note=(f"mean over the answered sample, same schema, another question; "
+                  f"{CACHE_GRANULARITY}"),
         ),
     ]  # fmt: skip
 
@@ -298,14 +384,15 @@ def run(settings: Settings) -> list[Row]:
             llama = llama_cpp.Llama(str(path), vocab_only=True, verbose=False)
         else:
             llm = ChatK2(model_path=str(path), prompt_format=K2Format.chatml(), temperature=0,
-                         max_new_tokens=MAX_NEW_TOKENS, max_tool_call_retries=0)  # fmt: skip
+                         max_new_tokens=MAX_NEW_TOKENS, max_tool_call_retries=0,
+                         context_window=CONTEXT)  # fmt: skip
             llama = llm._get_backend()._ensure_loaded()  # type: ignore[attr-defined]
         vocab = llama_cpp.llama_cpp.llama_model_get_vocab(llama.model)
     bare = _bare_prompt_tokens(llm, llama) if llm is not None else (0, 0)
     rows: list[Row] = []
     for family in FAMILIES:
         if family not in families:
-            rows += _not_run(family, "not run in --quick", ("bound", "valid", "tokens"))
+            rows += _not_run(family, "not run in --quick", WHATS)
             continue
         members = [e for e in entries if e.family == family]
         if settings.quick:  # the four smallest
@@ -316,10 +403,10 @@ def run(settings: Settings) -> list[Row]:
         random.Random(family).shuffle(sample)
         if llm is None or not sample:
             why = "not run in --quick" if settings.quick else "skipped: no llama.cpp or SmolLM2"
-            family_rows += _not_run(family, why, ("valid", "tokens"))
+            family_rows += _not_run(family, why, WHATS[1:])
         else:
             family_rows += _answer_rows(
-                family, sample[:SAMPLE], wholes=wholes, llm=llm, llama=llama, bare=bare
+                family, sample[: SAMPLE[family]], wholes=wholes, llm=llm, llama=llama, bare=bare
             )
         _progress(family_rows, start)
         rows += family_rows

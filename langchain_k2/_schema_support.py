@@ -18,7 +18,11 @@ The engines drop or reject different JSON-schema keywords (read from their sourc
 - llama.cpp's converter (the C++ server and llama-cpp-python's Python port) has no
   ``patternProperties``, ``uniqueItems``, ``multipleOf``, ``not``, conditionals,
   ``propertyNames``, ``min/maxProperties``; string formats beyond date/time/uuid are
-  plain strings.
+  plain strings; numeric bounds hold for integers only on the server and not at all in
+  the port; the port reads a ``"type"`` list as the bare types, so one with keywords
+  beside it is sent as an ``anyOf`` of one typed copy each; both read an ``anyOf`` or a
+  ``$ref`` alone, so keywords beside one are folded in (`_fold_siblings`); the port copies
+  some regex escapes into broken GBNF, so such a ``pattern`` is left to the client.
 - TGI compiles with outlines: no ``patternProperties``, ``uniqueItems``, ``multipleOf``,
   conditionals, ``not``, ``propertyNames``, ``min/maxProperties``; few formats.
 
@@ -111,15 +115,34 @@ _XGRAMMAR_FORMATS = frozenset(
     }
 )
 
+_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"})
+# Sources (read late 2026), each checked against the table:
+# - vLLM: vllm/v1/structured_output/backend_xgrammar.py, has_xgrammar_unsupported_json_features
+#   (multipleOf; uniqueItems/contains/min-/maxContains; a format outside
+#   STRING_SUPPORTED_FORMATS, which is _XGRAMMAR_FORMATS; a pattern or format beside length
+#   bounds; patternProperties/propertyNames): with the xgrammar backend forced, a 400.
+#   xgrammar's own main branch (cpp/json_schema_converter.cc) parses more (patternProperties,
+#   propertyNames, min/maxProperties, integer multipleOf) but the releases vLLM and SGLang
+#   pin may not: those stay out (looser, and checked on the client).
+# - llama.cpp's server: common/json-schema.cpp builds rules from type, $ref, anyOf/oneOf,
+#   allOf, const, enum, properties, required, additionalProperties, items, prefixItems,
+#   min/maxItems, min/maxLength, pattern, format (date, time, date-time, uuid) and
+#   minimum/maximum/exclusive* for integers only (build_integer); nothing else.
+# - llama-cpp-python's port (llama_cpp/llama_grammar.py, SchemaConverter.visit, 0.3.x): the
+#   same minus every numeric bound ("TODO: support minimum, maximum, ..."); a type list
+#   loses its sibling keywords (`_split_type_list`).
+# - TGI: outlines-core's src/json_schema (no patternProperties, uniqueItems, multipleOf,
+#   conditionals, not, propertyNames; a few formats).
 ENGINE_UNSUPPORTED: Mapping[str, frozenset[str]] = {
     "vllm": _NOWHERE,
     "sglang": _NOWHERE,
     "llama.cpp": _NOWHERE,
-    "llama-cpp-python": _NOWHERE,
-    "llamacpp": _NOWHERE,
+    "llama-cpp-python": _NOWHERE | _BOUNDS,
+    "llamacpp": _NOWHERE | _BOUNDS,
     "tgi": _NOWHERE,
 }
-"""Per engine, the keywords its constraint compiler drops or answers 400 for."""
+"""Per engine, the keywords its constraint compiler drops or answers 400 for (llama.cpp's
+server also drops numeric bounds on anything but an integer: `_Simplifier`)."""
 
 ENGINE_FORMATS: Mapping[str, frozenset[str] | None] = {
     "vllm": _XGRAMMAR_FORMATS,
@@ -150,6 +173,29 @@ def _plain_anchored(pattern: Any) -> bool:
     )
 
 
+_PORT = frozenset({"llama-cpp-python", "llamacpp"})
+_GBNF_ESCAPES = frozenset('\\"[]tnr')
+"""What may follow a backslash in a pattern llama-cpp-python's converter is given."""
+
+
+def _mistranslated(pattern: str) -> bool:
+    r"""Whether llama-cpp-python's converter would write ``pattern`` as broken GBNF.
+
+    Its ``_visit_pattern`` (``llama_cpp/llama_grammar.py``, 0.3.x) copies an escape such as
+    ``\.``, ``\d``, ``\/`` or ``\$`` into the grammar as is, and llama.cpp's GBNF parser
+    refuses it ("unknown escape"): 6 of the JSON Schema Store files failed so.
+
+    >>> _mistranslated(r"^v[0-9]+\.[0-9]+$"), _mistranslated(r'^[a-z\]\\"]+$')
+    (True, False)
+    """
+    escaped = False
+    for char in pattern:
+        if escaped and char not in _GBNF_ESCAPES:
+            return True
+        escaped = not escaped and char == "\\"
+    return False
+
+
 _COMMON_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
 """The formats every engine enforces (what an unknown engine is sent)."""
 _SCHEMA_MAPS = ("properties", "$defs", "definitions")
@@ -158,6 +204,92 @@ _METADATA = frozenset({"$schema", "$id", "$comment"})
 """Left out of every grammar: no engine constrains by them, and a nested ``$id`` would move
 the base of the references the wrapper grammar hoists."""
 _DATA_KEYS = frozenset({"enum", "const", "default", "examples", "example", "required"})
+
+
+_TYPE_KEYWORDS: Mapping[str, frozenset[str]] = {
+    "object": frozenset({"properties", "required", "additionalProperties"}),
+    "array": frozenset({"items", "prefixItems", "additionalItems", "minItems", "maxItems"}),
+    "string": frozenset({"minLength", "maxLength", "pattern", "format"}),
+    "number": frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}),
+}
+"""The keywords that constrain only values of one type (``integer`` takes ``number``'s)."""
+_TYPED = frozenset().union(*_TYPE_KEYWORDS.values())
+_NODE_LEVEL = frozenset({"$defs", "definitions", "title", "description"})
+
+
+def _types(node: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The ``"type"`` of ``node`` as a tuple (empty when it has none)."""
+    kind = node.get("type")
+    return tuple(kind) if isinstance(kind, list) else () if kind is None else (kind,)
+
+
+def _split_type_list(node: dict[str, Any]) -> dict[str, Any]:
+    """A ``"type"`` list with other keywords beside it, as a union of one typed copy each.
+
+    llama-cpp-python's converter turns a type list into the bare types and drops every
+    keyword beside it (``SchemaConverter.visit`` in ``llama_cpp/llama_grammar.py``, 0.3.x:
+    ``[{"type": t} for t in schema_type]``), so ``{"type": ["string", "null"], "enum":
+    ["v1"]}`` became any string, and a nullable object any object. The union means the
+    same; each branch keeps the keywords that apply to its type.
+
+    >>> _split_type_list({"type": ["string", "null"], "enum": ["v1"], "title": "V"})
+    {'title': 'V', 'anyOf': [{'enum': ['v1'], 'type': 'string'}, {'enum': ['v1'], 'type': 'null'}]}
+    >>> _split_type_list({"type": ["integer", "null"]})  # nothing beside it: as given
+    {'type': ['integer', 'null']}
+    """
+    types = node.get("type")
+    rest = {k: v for k, v in node.items() if k not in _NODE_LEVEL and k != "type"}
+    if not isinstance(types, list) or len(types) < 2 or not rest or "anyOf" in rest:
+        return node
+    if "$ref" in rest:  # the converter follows the reference and ignores the rest
+        return node
+    branches = []
+    for kind in types:
+        own = _TYPE_KEYWORDS.get("number" if kind == "integer" else str(kind), frozenset())
+        kept = {k: v for k, v in rest.items() if k not in _TYPED or k in own}
+        branches.append({**kept, "type": kind})
+    return {**{k: v for k, v in node.items() if k in _NODE_LEVEL}, "anyOf": branches}
+
+
+_NOT_CONSTRAINING = _NODE_LEVEL | {"anyOf", "$ref", "default", "examples", "example"}
+
+
+def _recognized(branch: Any) -> Any:
+    """``branch`` if llama.cpp's converter builds a rule from it, else ``{}`` (any value)."""
+    if isinstance(branch, Mapping) and not _LLAMA_RECOGNIZED.intersection(branch):
+        return {}
+    return branch
+
+
+def _fold_siblings(node: dict[str, Any]) -> dict[str, Any]:
+    """``anyOf`` or ``$ref`` with constraining keywords beside it, as llama.cpp reads it.
+
+    Both converters build an ``anyOf`` node from its branches alone and a ``$ref`` node from
+    its target alone, dropping the keywords beside them (``SchemaConverter.visit``; the
+    server's ``build_node`` in ``common/json-schema.cpp``). The siblings are merged into
+    each branch instead (`_merge_all_of`: never stricter), and beside a ``$ref`` an
+    ``enum``/``const`` is kept rather than the reference (JSON Schema Store writes
+    ``{"$ref": "#/definitions/string", "enum": [...]}``).
+
+    >>> _fold_siblings({"type": "object", "properties": {"a": {}, "b": {}},
+    ...                 "anyOf": [{"required": ["a"]}, {"required": ["b"]}]})["anyOf"][0]
+    {'type': 'object', 'properties': {'a': {}, 'b': {}}, 'required': ['a']}
+    >>> _fold_siblings({"$ref": "#/definitions/string", "enum": ["git", "svn"]})
+    {'enum': ['git', 'svn']}
+    """
+    siblings = {k: v for k, v in node.items() if k not in _NOT_CONSTRAINING}
+    if not siblings:
+        return node
+    if isinstance(node.get("anyOf"), list) and "$ref" not in node:
+        branches = [
+            _merge_all_of({**siblings, "allOf": [branch]}) if isinstance(branch, Mapping)
+            else branch
+            for branch in node["anyOf"]
+        ]  # fmt: skip
+        return {**{k: v for k, v in node.items() if k in _NODE_LEVEL}, "anyOf": branches}
+    if "$ref" in node and ("enum" in siblings or "const" in siblings):
+        return {k: v for k, v in node.items() if k != "$ref"}
+    return node
 
 
 @dataclass(frozen=True)
@@ -203,9 +335,10 @@ class _Simplifier:
         self.formats = ENGINE_FORMATS.get(engine or "", _COMMON_FORMATS)
         self.xgrammar = engine not in _NOT_XGRAMMAR  # an unknown engine may be one
         self.llama = engine in _LLAMA
+        self.engine = engine
         self.dropped: set[str] = set()
 
-    def visit(self, node: Any) -> Any:
+    def visit(self, node: Any, *, branch: bool = False) -> Any:
         if not isinstance(node, Mapping):
             return node
         if "allOf" in node:
@@ -232,11 +365,11 @@ class _Simplifier:
             elif key in self.unsupported:
                 self.dropped.add(key)
             elif key == "oneOf" and isinstance(value, list):
-                out["anyOf"] = [self.visit(sub) for sub in value]
+                out["anyOf"] = [self.visit(sub, branch=True) for sub in value]
             elif key in _SCHEMA_MAPS and isinstance(value, Mapping):
                 out[key] = {name: self.visit(sub) for name, sub in value.items()}
             elif key in _SCHEMA_LISTS and isinstance(value, list):
-                out[key] = [self.visit(sub) for sub in value]
+                out[key] = [self.visit(sub, branch=key == "anyOf") for sub in value]
             elif key in {"items", "additionalProperties", "additionalItems"}:
                 is_list = isinstance(value, list)
                 out[key] = [self.visit(sub) for sub in value] if is_list else self.visit(value)
@@ -246,6 +379,8 @@ class _Simplifier:
                 self.dropped.add(f"format={value}")
             elif key == "pattern" and self.llama and not _plain_anchored(value):
                 self.dropped.add("pattern (not ^...$, or with (?...))")
+            elif key == "pattern" and self.engine in _PORT and _mistranslated(value):
+                self.dropped.add("pattern (an escape llama-cpp-python's converter garbles)")
             else:
                 out[key] = value
         if patterns:
@@ -253,7 +388,19 @@ class _Simplifier:
             if extra is not False:
                 patterns.append({} if extra is True else extra)
             out["additionalProperties"] = patterns[0] if len(patterns) == 1 else {"anyOf": patterns}
-        if self.llama and not _LLAMA_RECOGNIZED.intersection(out):
+        return self.finish(out, branch=branch)
+
+    def finish(self, out: dict[str, Any], *, branch: bool = False) -> dict[str, Any]:
+        """The per-engine rules that read a whole node (its keywords already visited)."""
+        if self.engine == "llama.cpp" and "integer" not in _types(out):
+            for key in _BOUNDS.intersection(out):  # common/json-schema.cpp: integers only
+                del out[key]
+                self.dropped.add(f"{key} (not an integer)")
+        if self.llama:
+            out = _fold_siblings(_split_type_list(out))
+            if isinstance(out.get("anyOf"), list):  # branches kept whole until folded
+                out["anyOf"] = [_recognized(sub) for sub in out["anyOf"]]
+        if self.llama and not branch and not _LLAMA_RECOGNIZED.intersection(out):
             return {}  # only annotations or "required": its converter refuses such a schema
         if self.xgrammar and "pattern" in out:
             for key in ("minLength", "maxLength"):
@@ -286,11 +433,15 @@ _warned_lock = threading.Lock()
 _MAX_WARNED = 1024
 
 
-def warn_dropped(what: str, engine: str | None, dropped: tuple[str, ...]) -> None:
-    """Say once (per schema and engine) that ``dropped`` keywords are checked on the client.
+def warn_dropped(
+    what: str, engine: str | None, dropped: tuple[str, ...], *, checked: bool = True
+) -> None:
+    """Say once (per schema and engine) that ``dropped`` keywords are not in the grammar.
 
-    ``what`` names the schema (``"tool 'search'"``). Nothing is said when nothing was
-    dropped.
+    ``what`` names the schema (``"tool 'search'"``). ``checked``: the answer is validated
+    against the whole schema on the client (tool calls, structured output); ``False`` for a
+    grammar the caller gave, whose raw answer ChatK2 returns unchecked. Nothing is said
+    when nothing was dropped.
     """
     if not dropped:
         return
@@ -301,11 +452,17 @@ def warn_dropped(what: str, engine: str | None, dropped: tuple[str, ...]) -> Non
         if len(_warned) >= _MAX_WARNED:
             _warned.clear()
         _warned.add(key)
+    after = (
+        "the answer is validated against the whole schema on the client (a failing answer "
+        "is repaired)"
+        if checked
+        else "ChatK2 returns the answer without checking it against the whole schema "
+        "(with_structured_output checks it, and repairs a failing answer)"
+    )
     warnings.warn(
         f"The JSON schema of {what} uses {', '.join(dropped)}, which the grammar of "
         f"{engine or 'the engine'} does not enforce: decoding is constrained without it, and "
-        "the answer is validated against the whole schema on the client (a failing answer "
-        "is repaired). Silence this with warnings.filterwarnings('ignore', "
+        f"{after}. Silence this with warnings.filterwarnings('ignore', "
         "category=langchain_k2.K2SchemaWarning).",
         K2SchemaWarning,
         stacklevel=3,

@@ -6,7 +6,8 @@ context window...), the call's parsed `langchain_k2._call_options.CallOptions` (
 `BackendInfo` and engine name, and a token counter. Out: a `langchain_k2._turn.Turn`
 holding the fitted prompt, the generation parameters and everything the turn must
 enforce (forced call, grammar or its fallback, repair budget, stop strings, refused
-tools). Pure apart from the counter: no request is sent here.
+tools). A JSON-schema grammar the call carries is checked and fitted to the
+engine (`fit_grammar`). Pure apart from the counter: no request is sent here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from langchain_k2._bind_options import apply_bound_options
 from langchain_k2._call_options import UNSET, CallOptions
 from langchain_k2._context import window_from_info
 from langchain_k2._driver import Count, fitted_prompt, server_stops
+from langchain_k2._grammar_fit import fit_grammar
 from langchain_k2._settings import Settings
 from langchain_k2._stops import sent_stops
 from langchain_k2._thought_constraint import constrain_after_thought
@@ -103,6 +105,7 @@ def prepare_turn(
         )
 
     limits = window_from_info(info.max_input_tokens, info.max_total_tokens, settings.context_window)
+    params = replace(params, grammar=fit_grammar(params.grammar, engine))  # checked, capped
     prompt = fitted_prompt(
         messages,
         render,

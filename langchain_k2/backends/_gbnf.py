@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from langchain_k2._schema_support import grammar_schema, warn_dropped
 from langchain_k2.backends._base import Grammar
 from langchain_k2.backends._llamacpp_compat import schema_to_gbnf
 from langchain_k2.errors import K2ConfigError, K2GrammarUnsupportedError, K2ValidationError
@@ -104,6 +105,10 @@ with_structured_output(..., strict=False) sends no grammar and validates on the 
             error_type="validation",
         )
     text = grammar.schema_text()
+    if isinstance(grammar.value, dict):  # the last guard: ChatK2's turns send it fitted
+        fitted = grammar_schema(grammar.value, "llama-cpp-python")
+        warn_dropped(schema_label(grammar.value), "llama-cpp-python", fitted.dropped)
+        text = Grammar("json", fitted.schema).schema_text()
     converter = convert or default_converter()
     try:
         return converter(text)

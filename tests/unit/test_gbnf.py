@@ -60,7 +60,7 @@ def test_the_server_gets_the_in_process_workarounds(llama_cpp: types.ModuleType)
 
 
 def test_a_schema_the_converter_cannot_take_names_the_tool(llama_cpp: types.ModuleType) -> None:
-    broken = {"name": "get_weather", "parameters": {"$ref": "#/$defs/Missing"}}
+    broken = {"$ref": "#/$defs/Missing"}  # the arguments' schema refers to nothing
     grammar = json_grammar(
         {"type": "object", "properties": {"name": {"const": "get_weather"}, "arguments": broken}}
     )
