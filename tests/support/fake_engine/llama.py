@@ -11,18 +11,35 @@ llama-server (`POST /completion`, `POST /v1/completions`, `POST /tokenize`, `GET
   - the prompt is tokenized with the GGUF's BOS (config `bos_token`, none by default) and
     special tokens parsed; `/tokenize` adds the BOS only with ``add_special: true`` (its
     default is false), and ``with_pieces`` gives ``{"id", "piece"}`` per token;
-  - `n_predict` (default -1: up to the context) limits the output; special-token text is
-    kept (``--special``), the EOS that ends it is not, a stop word is cut (`stop_type`
-    ``eos``/``word``/``limit``, `stopping_word`);
-  - `/completion` answers `content`, `tokens_evaluated` (the prompt's tokens, all of them),
+  - `n_predict` (default -1: up to the context; a float is truncated) limits the output;
+    special-token text is kept (``--special``), the EOS's text included, unless a stop
+    string is that text (then ``stop_type: "eos"``, ``stopping_word`` the EOS's text); a
+    stop word is cut (`stop_type` ``eos``/``word``/``limit``, `stopping_word`);
+  - `/completion` answers `content`, the `prompt` echoed, `generation_settings` (a subset of
+    the real keys: seed, temperature, stop, n_predict, stream and the grammar fields, as the
+    real server echoes them), `tokens_evaluated` (the prompt's tokens, all of them),
     `tokens_predicted`, `tokens_cached` and `timings` (`cache_n`: the prompt's tokens reused
     from the slot's previous prompt, `prompt_n`: those evaluated now, `predicted_n`); a
-    stream is `data: {...}` events, the last with ``"stop": true`` and the counts, and no
-    `[DONE]`; the OpenAI route answers `choices` and `usage.prompt_tokens` (the whole
-    prompt) and ends its stream with `data: [DONE]`;
+    stream is `data: {...}` events (each ``"tokens": [id]``, ``"id_slot": -1``), the last
+    with ``"stop": true`` and the counts, and no `[DONE]`; the OpenAI route answers
+    `choices`, `system_fingerprint`, `timings` and `usage` (`prompt_tokens`: the whole prompt,
+    `prompt_tokens_details.cached_tokens`) and ends its stream with `data: [DONE]`;
+  - a `grammar` that does not parse is a 400 "Failed to initialize samplers: failed to
+    parse grammar" (`gbnf.py`'s check, a simplification: unterminated literals, unbalanced
+    parentheses, undefined rules, no ``root``); a ``grammar_triggers`` word that is one token
+    must be in ``preserved_tokens`` (400 "Grammar trigger word should be marked as preserved
+    token: ..."); the JSON errors are nlohmann's words (``[json.exception.out_of_range.403]
+    key 'prompt' not found``, ``Field 'n_predict': [json.exception.type_error.302] ...``);
   - a prompt that fills the context (`max_total_tokens`, its `n_ctx`) is a 400
     `exceed_context_size_error` with `n_prompt_tokens` and `n_ctx`; errors are
-    `{"error": {"code", "message", "type"}}`; an unknown path 404 `not_found_error`.
+    `{"error": {"code", "message", "type"}}`; an unknown path 404 `not_found_error`;
+  - every answer has ``Server: llama.cpp``, a stream ``X-Accel-Buffering: no``; `/props`'s
+    `model_alias` is the model id (as if started with ``--alias``), its `model_path` a fake
+    ``/models/<id>.gguf``; `/v1/models` has the Ollama-style `models` list and each entry
+    `aliases` and `meta` (SmolLM2-135M's figures but `n_ctx`, fixed: no GGUF is read).
+  Fake-only simplifications: the fake still wants ``Content-Type: application/json`` (415
+  otherwise; the real server parses any body), `/props` has a subset of the real keys, and
+  the ids and texts are the fake tokenizer's.
 llama-cpp-python's server (`POST /v1/completions`, `POST /extras/tokenize`, `GET /v1/models`,
 `GET /openapi.json`):
   - the prompt and `/extras/tokenize` both get the BOS (``add_bos`` true) and parse specials;
@@ -43,7 +60,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import bench, echo, responder
+from . import bench, echo, gbnf, responder
 from .engines import EngineError, _number, _stops, frame, pieces, sglang_error
 from .protocol import Generation, ReplySpec, TGIError, Valid, generate
 from .server import (
@@ -84,6 +101,72 @@ def _error_body(engine: str) -> Any:
     return llama_error if engine == "llama.cpp" else openai_error
 
 
+def json_type(value: Any) -> str:
+    """nlohmann::json's name for ``value``'s type (in llama-server's type errors)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    names = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+    return names.get(type(value), "discarded")
+
+
+def _limit(engine: str, body: dict[str, Any], name: str) -> Any:
+    limit = body.get(name, body.get("n_predict"))
+    if limit is None:
+        return None
+    if engine == "llama.cpp":  # nlohmann's get<int>: any number, truncated
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+            raise EngineError(
+                400,
+                f"Field '{name}': [json.exception.type_error.302] type must be number, "
+                f"but is {json_type(limit)}",
+            )
+        return int(limit)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise EngineError(400, f"{name}: Input should be a valid integer")
+    return limit
+
+
+def check_grammar(state: Any, req: Request) -> None:
+    """llama-server's refusals of a grammar it cannot parse and of an unpreserved trigger.
+
+    A trigger word that is one token must be in ``preserved_tokens`` (``server-task.cpp``);
+    the GBNF check is `gbnf.parse_error`'s (a simplification of llama.cpp's parser). Sets
+    ``req.triggers`` and ``req.preserved`` as the real server echoes them (one-token words
+    become ``{"type": 0, "value", "token"}``; preserved tokens their ids).
+    """
+    body = req.body
+    preserved = body.get("preserved_tokens") or []
+    for text in preserved:
+        tokens = state.tokenizer.encode(text) if isinstance(text, str) else []
+        req.preserved += [tokens[0].id] if len(tokens) == 1 else []
+    for trigger in body.get("grammar_triggers") or []:
+        if not isinstance(trigger, dict):
+            continue
+        req.triggers.append(trigger)
+        if trigger.get("type") == 0 and "token" not in trigger:  # TOKEN
+            msg = "[json.exception.out_of_range.403] key 'token' not found"
+            raise EngineError(400, f"Field 'grammar_triggers': {msg}")
+        word = trigger.get("value")
+        one_token = isinstance(word, str) and len(state.tokenizer.encode(word)) == 1
+        if trigger.get("type") == 1 and one_token and word not in preserved:  # WORD
+            raise EngineError(
+                400,
+                "Field 'grammar_triggers': Grammar trigger word should be marked as "
+                f"preserved token: {word}",
+            )
+        if trigger.get("type") == 1 and one_token:
+            req.triggers[-1] = {
+                "type": 0,
+                "value": word,
+                "token": state.tokenizer.encode(word)[0].id,
+            }
+    grammar = body.get("grammar")
+    if isinstance(grammar, str) and grammar and gbnf.parse_error(grammar) is not None:
+        raise EngineError(400, "Failed to initialize samplers: failed to parse grammar")
+
+
 class Request:
     """What the server understood of one completion request.
 
@@ -92,16 +175,25 @@ class Request:
 
     def __init__(self, engine: str, route: str, body: Any) -> None:
         if not isinstance(body, dict):
+            if engine == "llama.cpp":
+                kind = json_type(body)
+                raise EngineError(
+                    400, f"[json.exception.type_error.304] cannot use at() with {kind}"
+                )
             raise EngineError(400, "The request body must be a JSON object.")
         prompt = body.get("prompt")
         if not isinstance(prompt, str):
+            if engine == "llama.cpp" and prompt is None:
+                raise EngineError(400, "[json.exception.out_of_range.403] key 'prompt' not found")
             raise EngineError(400, '"prompt" must be provided')
         self.engine, self.route, self.prompt = engine, route, prompt
+        self.body = body
+        self.eos = ""  # the EOS's text (set by the route)
+        self.triggers: list[Any] = []  # set by check_grammar
+        self.preserved: list[int] = []
         self.stream = bool(body.get("stream", False))
         name = "n_predict" if route == "native" else "max_tokens"
-        limit = body.get(name, body.get("n_predict"))
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
-            raise EngineError(400, f"{name}: Input should be a valid integer")
+        limit = _limit(engine, body, name)
         default = 16 if engine == "llama-cpp-python" else -1
         self.max_tokens: int = default if limit is None else limit
         self.temperature = _number(body, "temperature", 0.0)
@@ -172,15 +264,60 @@ def _cached(request: web.Request, tokens: list[Tok]) -> int:
 _STOP_TYPES = {"eos_token": "eos", "stop_sequence": "word", "length": "limit"}
 
 
-def native_documents(
-    texts: list[str], matched: Any, gen: Generation, cached: int, *, model: str
+def _timings(cached: int, gen: Generation) -> dict[str, Any]:
+    prompt_n, predicted_n = gen.input_length - cached, len(gen.tokens)
+    timings: dict[str, Any] = {"cache_n": cached, "prompt_n": prompt_n, "prompt_ms": 1.0}
+    timings |= {"prompt_per_token_ms": 1.0 / max(prompt_n, 1), "prompt_per_second": 1000.0}
+    timings |= {"predicted_n": predicted_n, "predicted_ms": 1.0}
+    timings |= {"predicted_per_token_ms": 1.0 / max(predicted_n, 1), "predicted_per_second": 1000.0}
+    return timings
+
+
+def keep_eos(texts: list[str], matched: Any, req: Request, eos: str) -> Any:
+    """llama-server (``--special``) keeps the EOS's text unless a stop string is that text.
+
+    Returns the stopping word: ``eos`` when a stop string matched the EOS's text, else the
+    match (`pieces` cut the EOS off, and gave its id as ``matched``).
+    """
+    if req.engine != "llama.cpp" or isinstance(matched, str) or matched is None:
+        return matched
+    if eos in req.stop:
+        return eos
+    texts.append(eos)
+    return None
+
+
+def generation_settings(req: Request, n_predict: int) -> dict[str, Any]:
+    """A subset of the real answer's ``generation_settings`` (the request's own fields)."""
+    body = req.body
+    return {
+        "seed": req.seed if isinstance(body.get("seed"), int) else 4294967295,
+        "temperature": req.temperature,
+        "stop": list(req.stop),
+        "max_tokens": n_predict,
+        "n_predict": n_predict,
+        "stream": req.stream,
+        "grammar": body.get("grammar") or "",
+        "grammar_lazy": bool(body.get("grammar_lazy", False)),
+        "grammar_triggers": req.triggers,
+        "preserved_tokens": req.preserved,
+    }
+
+
+def native_documents(  # noqa: PLR0917 -- one private call site
+    texts: list[str],
+    matched: Any,
+    gen: Generation,
+    cached: int,
+    req: Request,
+    model: str,
 ) -> tuple[dict[str, Any], list[Any]]:
     """llama-server's `/completion` answer and its stream's events."""
     stop_type = _STOP_TYPES.get(gen.finish_reason, "eos")
-    if stop_type == "word" and not isinstance(matched, str):
-        stop_type = "eos"
-    timings = {"cache_n": cached, "prompt_n": gen.input_length - cached, "prompt_ms": 1.0}
-    timings |= {"predicted_n": len(gen.tokens), "predicted_ms": 1.0}
+    if stop_type == "word" and (not isinstance(matched, str) or matched == req.eos):
+        stop_type = "eos"  # a stop string that is the EOS's text is an "eos" stop
+    ids = [token["id"] for token in gen.tokens]
+    timings = _timings(cached, gen)
     counts = {"tokens_predicted": len(gen.tokens), "tokens_evaluated": gen.input_length}
     final = {
         "index": 0,
@@ -190,28 +327,32 @@ def native_documents(
         "stop": True,
         "model": model,
         **counts,
-        "prompt": "",
+        "generation_settings": generation_settings(req, req.max_tokens),
+        "prompt": req.prompt,
         "has_new_line": "\n" in "".join(texts),
         "truncated": False,
         "stop_type": stop_type,
-        "stopping_word": matched if stop_type == "word" else "",
+        "stopping_word": matched if isinstance(matched, str) else "",
         "tokens_cached": gen.input_length + len(gen.tokens),
         "timings": timings,
     }
     events: list[Any] = []
     for i, text in enumerate(texts):
-        part = {"index": 0, "content": text, "tokens": [], "stop": False, "id_slot": 0}
+        token = ids[i : i + 1]
+        part = {"index": 0, "content": text, "tokens": token, "stop": False, "id_slot": -1}
         events.append(part | {"tokens_predicted": i + 1, "tokens_evaluated": gen.input_length})
     events.append({**final, "content": ""})
     return final, events
 
 
 def openai_documents(
-    texts: list[str], reason: str, gen: Generation, req: Request, *, model: str
+    texts: list[str], reason: str, gen: Generation, req: Request, *, model: str, cached: int = 0
 ) -> tuple[dict[str, Any], list[Any]]:
     """The OpenAI-style `/v1/completions` answer and stream (either server's)."""
     head: dict[str, Any] = {"id": "cmpl-fake", "object": "text_completion"}
     head |= {"created": int(time.time()), "model": model}
+    if req.engine == "llama.cpp":
+        head["system_fingerprint"] = "b7000-fake"
     generated = len(gen.tokens)
     if req.engine == "llama-cpp-python" and gen.finish_reason == "eos_token":
         generated -= 1  # it stops on the EOG token before counting it; llama-server counts it
@@ -220,15 +361,19 @@ def openai_documents(
         "completion_tokens": generated,
         "total_tokens": gen.input_length + generated,
     }
+    extra: dict[str, Any] = {}
+    if req.engine == "llama.cpp":
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        extra["timings"] = _timings(cached, gen)
 
     def choice(text: str, finish: str | None) -> dict[str, Any]:
         return {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
 
-    whole = {**head, "choices": [choice("".join(texts), reason)], "usage": usage}
+    whole = {**head, "choices": [choice("".join(texts), reason)], "usage": usage, **extra}
     chunks: list[Any] = [{**head, "choices": [choice(text, None)]} for text in texts]
     last: dict[str, Any] = {**head, "choices": [choice("", reason)]}
     if req.engine == "llama.cpp":  # its final chunk is the whole answer's, usage included
-        last["usage"] = usage
+        last |= {"usage": usage, **extra}
     chunks.append(last)
     return whole, chunks
 
@@ -253,6 +398,8 @@ async def _completion_inner(
         return await _serve_fault(request, fault[0], entry, body_of=error_body)
     try:
         req = Request(engine, route, body)
+        if engine == "llama.cpp":
+            check_grammar(state, req)
         valid = _valid(state, req)
     except EngineError as err:
         entry["status"] = err.status
@@ -292,11 +439,15 @@ async def _respond(  # noqa: PLR0917 -- one private call site
     cached: int,
 ) -> web.StreamResponse:
     state = _state(request)
-    texts, reason, matched = pieces(gen, req, state.config["eos_token"])  # type: ignore[arg-type] # same fields
+    eos = state.config["eos_token"]
+    texts, reason, matched = pieces(gen, req, eos)  # type: ignore[arg-type] # same fields
+    req.eos, matched = eos, keep_eos(texts, matched, req, eos)
     if req.route == "native":
-        whole, docs = native_documents(texts, matched, gen, cached, model=state.config["model_id"])
+        model = state.config["model_id"]
+        whole, docs = native_documents(texts, matched, gen, cached, req, model)
     else:
-        whole, docs = openai_documents(texts, reason, gen, req, model=state.config["model_id"])
+        model = state.config["model_id"]
+        whole, docs = openai_documents(texts, reason, gen, req, model=model, cached=cached)
     error_body = _error_body(req.engine)
     if req.stream:
 
@@ -355,13 +506,13 @@ async def _props(request: web.Request) -> web.StreamResponse:
     _record(request)["status"] = 200
     settings = {"params": {"n_predict": -1, "temperature": 0.8}}
     settings["n_ctx"] = state.config["max_total_tokens"]
-    path = state.config["model_id"]
+    alias = state.config["model_id"]  # as if started with --alias <model_id>
     return _json(
         {
             "default_generation_settings": settings,
             "total_slots": 1,
-            "model_alias": path,
-            "model_path": path,
+            "model_alias": alias,
+            "model_path": f"/models/{alias}.gguf",
             "bos_token": state.config["bos_token"] or "",
             "eos_token": state.config["eos_token"],
             "build_info": "b7000-fake",
@@ -375,9 +526,20 @@ async def _models(request: web.Request) -> web.StreamResponse:
     _record(request)["status"] = 200
     model: dict[str, Any] = {"id": state.config["model_id"], "object": "model"}
     if engine == "llama.cpp":
-        model |= {"created": 0, "owned_by": "llamacpp", "meta": {"n_ctx_train": 4096}}
-    else:
-        model |= {"owned_by": "me", "permissions": []}
+        name = state.config["model_id"]
+        meta = {"vocab_type": 2, "n_vocab": 49152, "n_ctx": state.config["max_total_tokens"]}
+        meta |= {"n_ctx_train": 4096, "n_embd": 576, "n_params": 134515008, "size": 96576768}
+        meta["ftype"] = "Q4_1"
+        model |= {"aliases": [name], "tags": [], "created": 0, "owned_by": "llamacpp"}
+        model["architecture"] = {"input_modalities": ["text"], "output_modalities": ["text"]}
+        model["meta"] = meta
+        ollama = {"name": name, "model": name, "modified_at": "", "size": "", "digest": ""}
+        ollama |= {"type": "model", "description": "", "tags": [""]}
+        details = {"parent_model": "", "format": "gguf", "family": "", "families": [""]}
+        details |= {"parameter_size": "", "quantization_level": ""}
+        ollama |= {"capabilities": ["completion"], "parameters": "", "details": details}
+        return _json({"models": [ollama], "object": "list", "data": [model]})
+    model |= {"owned_by": "me", "permissions": []}
     return _json({"object": "list", "data": [model]})
 
 
@@ -409,9 +571,20 @@ async def unrouted(request: web.Request) -> web.StreamResponse:
     return _json({"detail": "Not Found"}, status=404)
 
 
+async def _llama_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """llama-server's headers: ``Server: llama.cpp``; a stream's ``X-Accel-Buffering: no``."""
+    if request.path.startswith("/_control"):
+        return
+    response.headers["Server"] = "llama.cpp"
+    if response.content_type == "text/event-stream":
+        response.headers["X-Accel-Buffering"] = "no"
+
+
 def add_routes(app: web.Application, engine: str) -> None:
     """The routes of ``engine`` (`llama.cpp` or `llama-cpp-python`)."""
     app[ENGINE_KEY] = engine
+    if engine == "llama.cpp":
+        app.on_response_prepare.append(_llama_headers)
     app[SLOT_KEY] = []
     app.router.add_get("/v1/models", _models)
     app.router.add_post("/v1/completions", lambda r: _completion(r, engine, "openai"))
