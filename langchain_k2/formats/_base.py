@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,6 +36,7 @@ from langchain_core.messages import (
 )
 from pydantic import BaseModel, ConfigDict
 
+from langchain_k2._tool_calls import ToolCallStreamParser
 from langchain_k2.errors import K2ConfigError, K2InputError
 
 EFFORTS = ("low", "medium", "high")
@@ -59,11 +60,26 @@ class FormatSettings:
     opened: bool = False
 
 
+@dataclass(frozen=True)
+class RenderOptions:
+    """One render's choices, as `PromptFormat.pieces` takes them, for a family's `walk`.
+
+    ``safe`` is ``pieces``' ``neutralize_markers``; the others keep their names.
+    """
+
+    tools: Sequence[Mapping[str, Any]] | None = None
+    default_system: str | None = None
+    force_tool_call: bool = False
+    safe: bool = True
+    settings: FormatSettings | None = None
+    lenient: bool = False
+
+
 class PromptFormat(BaseModel):
     """A K2 family's prompt format: rendering, markers and its output parser.
 
-    Subclasses set the class attributes and implement `pieces` and `parser`; the
-    marker fields are pydantic fields, so a deployment can override them.
+    Subclasses set the class attributes and implement `walk` (or override `pieces`) and
+    `parser`; the marker fields are pydantic fields, so a deployment can override them.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -153,6 +169,13 @@ class PromptFormat(BaseModel):
         With ``lenient`` any list renders (a slice probed by ``trim_messages``): a message
         that would be refused is written with its role's markers instead.
         """
+        options = RenderOptions(
+            tools, default_system, force_tool_call, neutralize_markers, settings, lenient
+        )
+        return self.walk(messages, options)
+
+    def walk(self, messages: Sequence[BaseMessage], options: RenderOptions) -> list[str]:
+        """The family's renderer: `pieces`, with the call's choices in one object."""
         raise NotImplementedError
 
     def render_prompt(
@@ -187,7 +210,21 @@ class PromptFormat(BaseModel):
         prefill = isinstance(last, AIMessage) and not (last.tool_calls or last.invalid_tool_calls)
         return bool(self.reasoning_efforts) and not prefill
 
+    def inert(self, text: str, safe: bool) -> str:
+        """``text`` with this format's markers neutralized when ``safe``, else as is."""
+        return neutralize_markers(text, self.special_markers) if safe else text
+
+    def inert_json(self, text: str, safe: bool) -> str:
+        r"""JSON ``text`` with this format's markers made inert (``\u003c``) when ``safe``."""
+        return neutralize_markers_json(text, self.special_markers) if safe else text
+
     # ------------------------------------------------------------------ output
+
+    def call_parser(self, tools: Sequence[Mapping[str, Any]] | None) -> ToolCallStreamParser:
+        """K2-Chat's ``<tool_call>`` parser on this format's call tags."""
+        return ToolCallStreamParser(
+            tools, open_tag=self.tool_call_open, close_tag=self.tool_call_close
+        )
 
     def parser(self, tools: Sequence[Mapping[str, Any]] | None, settings: FormatSettings) -> Any:
         """The output parser of one generation (``feed``/``close``/``in_block``)."""
@@ -378,6 +415,20 @@ def args_json(args: Any, *, ascii_only: bool = True) -> str:
         ) from exc
 
 
+def open_conversation(
+    messages: Sequence[BaseMessage],
+    text: Callable[[BaseMessage], str],
+    default: str | None,
+    *,
+    lenient: bool,
+    family: str = "K2-Chat",
+) -> tuple[list[str], int, str | None]:
+    """Each message's role (`role_of`; `lenient_role` when ``lenient``), then `split_system`."""
+    roles = [lenient_role(m) if lenient else role_of(m, family) for m in messages]
+    leading, system = split_system(messages, roles, text, default)
+    return roles, leading, system
+
+
 def split_system(
     messages: Sequence[BaseMessage], roles: Sequence[str], text: Any, default: str | None
 ) -> tuple[int, str | None]:
@@ -393,6 +444,7 @@ __all__ = [
     "EFFORTS",
     "FormatSettings",
     "PromptFormat",
+    "RenderOptions",
     "args_json",
     "call_ids",
     "check_answer",
@@ -400,6 +452,7 @@ __all__ = [
     "lenient_role",
     "neutralize_markers",
     "neutralize_markers_json",
+    "open_conversation",
     "reasoning_text",
     "restore_markers",
     "role_of",

@@ -26,16 +26,15 @@ from langchain_k2.errors import K2InputError
 from langchain_k2.formats._base import (
     FormatSettings,
     PromptFormat,
+    RenderOptions,
     args_json,
     call_ids,
     check_answer,
     content_text,
-    lenient_role,
     neutralize_markers,
     neutralize_markers_json,
+    open_conversation,
     restore_markers,
-    role_of,
-    split_system,
 )
 
 FUNCTION_CALLING_PROMPT = (
@@ -156,32 +155,11 @@ class K2Format(PromptFormat):
     ) -> ToolCallStreamParser:
         """K2-Chat's ``<tool_call>`` parser (`langchain_k2.ToolCallStreamParser`)."""
         del settings  # K2-Chat has no reasoning and one call form
-        return ToolCallStreamParser(
-            tools, open_tag=self.tool_call_open, close_tag=self.tool_call_close
-        )
+        return self.call_parser(tools)
 
-    def pieces(
-        self,
-        messages: Sequence[BaseMessage],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        default_system: str | None = None,
-        force_tool_call: bool = False,
-        neutralize_markers: bool = True,
-        settings: FormatSettings | None = None,
-        lenient: bool = False,
-    ) -> list[str]:
+    def walk(self, messages: Sequence[BaseMessage], options: RenderOptions) -> list[str]:
         """K2-Chat's prompt in pieces; see `render_prompt` (and `PromptFormat.pieces`)."""
-        del settings
-        return _walk(
-            self,
-            messages,
-            tools=tools,
-            default_system=default_system,
-            force_tool_call=force_tool_call,
-            safe=neutralize_markers,
-            lenient=lenient,
-        )
+        return _walk(self, messages, options)
 
 
 DEFAULT_FORMAT = K2Format()
@@ -284,7 +262,7 @@ def invalid_call_block(call: Mapping[str, Any], fmt: K2Format, *, safe: bool) ->
         if args is not None:
             element["arguments"] = args
         body = json.dumps(element)
-    return fmt.tool_call_open + (neutralize_json(body, fmt) if safe else body) + fmt.tool_call_close
+    return fmt.tool_call_open + fmt.inert_json(body, safe) + fmt.tool_call_close
 
 
 # --------------------------------------------------------------------------- rendering
@@ -294,7 +272,7 @@ def _system_section(
     fmt: K2Format, system: str | None, tools: Sequence[Mapping[str, Any]] | None, *, safe: bool
 ) -> str:
     if tools:
-        listing = neutralize_json(_tools_json(tools), fmt) if safe else _tools_json(tools)
+        listing = fmt.inert_json(_tools_json(tools), safe)
         body = fmt.function_calling_prompt.replace("{tools}", listing, 1)
         if system:
             body += fmt.system_separator + system
@@ -314,7 +292,7 @@ def _assistant_body(fmt: K2Format, message: BaseMessage, text: str, *, safe: boo
         listing = tool_calls_json(calls)
         parts += [
             fmt.tool_call_open,
-            neutralize_json(listing, fmt) if safe else listing,
+            fmt.inert_json(listing, safe),
             fmt.tool_call_close,
         ]
     # Invalid calls as the model wrote them, so a ToolMessage answering one
@@ -325,27 +303,19 @@ def _assistant_body(fmt: K2Format, message: BaseMessage, text: str, *, safe: boo
     return parts
 
 
-def _walk(
-    fmt: K2Format,
-    messages: Sequence[BaseMessage],
-    *,
-    tools: Sequence[Mapping[str, Any]] | None,
-    default_system: str | None,
-    force_tool_call: bool,
-    safe: bool,
-    lenient: bool,
-) -> list[str]:
+def _walk(fmt: K2Format, messages: Sequence[BaseMessage], options: RenderOptions) -> list[str]:
     """The one walker: the system section, one piece per later message, the ending."""
+    safe, lenient = options.safe, options.lenient
     if not messages and not lenient:
         raise K2InputError("messages is empty: pass at least one HumanMessage.")
 
     def text(message: BaseMessage) -> str:
-        raw = content_text(message)
-        return neutralize(raw, fmt) if safe else raw
+        return fmt.inert(content_text(message), safe)
 
-    roles = [lenient_role(m) if lenient else role_of(m) for m in messages]
-    leading, system = split_system(messages, roles, text, default_system)
-    parts = [_system_section(fmt, system, tools, safe=safe)]
+    roles, leading, system = open_conversation(
+        messages, text, options.default_system, lenient=lenient
+    )
+    parts = [_system_section(fmt, system, options.tools, safe=safe)]
     open_calls: set[str] = set()
     previous = "system"
     for index in range(leading, len(messages)):
@@ -385,7 +355,7 @@ def _walk(
         ending = fmt.after_tool_responses
     elif previous in {"user", "system"}:
         ending = fmt.assistant_prefix
-    if force_tool_call:
+    if options.force_tool_call:
         ending += fmt.tool_call_open
     if ending:
         parts.append(ending)
@@ -430,16 +400,12 @@ def render_prompt(
         ['Be brief.<|endofsystemprompt', '<|beginofuser', 'Hi<|beginofsystem',
          'Hello!<|beginofuser', 'Bye<|beginofsystem', '']
     """
-    return "".join(
-        _walk(
-            fmt,
-            messages,
-            tools=tools,
-            default_system=default_system,
-            force_tool_call=force_tool_call,
-            safe=neutralize_markers,
-            lenient=False,
-        )
+    return fmt.render_prompt(
+        messages,
+        tools=tools,
+        default_system=default_system,
+        force_tool_call=force_tool_call,
+        neutralize_markers=neutralize_markers,
     )
 
 

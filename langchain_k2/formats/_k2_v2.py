@@ -37,22 +37,18 @@ from typing import Any, ClassVar, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from langchain_k2._tool_calls import ToolCallStreamParser
 from langchain_k2._tool_schema import function_of
 from langchain_k2.formats._base import (
     EFFORTS,
     FormatSettings,
     PromptFormat,
+    RenderOptions,
     args_json,
     call_ids,
     check_answer,
     content_text,
-    lenient_role,
-    neutralize_markers,
-    neutralize_markers_json,
+    open_conversation,
     reasoning_text,
-    role_of,
-    split_system,
 )
 
 TAGS = {"high": "think", "medium": "think_fast", "low": "think_faster"}
@@ -115,36 +111,18 @@ class K2V2Format(PromptFormat):
         try:
             module = importlib.import_module("langchain_k2.formats._k2_v2_output")
         except ImportError:
-            return ToolCallStreamParser(
-                tools, open_tag=self.tool_call_open, close_tag=self.tool_call_close
-            )
+            return self.call_parser(tools)
         return module.K2V2OutputParser(
             _index(tools), effort=settings.effort, think=self.think, opened=settings.opened
         )
 
-    def pieces(
-        self,
-        messages: Sequence[BaseMessage],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        default_system: str | None = None,
-        force_tool_call: bool = False,
-        neutralize_markers: bool = True,
-        settings: FormatSettings | None = None,
-        lenient: bool = False,
-    ) -> list[str]:
-        """The prompt in pieces (see the module docstring for the rules)."""
-        del force_tool_call  # the effort's tag opens the turn: the model thinks first
-        effort = (settings.effort if settings else None) or self.default_effort or "high"
-        return _walk(
-            self,
-            messages,
-            tools=tools,
-            default_system=default_system,
-            safe=neutralize_markers,
-            lenient=lenient,
-            effort=effort,
-        )
+    def walk(self, messages: Sequence[BaseMessage], options: RenderOptions) -> list[str]:
+        """The prompt in pieces (see the module docstring for the rules).
+
+        ``force_tool_call`` renders nothing: the effort's tag opens the turn, the model
+        thinks first.
+        """
+        return _walk(self, messages, options)
 
 
 class K2ThinkV2Format(K2V2Format):
@@ -190,7 +168,7 @@ def _calls(fmt: K2V2Format, message: BaseMessage, content: str, safe: bool) -> s
     blocks: list[str] = []
     for call in message.tool_calls:
         body = _call_json(call["name"], args_json(call.get("args", {})))
-        blocks.append(f"<tool_call>\n{_json_safe(fmt, body, safe)}\n</tool_call>")
+        blocks.append(f"<tool_call>\n{fmt.inert_json(body, safe)}\n</tool_call>")
     for invalid in message.invalid_tool_calls:
         args = invalid.get("args")
         if isinstance(args, str) and args.startswith(fmt.tool_call_open):
@@ -198,15 +176,11 @@ def _calls(fmt: K2V2Format, message: BaseMessage, content: str, safe: bool) -> s
         else:  # "the string as given" (BFCL), or the JSON of what there is
             raw = args if isinstance(args, str) else json.dumps(args)
             body = _call_json(invalid.get("name"), raw)
-        blocks.append(f"<tool_call>\n{_json_safe(fmt, body, safe)}\n</tool_call>")
+        blocks.append(f"<tool_call>\n{fmt.inert_json(body, safe)}\n</tool_call>")
     out = ""
     for index, block in enumerate(blocks):
         out += ("\n" if content or index else "") + block
     return out
-
-
-def _json_safe(fmt: K2V2Format, text: str, safe: bool) -> str:
-    return neutralize_markers_json(text, fmt.special_markers) if safe else text
 
 
 def _reasoning_tag(message: BaseMessage) -> tuple[str, str] | None:
@@ -224,27 +198,19 @@ def _reasoning_tag(message: BaseMessage) -> tuple[str, str] | None:
     ) else "think_faster", reasoning
 
 
-def _walk(
-    fmt: K2V2Format,
-    messages: Sequence[BaseMessage],
-    *,
-    tools: Sequence[Mapping[str, Any]] | None,
-    default_system: str | None,
-    safe: bool,
-    lenient: bool,
-    effort: str,
-) -> list[str]:
-    markers = fmt.special_markers
+def _walk(fmt: K2V2Format, messages: Sequence[BaseMessage], options: RenderOptions) -> list[str]:
+    safe, lenient, tools = options.safe, options.lenient, options.tools
+    settings_effort = options.settings.effort if options.settings else None
+    effort = settings_effort or fmt.default_effort or "high"
 
     def text(message: BaseMessage) -> str:
-        raw = content_text(message)
-        return neutralize_markers(raw, markers) if safe else raw
+        return fmt.inert(content_text(message), safe)
 
-    roles = [lenient_role(m) if lenient else role_of(m, "K2-V2") for m in messages]
-    leading, system = split_system(messages, roles, text, default_system)
+    roles, leading, system = open_conversation(
+        messages, text, options.default_system, lenient=lenient, family="K2-V2"
+    )
     if tools:
-        listing = "\n".join(function_line(tool) for tool in tools)
-        listing = neutralize_markers_json(listing, markers) if safe else listing
+        listing = fmt.inert_json("\n".join(function_line(tool) for tool in tools), safe)
         section = (system + "\n\n" if system else "") + fmt.tools_prompt.format(tools=listing)
         parts = [f"<|im_start|>system\n{section}<|im_end|>\n"]
     else:
@@ -273,8 +239,7 @@ def _walk(
             replay = _reasoning_tag(message) if last else None
             if replay is not None:
                 tag, reasoning = replay
-                reasoning = neutralize_markers(reasoning, markers) if safe else reasoning
-                head += f"<{tag}>\n{reasoning}\n</{tag}>\n"
+                head += f"<{tag}>\n{fmt.inert(reasoning, safe)}\n</{tag}>\n"
             content = text(message)
             calls = _calls(fmt, message, content, safe)
             parts.append(head + content + calls + ("" if last and not calls else "<|im_end|>\n"))

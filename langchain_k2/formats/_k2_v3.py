@@ -36,22 +36,18 @@ from typing import Any, ClassVar, Literal, cast
 
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 
-from langchain_k2._tool_calls import ToolCallStreamParser
 from langchain_k2._tool_schema import function_of
 from langchain_k2.formats._base import (
     EFFORTS,
     FormatSettings,
     PromptFormat,
+    RenderOptions,
     args_json,
     call_ids,
     check_answer,
     content_text,
-    lenient_role,
-    neutralize_markers,
-    neutralize_markers_json,
+    open_conversation,
     reasoning_text,
-    role_of,
-    split_system,
 )
 
 TAGS = {"high": "ifm|think", "medium": "ifm|think_fast", "low": "ifm|think_faster"}
@@ -156,9 +152,7 @@ class K2V3Format(PromptFormat):
         try:
             module = importlib.import_module("langchain_k2.formats._k2_v3_output")
         except ImportError:
-            return ToolCallStreamParser(
-                tools, open_tag=self.tool_call_open, close_tag=self.tool_call_close
-            )
+            return self.call_parser(tools)
         from langchain_k2._tool_schema import tool_index
 
         return module.K2V3OutputParser(
@@ -169,22 +163,15 @@ class K2V3Format(PromptFormat):
             unclosed=self.unclosed,
         )
 
-    def pieces(
-        self,
-        messages: Sequence[BaseMessage],
-        *,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        default_system: str | None = None,
-        force_tool_call: bool = False,
-        neutralize_markers: bool = True,
-        settings: FormatSettings | None = None,
-        lenient: bool = False,
-    ) -> list[str]:
-        """The prompt in pieces (see the module docstring for the rules)."""
-        del force_tool_call  # the effort's tag opens the turn: the model thinks first
-        chosen = settings or FormatSettings()
-        return _Walker(self, tools, neutralize_markers, chosen).walk(
-            messages, default_system, lenient=lenient
+    def walk(self, messages: Sequence[BaseMessage], options: RenderOptions) -> list[str]:
+        """The prompt in pieces (see the module docstring for the rules).
+
+        ``force_tool_call`` renders nothing: the effort's tag opens the turn, the model
+        thinks first.
+        """
+        chosen = options.settings or FormatSettings()
+        return _Walker(self, options.tools, options.safe, chosen).walk(
+            messages, options.default_system, lenient=options.lenient
         )
 
 
@@ -271,10 +258,10 @@ class _Walker:
             )
 
     def text(self, raw: str) -> str:
-        return neutralize_markers(raw, self.fmt.special_markers) if self.safe else raw
+        return self.fmt.inert(raw, self.safe)
 
     def json_text(self, raw: str) -> str:
-        return neutralize_markers_json(raw, self.fmt.special_markers) if self.safe else raw
+        return self.fmt.inert_json(raw, self.safe)
 
     def system_turn(self, system: str | None) -> str:
         if self.tools:
@@ -347,9 +334,12 @@ class _Walker:
     def walk(
         self, messages: Sequence[BaseMessage], default_system: str | None, *, lenient: bool
     ) -> list[str]:
-        roles = [lenient_role(m) if lenient else role_of(m, "K2-V3") for m in messages]
-        leading, system = split_system(
-            messages, roles, lambda m: self.text(content_text(m)), default_system
+        roles, leading, system = open_conversation(
+            messages,
+            lambda m: self.text(content_text(m)),
+            default_system,
+            lenient=lenient,
+            family="K2-V3",
         )
         parts = [BOS + self.system_turn(system)]
         previous, open_calls = "system", set[str]()
