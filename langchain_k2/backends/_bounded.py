@@ -77,75 +77,70 @@ def _timeout(timeout: float | None, *, reading: bool) -> tuple[Deadline | None, 
     return None, timeout
 
 
-class _Stream:
-    """A sync network stream whose reads and writes stop at the bound in force."""
+class _Bounded:
+    """One socket operation under the bound in force: ``with`` gives its timeout.
+
+    An operation that fails once its bound has passed raises the deadline's error.
+    """
+
+    __slots__ = ("bound", "timeout")
+
+    def __init__(self, timeout: float | None, *, reading: bool) -> None:
+        self.bound, self.timeout = _timeout(timeout, reading=reading)
+
+    def __enter__(self) -> float | None:
+        return self.timeout
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        bound = self.bound
+        if isinstance(exc, Exception) and bound is not None and bound.passed():
+            raise bound.exceeded() from exc
+
+
+class _Wrapper:
+    """Wraps an ``httpcore`` object, forwarding what it does not override."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _Stream(_Wrapper):
+    """A sync network stream whose reads and writes stop at the bound in force."""
+
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        bound, timeout = _timeout(timeout, reading=True)
-        try:
-            data: bytes = self._inner.read(max_bytes, timeout)
-        except Exception as exc:
-            if bound is not None and bound.passed():
-                raise bound.exceeded() from exc
-            raise
+        with _Bounded(timeout, reading=True) as left:
+            data: bytes = self._inner.read(max_bytes, left)
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        bound, timeout = _timeout(timeout, reading=False)
-        try:
-            self._inner.write(buffer, timeout)
-        except Exception as exc:
-            if bound is not None and bound.passed():
-                raise bound.exceeded() from exc
-            raise
+        with _Bounded(timeout, reading=False) as left:
+            self._inner.write(buffer, left)
 
     def start_tls(self, *args: Any, **kwargs: Any) -> _Stream:
         return _Stream(self._inner.start_tls(*args, **kwargs))
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
-
-class _AsyncStream:
+class _AsyncStream(_Wrapper):
     """Async twin of `_Stream`."""
 
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        bound, timeout = _timeout(timeout, reading=True)
-        try:
-            data: bytes = await self._inner.read(max_bytes, timeout)
-        except Exception as exc:
-            if bound is not None and bound.passed():
-                raise bound.exceeded() from exc
-            raise
+        with _Bounded(timeout, reading=True) as left:
+            data: bytes = await self._inner.read(max_bytes, left)
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        bound, timeout = _timeout(timeout, reading=False)
-        try:
-            await self._inner.write(buffer, timeout)
-        except Exception as exc:
-            if bound is not None and bound.passed():
-                raise bound.exceeded() from exc
-            raise
+        with _Bounded(timeout, reading=False) as left:
+            await self._inner.write(buffer, left)
 
     async def start_tls(self, *args: Any, **kwargs: Any) -> _AsyncStream:
         return _AsyncStream(await self._inner.start_tls(*args, **kwargs))
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
-
-class _Backend:
+class _Backend(_Wrapper):
     """A sync network backend whose streams are `_Stream` (everything else forwarded)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
 
     def connect_tcp(self, *args: Any, **kwargs: Any) -> _Stream:
         return _Stream(self._inner.connect_tcp(*args, **kwargs))
@@ -153,24 +148,15 @@ class _Backend:
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _Stream:
         return _Stream(self._inner.connect_unix_socket(*args, **kwargs))
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
-
-class _AsyncBackend:
+class _AsyncBackend(_Wrapper):
     """Async twin of `_Backend`."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
 
     async def connect_tcp(self, *args: Any, **kwargs: Any) -> _AsyncStream:
         return _AsyncStream(await self._inner.connect_tcp(*args, **kwargs))
 
     async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> _AsyncStream:
         return _AsyncStream(await self._inner.connect_unix_socket(*args, **kwargs))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 def bound_client(client: Any) -> Any:
@@ -223,33 +209,13 @@ def _decoder(response: Any, limits: Limits) -> BodyDecoder:
     return BodyDecoder(encoding, limit, what=what)
 
 
-def _raw(response: Any) -> Iterator[bytes]:
-    """The body's raw chunks as they arrive (a body already read, as a mock's: at once)."""
-    if getattr(response, "is_stream_consumed", False):
-        return iter((response.content,))
-    raw: Iterator[bytes] = response.iter_raw()
-    return raw
+def _chunks(response: Any, deadline: Deadline) -> Iterator[bytes]:
+    """The body's raw chunks as they arrive, each read within ``deadline``.
 
-
-async def _araw(response: Any) -> AsyncIterator[bytes]:
-    """Async twin of `_raw`."""
-    if getattr(response, "is_stream_consumed", False):
-        yield response.content
-        return
-    async for chunk in response.aiter_raw():
-        yield chunk
-
-
-def _head(request: dict[str, Any], deadline: Deadline) -> HeadDeadline:
-    """The bound of the status line and headers: ``timeout``, within the deadline."""
-    return HeadDeadline(deadline, request.get("timeout"))
-
-
-def _body(response: Any, deadline: Deadline, limits: Limits) -> bytes:
-    """The whole decoded body; an error body is cut at `MAX_ERROR_BODY` rather than refused."""
-    decoder = _decoder(response, limits)
-    body = bytearray()
-    raw = _raw(response)
+    A body already read (a mock's) comes at once.
+    """
+    consumed = getattr(response, "is_stream_consumed", False)
+    raw: Iterator[bytes] = iter((response.content,)) if consumed else response.iter_raw()
     while True:
         token = _BOUND.set(deadline)  # a context manager per chunk costs more than a read
         try:
@@ -257,22 +223,23 @@ def _body(response: Any, deadline: Deadline, limits: Limits) -> bytes:
         finally:
             _BOUND.reset(token)
         if chunk is None:
-            return bytes(body)
+            return
         if deadline.passed():
             raise deadline.exceeded()
-        try:
-            for piece in decoder.feed(chunk):
-                body += piece
-        except WireError:
-            if response.status_code >= 400:  # cut, not refused: the status says enough
-                return bytes(body[:MAX_ERROR_BODY])
-            raise
+        yield chunk
 
 
-async def _abody(response: Any, deadline: Deadline, limits: Limits) -> bytes:
-    """Async twin of `_body`."""
-    decoder = _decoder(response, limits)
-    body = bytearray()
+async def _araw(response: Any) -> AsyncIterator[bytes]:
+    """The body's raw chunks (a body already read, as a mock's: at once)."""
+    if getattr(response, "is_stream_consumed", False):
+        yield response.content
+        return
+    async for chunk in response.aiter_raw():
+        yield chunk
+
+
+async def _achunks(response: Any, deadline: Deadline) -> AsyncIterator[bytes]:
+    """Async twin of `_chunks`."""
     raw = _araw(response)
     while True:
         token = _BOUND.set(deadline)
@@ -281,16 +248,46 @@ async def _abody(response: Any, deadline: Deadline, limits: Limits) -> bytes:
         finally:
             _BOUND.reset(token)
         if chunk is None:
-            return bytes(body)
+            return
         if deadline.passed():
             raise deadline.exceeded()
-        try:
-            for piece in decoder.feed(chunk):
-                body += piece
-        except WireError:
-            if response.status_code >= 400:
-                return bytes(body[:MAX_ERROR_BODY])
-            raise
+        yield chunk
+
+
+def _head(request: dict[str, Any], deadline: Deadline) -> HeadDeadline:
+    """The bound of the status line and headers: ``timeout``, within the deadline."""
+    return HeadDeadline(deadline, request.get("timeout"))
+
+
+def _take(response: Any, decoder: BodyDecoder, body: bytearray, chunk: bytes) -> bool:
+    """Decode ``chunk`` onto ``body``; False once an error body is cut at `MAX_ERROR_BODY`."""
+    try:
+        for piece in decoder.feed(chunk):
+            body += piece
+    except WireError:
+        if response.status_code >= 400:  # cut, not refused: the status says enough
+            del body[MAX_ERROR_BODY:]
+            return False
+        raise
+    return True
+
+
+def _body(response: Any, deadline: Deadline, limits: Limits) -> bytes:
+    """The whole decoded body; an error body is cut at `MAX_ERROR_BODY` rather than refused."""
+    decoder, body = _decoder(response, limits), bytearray()
+    for chunk in _chunks(response, deadline):
+        if not _take(response, decoder, body, chunk):
+            break
+    return bytes(body)
+
+
+async def _abody(response: Any, deadline: Deadline, limits: Limits) -> bytes:
+    """Async twin of `_body`."""
+    decoder, body = _decoder(response, limits), bytearray()
+    async for chunk in _achunks(response, deadline):
+        if not _take(response, decoder, body, chunk):
+            break
+    return bytes(body)
 
 
 def fetch(client: Any, request: dict[str, Any], limits: Limits, deadline: Deadline) -> Answer:
@@ -344,20 +341,14 @@ def lines(
         response.close()
 
 
-def _lines(response: Any, deadline: Deadline, limits: Limits) -> Iterator[str]:
+def _stream_reader(response: Any, limits: Limits) -> tuple[BodyDecoder, LineSplitter]:
     decoder = BodyDecoder(response.headers.get("content-encoding"), what="the stream")
-    splitter = LineSplitter(limits.line)
-    raw = _raw(response)
-    while True:
-        token = _BOUND.set(deadline)  # a context manager per chunk costs more than a read
-        try:
-            chunk = next(raw, None)
-        finally:
-            _BOUND.reset(token)
-        if chunk is None:
-            break
-        if deadline.passed():
-            raise deadline.exceeded()
+    return decoder, LineSplitter(limits.line)
+
+
+def _lines(response: Any, deadline: Deadline, limits: Limits) -> Iterator[str]:
+    decoder, splitter = _stream_reader(response, limits)
+    for chunk in _chunks(response, deadline):
         for piece in decoder.feed(chunk):
             yield from splitter.feed(piece)
     yield from splitter.end()
@@ -385,19 +376,8 @@ async def _no_lines() -> AsyncIterator[str]:
 
 
 async def _alines(response: Any, deadline: Deadline, limits: Limits) -> AsyncIterator[str]:
-    decoder = BodyDecoder(response.headers.get("content-encoding"), what="the stream")
-    splitter = LineSplitter(limits.line)
-    raw = _araw(response)
-    while True:
-        token = _BOUND.set(deadline)
-        try:
-            chunk = await anext(raw, None)
-        finally:
-            _BOUND.reset(token)
-        if chunk is None:
-            break
-        if deadline.passed():
-            raise deadline.exceeded()
+    decoder, splitter = _stream_reader(response, limits)
+    async for chunk in _achunks(response, deadline):
         for piece in decoder.feed(chunk):
             for line in splitter.feed(piece):
                 yield line
