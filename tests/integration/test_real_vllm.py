@@ -13,74 +13,53 @@ not held against the next schema; the server killed mid-stream.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from huggingface_hub import close_session, set_client_factory
-from huggingface_hub.utils._http import default_client_factory
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
-from pydantic import BaseModel
-from typing_extensions import TypedDict
 
-from langchain_k2 import (
-    ChatK2,
-    ContextWindowExceededError,
-    K2ConfigError,
-    K2Format,
-    K2NotFoundError,
-    K2StreamInterruptedError,
+from langchain_k2 import ChatK2, K2ConfigError, K2Format, K2NotFoundError
+from langchain_k2.demo import calculator
+from tests.support.real_checks import (
+    SCHEMAS,
+    Answer,
+    Sent,
+    bodies_to,
+    check_async_twins,
+    check_demo_agent,
+    check_forced_calculator_call,
+    check_invoke_stream_and_batch,
+    check_json_mode,
+    check_killed_mid_stream,
+    check_nothing_lost,
+    check_stop_strings,
+    check_structured_answer,
+    check_window_refusal,
+    real_chat,
+    recording,
 )
-from langchain_k2.demo import SYSTEM, TOOLS, _force_on_user_turn, calculator
-from tests.support.real_servers import CONTEXT, SERVED_NAME, RealServer
+from tests.support.real_servers import SERVED_NAME, RealServer
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(900)]
 
-Sent = list[tuple[str, dict[str, Any]]]
+ROUTE = "/v1/completions"
 
 
 def chat(server: RealServer, **kwargs: Any) -> ChatK2:
-    options: dict[str, Any] = {
-        "endpoint_url": server.url,
-        "engine": "vllm",
-        "model_name": SERVED_NAME,
-        "prompt_format": K2Format.chatml(),
-        "temperature": 0,
-        "max_new_tokens": 24,
-        "timeout": 300,
-    }
-    return ChatK2(**{**options, **kwargs})
+    return real_chat(server, {"engine": "vllm", "timeout": 300}, **kwargs)
 
 
 @pytest.fixture
 def sent() -> Iterator[Sent]:
     """``(path, JSON body)`` of every POST ChatK2 sends (sync session), recorded by a hook."""
-    bodies: Sent = []
-
-    def record(request: httpx.Request) -> None:
-        if request.method == "POST":
-            bodies.append((request.url.path, json.loads(request.content)))
-
-    close_session()
-    set_client_factory(lambda: httpx.Client(event_hooks={"request": [record]}))
-    yield bodies
-    set_client_factory(default_client_factory)
-    close_session()
+    with recording() as bodies:
+        yield bodies
 
 
 def completions(bodies: Sent) -> list[dict[str, Any]]:
-    return [body for path, body in bodies if path == "/v1/completions"]
-
-
-def merged(chunks: list[AIMessageChunk]) -> AIMessageChunk:
-    total = chunks[0]
-    for chunk in chunks[1:]:
-        total += chunk
-    return total
+    return bodies_to(bodies, ROUTE)
 
 
 # --------------------------------------------------------------------------- basics
@@ -88,26 +67,8 @@ def merged(chunks: list[AIMessageChunk]) -> AIMessageChunk:
 
 @pytest.mark.parametrize("engine", ["vllm", "auto"])
 def test_invoke_stream_and_batch_agree(real_vllm: RealServer, sent: Sent, engine: str) -> None:
-    llm = chat(real_vllm, engine=engine)
-    message = llm.invoke("Name a color.")
-    assert message.response_metadata["engine"] == "vllm"
+    message = check_invoke_stream_and_batch(chat(real_vllm, engine=engine), "vllm")
     assert message.response_metadata["model_name"] == SERVED_NAME
-    assert isinstance(message.content, str)
-    assert message.content.strip()
-    usage = message.usage_metadata
-    assert usage is not None
-    assert usage["input_tokens"] > 10
-    assert 0 < usage["output_tokens"] <= 24
-    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
-
-    streamed = merged(list(llm.stream("Name a color.")))
-    assert streamed.content == message.content
-    assert streamed.usage_metadata == usage
-
-    batch = llm.batch(["Name a color.", "Name an animal."])
-    assert batch[0].content == message.content
-    assert batch[1].content == llm.invoke("Name an animal.").content
-
     body = completions(sent)[0]
     assert body["max_tokens"] == 24
     assert body["temperature"] == 0
@@ -122,43 +83,17 @@ def test_invoke_stream_and_batch_agree(real_vllm: RealServer, sent: Sent, engine
 
 @pytest.mark.parametrize("engine", ["vllm", "auto"])
 async def test_async_twins_agree(real_vllm: RealServer, engine: str) -> None:
-    llm = chat(real_vllm, engine=engine)
-    message = await llm.ainvoke("Name a fruit.")
-    chunks = [chunk async for chunk in llm.astream("Name a fruit.")]
-    assert merged(chunks).content == message.content
-    assert merged(chunks).usage_metadata == message.usage_metadata
-    both = await asyncio.gather(llm.ainvoke("Name a fruit."), llm.ainvoke("Name a fruit."))
-    assert [m.content for m in both] == [message.content, message.content]
-    assert message.content == llm.invoke("Name a fruit.").content
+    await check_async_twins(chat(real_vllm, engine=engine))
 
 
 def test_context_window_is_read_from_the_server(real_vllm: RealServer, sent: Sent) -> None:
-    llm = chat(real_vllm)
-    llm.invoke("Hi")
-    assert llm._get_backend().info().max_total_tokens == CONTEXT  # from /v1/models
-    sent.clear()
-    with pytest.raises(ContextWindowExceededError) as caught:
-        llm.invoke("word " * 2100)
-    text = str(caught.value)
-    assert f"context window of {CONTEXT}" in text
-    assert "--max-model-len" in text  # vLLM's own setting, not TGI's
+    # The window comes from /v1/models; the error names vLLM's own setting, not TGI's.
+    text = check_window_refusal(chat(real_vllm), sent, ROUTE, "--max-model-len")
     assert "--max-total-tokens" not in text
-    assert completions(sent) == []  # refused before sending: /tokenize counted it
-    assert [path for path, _ in sent] == ["/tokenize"]
 
 
 def test_stop_strings_end_the_text_before_them(real_vllm: RealServer) -> None:
-    llm = chat(real_vllm, max_new_tokens=32)
-    prompt = "Count from one to ten in words, separated by commas."
-    whole = llm.invoke(prompt).content
-    assert isinstance(whole, str)
-    words = re.findall(r"[A-Za-z]+", whole)
-    assert len(words) >= 3, whole
-    stop = words[2]
-    cut = whole[: whole.index(stop)]
-    stopped = llm.invoke(prompt, stop=[stop])
-    assert stopped.content == cut
-    assert merged(list(llm.stream(prompt, stop=[stop]))).content == cut
+    check_stop_strings(chat(real_vllm, max_new_tokens=32))
 
 
 def test_special_tokens_are_kept_in_the_text(real_vllm: RealServer, sent: Sent) -> None:
@@ -209,13 +144,7 @@ def test_a_model_vllm_does_not_serve_is_its_own_404(real_vllm: RealServer) -> No
 def test_forced_tool_call_is_constrained_by_structured_outputs(
     real_vllm: RealServer, sent: Sent
 ) -> None:
-    llm = chat(real_vllm, max_new_tokens=48)
-    message = llm.bind_tools([calculator], tool_choice="calculator").invoke("What is 17 * 23?")
-    assert message.invalid_tool_calls == []
-    assert [call["name"] for call in message.tool_calls] == ["calculator"]
-    calculator.args_schema.model_validate(message.tool_calls[0]["args"])  # type: ignore[union-attr]
-    assert "tool_call_schema_errors" not in message.response_metadata
-    assert "grammar_fallback" not in message.response_metadata
+    check_forced_calculator_call(chat(real_vllm, max_new_tokens=48))
     body = completions(sent)[0]
     schema = body["structured_outputs"]["json"]
     assert "calculator" in json.dumps(schema)
@@ -230,79 +159,25 @@ def test_tool_choice_auto_sends_no_constraint_and_loses_nothing(
     body = completions(sent)[0]
     assert "structured_outputs" not in body
     assert "calculator" in body["prompt"]  # the tool is described in the system turn
-    # Whatever the model wrote is accounted for: valid calls, or invalid ones with the raw
-    # text and the error, or plain text.
-    for call in message.tool_calls:
-        assert call["name"] == "calculator"
-        calculator.args_schema.model_validate(call["args"])  # type: ignore[union-attr]
-    for bad in message.invalid_tool_calls:
-        assert bad["error"]
-        assert bad["args"] is not None
-    assert message.tool_calls or message.invalid_tool_calls or str(message.content).strip()
+    check_nothing_lost(message)
 
 
 def test_demo_agent_answers_through_the_calculator(real_vllm: RealServer) -> None:
-    from langchain.agents import create_agent
-
-    llm = chat(real_vllm, max_new_tokens=64)
-    agent = create_agent(llm, tools=TOOLS, system_prompt=SYSTEM, middleware=[_force_on_user_turn()])
-    result = agent.invoke(
-        {"messages": [HumanMessage("What is 17 * 23?")]}, config={"recursion_limit": 9}
-    )
-    messages = result["messages"]
-    calls = [call for m in messages if isinstance(m, AIMessage) for call in m.tool_calls]
-    assert calls[0]["name"] == "calculator"
-    assert calls[0]["args"] == {"a": 17, "op": "*", "b": 23}
-    results = [m for m in messages if isinstance(m, ToolMessage)]
-    assert results[0].content == "391"
-    final = messages[-1]
-    assert messages.index(results[0]) < len(messages) - 1
-    assert isinstance(final, AIMessage)
-    assert final.tool_calls == []
-    assert str(final.content).strip()
+    check_demo_agent(chat(real_vllm, max_new_tokens=64))
 
 
 # --------------------------------------------------------------------------- structured output
 
 
-class Answer(BaseModel):
-    number: int
-
-
-class AnswerDict(TypedDict):
-    number: int
-
-
-ANSWER_SCHEMA = {
-    "title": "answer",
-    "type": "object",
-    "properties": {"number": {"type": "integer"}},
-    "required": ["number"],
-}
-
-
-@pytest.mark.parametrize("schema", [Answer, AnswerDict, ANSWER_SCHEMA], ids=lambda s: "")
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: "")
 def test_structured_output_is_constrained(real_vllm: RealServer, sent: Sent, schema: Any) -> None:
-    llm = chat(real_vllm, max_new_tokens=32)
-    result = llm.with_structured_output(schema, include_raw=True).invoke("What is 2 + 3?")
-    assert result["parsing_error"] is None
-    parsed = result["parsed"]
-    number = parsed.number if isinstance(parsed, Answer) else parsed["number"]
-    assert isinstance(number, int)
-    raw = result["raw"]
-    assert "grammar_fallback" not in raw.response_metadata
-    assert raw.response_metadata.get("structured_output_retries", 0) == 0
+    check_structured_answer(chat(real_vllm, max_new_tokens=32), schema)
     body = completions(sent)[0]
     assert body["structured_outputs"]["json"]["properties"] == {"number": {"type": "integer"}}
 
 
 def test_json_mode_gives_one_json_object(real_vllm: RealServer, sent: Sent) -> None:
-    llm = chat(real_vllm, max_new_tokens=32)
-    result = llm.with_structured_output(method="json_mode", include_raw=True).invoke(
-        "Give a JSON object with a key 'color'."
-    )
-    assert result["parsing_error"] is None
-    assert isinstance(result["parsed"], dict)
+    check_json_mode(chat(real_vllm, max_new_tokens=32))
     body = completions(sent)[0]
     assert body["structured_outputs"]["json"]["type"] == "object"
 
@@ -342,13 +217,4 @@ def test_a_refused_constraint_is_surfaced_and_the_next_one_is_constrained(
 def test_server_killed_mid_stream_keeps_what_was_received(real_vllm: RealServer) -> None:
     """Runs last in this module: the next test that needs vLLM starts a fresh one."""
     llm = chat(real_vllm, max_new_tokens=400, max_retries=0)
-    received: list[str] = []
-    with pytest.raises(K2StreamInterruptedError) as caught:  # noqa: PT012 -- kill mid-stream
-        for chunk in llm.stream("Write a long story about a dragon."):
-            received.append(str(chunk.content))
-            if len("".join(received)) > 20 and real_vllm.process.poll() is None:
-                real_vllm.kill()
-    error = caught.value
-    assert error.partial_text == "".join(received)
-    assert len(error.partial_text) > 20
-    assert "stream broke" in str(error)
+    check_killed_mid_stream(llm, real_vllm)
