@@ -66,6 +66,7 @@ from .server import (
     _sleep,
     _state,
 )
+from .tokenizer import Tok
 
 ENGINES = ("vllm", "sglang")
 VLLM_VERSION = "0.11.2"
@@ -419,6 +420,11 @@ def _valid(state: Any, req: Request) -> Valid:
             f"{req.max_tokens} in the completion). Please reduce the length of the messages "
             "or completion.",
         )
+    return completion_valid(req, tokens, max_tokens)
+
+
+def completion_valid(req: Request, tokens: list[Tok], max_tokens: int) -> Valid:
+    """What a completions request hands to "the model": ``max_tokens`` (at least one) of it."""
     return Valid(
         inputs=req.prompt,
         input_tokens=tokens,

@@ -61,7 +61,15 @@ from typing import Any
 from aiohttp import web
 
 from . import bench, echo, gbnf, responder
-from .engines import EngineError, _number, _stops, frame, pieces, sglang_error
+from .engines import (
+    EngineError,
+    _number,
+    _stops,
+    completion_valid,
+    frame,
+    pieces,
+    sglang_error,
+)
 from .protocol import Generation, ReplySpec, TGIError, Valid, generate
 from .server import (
     _answer_json,
@@ -232,20 +240,7 @@ def _valid(state: Any, req: Request) -> Valid:
         )
     room = window - len(tokens)
     limit = room if req.max_tokens <= 0 else min(req.max_tokens, room)
-    return Valid(
-        inputs=req.prompt,
-        input_tokens=tokens,
-        input_length=len(tokens),
-        max_new_tokens=max(limit, 1),
-        stop=req.stop,
-        sampling=req.temperature != 0.0,
-        seed=req.seed,
-        details=True,
-        decoder_input_details=False,
-        top_n_tokens=0,
-        return_full_text=False,
-        best_of=1,
-    )
+    return completion_valid(req, tokens, limit)
 
 
 def _cached(request: web.Request, tokens: list[Tok]) -> int:
