@@ -46,6 +46,7 @@ from langchain_core.messages.tool import tool_call as create_tool_call
 
 from langchain_k2._tool_block import ToolBlock, new_call_id
 from langchain_k2._tool_schema import ToolIndex
+from langchain_k2.formats._k2_v3 import value_type
 
 __all__ = [
     "CALL_FORMATS",
@@ -96,17 +97,9 @@ _ORDER = ("null", "integer", "number", "boolean", "object", "array", "string")
 
 
 def _type_of(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object" if isinstance(value, dict) else ""
+    """`value_type` of a JSON value; ``""`` for anything else (a tuple, a set...)."""
+    json_value = value is None or isinstance(value, bool | int | float | str | list | dict)
+    return value_type(value) if json_value else ""
 
 
 def schema_types(schema: Any) -> list[str]:
