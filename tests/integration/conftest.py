@@ -3,7 +3,8 @@
 `fake_tgi_server` starts `tests.support.fake_engine.server` once per test session on
 127.0.0.1; `tgi` hands it to a test after a reset (empty queue, no default reply, fresh records,
 start-up configuration), so every test scripts its own replies. `real_vllm` and
-`real_llama_server` hand a test the session's real vLLM or llama-server (`real_servers.py`).
+`real_llama_server` hand a test the session's real vLLM or llama-server (`real_servers.py`);
+`sent` records what ChatK2 POSTs (`recording.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ if str(_REPO_ROOT) not in sys.path:  # `tests.support` importable however pytest
 
 from tests.support import real_servers  # noqa: E402
 from tests.support.fake_engine import FakeEngine  # noqa: E402
+from tests.support.recording import Sent, recording  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -118,6 +120,16 @@ def _real_llama_managed() -> Iterator[real_servers.Managed]:
 def real_llama_server(_real_llama_managed: real_servers.Managed) -> real_servers.RealServer:
     """The session's real llama-server serving the SmolLM2 GGUF (started on first use)."""
     return _real_llama_managed.get()
+
+
+@pytest.fixture
+def sent() -> Iterator[Sent]:
+    """``(path, JSON body)`` of every POST ChatK2 sends (sync session), recorded by a hook.
+
+    A module may define its own ``sent`` (``test_structured_tgi.py`` reads the fake's log).
+    """
+    with recording() as bodies:
+        yield bodies
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

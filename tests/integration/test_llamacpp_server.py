@@ -14,7 +14,6 @@ server's packages or the model are missing.
 from __future__ import annotations
 
 import importlib.util
-import json
 import socket
 import subprocess
 import sys
@@ -24,8 +23,6 @@ from typing import Any
 
 import httpx
 import pytest
-from huggingface_hub import close_session, set_client_factory
-from huggingface_hub.utils._http import default_client_factory
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel
 
@@ -121,22 +118,6 @@ async def test_structured_output_is_constrained_by_gbnf(server_url: str) -> None
     raw = result["raw"]
     assert raw.response_metadata["engine"] == "llama-cpp-python"
     assert raw.response_metadata.get("structured_output_retries", 0) == 0
-
-
-@pytest.fixture
-def sent() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """``(path, JSON body)`` of every POST ChatK2 sends (sync session), recorded by a hook."""
-    bodies: list[tuple[str, dict[str, Any]]] = []
-
-    def record(request: httpx.Request) -> None:
-        if request.method == "POST":
-            bodies.append((request.url.path, json.loads(request.content)))
-
-    close_session()
-    set_client_factory(lambda: httpx.Client(event_hooks={"request": [record]}))
-    yield bodies
-    set_client_factory(default_client_factory)
-    close_session()
 
 
 def test_stream_usage_counts_the_prompt_at_extras_tokenize(

@@ -16,7 +16,6 @@ killed mid-stream.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,8 +29,6 @@ from langchain_k2.demo import calculator
 from tests.support.real_checks import (
     SCHEMAS,
     Answer,
-    Sent,
-    bodies_to,
     check_async_twins,
     check_demo_agent,
     check_forced_calculator_call,
@@ -44,9 +41,9 @@ from tests.support.real_checks import (
     check_window_refusal,
     merged,
     real_chat,
-    recording,
 )
 from tests.support.real_servers import RealServer
+from tests.support.recording import Sent, bodies_to
 
 pytestmark = [pytest.mark.real_llama_server, pytest.mark.timeout(600)]
 
@@ -55,13 +52,6 @@ ROUTE = "/completion"
 
 def chat(server: RealServer, **kwargs: Any) -> ChatK2:
     return real_chat(server, {"engine": "llama.cpp", "timeout": 120}, **kwargs)
-
-
-@pytest.fixture
-def sent() -> Iterator[Sent]:
-    """``(path, JSON body)`` of every POST ChatK2 sends (sync session), recorded by a hook."""
-    with recording() as bodies:
-        yield bodies
 
 
 def generations(bodies: Sent) -> list[dict[str, Any]]:

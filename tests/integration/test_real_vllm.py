@@ -14,7 +14,6 @@ not held against the next schema; the server killed mid-stream.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,8 +24,6 @@ from langchain_k2.demo import calculator
 from tests.support.real_checks import (
     SCHEMAS,
     Answer,
-    Sent,
-    bodies_to,
     check_async_twins,
     check_demo_agent,
     check_forced_calculator_call,
@@ -38,9 +35,9 @@ from tests.support.real_checks import (
     check_structured_answer,
     check_window_refusal,
     real_chat,
-    recording,
 )
 from tests.support.real_servers import SERVED_NAME, RealServer
+from tests.support.recording import Sent, bodies_to
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(900)]
 
@@ -49,13 +46,6 @@ ROUTE = "/v1/completions"
 
 def chat(server: RealServer, **kwargs: Any) -> ChatK2:
     return real_chat(server, {"engine": "vllm", "timeout": 300}, **kwargs)
-
-
-@pytest.fixture
-def sent() -> Iterator[Sent]:
-    """``(path, JSON body)`` of every POST ChatK2 sends (sync session), recorded by a hook."""
-    with recording() as bodies:
-        yield bodies
 
 
 def completions(bodies: Sent) -> list[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 In: a `ChatK2` pointed at a real server (`real_servers.py`: the SmolLM2 stand-in, ChatML
 markers, greedy decoding) and, for checks on what was sent, the ``(path, JSON body)`` list
-`recording` collects. Out: assertions, and the values a test goes on to check against its
-engine's own request fields (the message, the structured-output result).
+the ``sent`` fixture collects (`recording.py`). Out: assertions, and the values a test goes
+on to check against its engine's own request fields (the invoked message, the error text).
 
 Used by ``test_real_llama_server.py`` and ``test_real_vllm.py``; what differs between the
 engines (request fields, setting names, the server's own words) stays in those files.
@@ -12,16 +12,10 @@ engines (request fields, setting names, the server's own words) stays in those f
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import httpx
 import pytest
-from huggingface_hub import close_session, set_client_factory
-from huggingface_hub.utils._http import default_client_factory
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -35,8 +29,7 @@ from typing_extensions import TypedDict
 from langchain_k2 import ChatK2, ContextWindowExceededError, K2Format, K2StreamInterruptedError
 from langchain_k2.demo import SYSTEM, TOOLS, _force_on_user_turn, calculator
 from tests.support.real_servers import CONTEXT, SERVED_NAME, RealServer
-
-Sent = list[tuple[str, dict[str, Any]]]
+from tests.support.recording import Sent, bodies_to
 
 
 def real_chat(server: RealServer, defaults: dict[str, Any], /, **kwargs: Any) -> ChatK2:
@@ -52,29 +45,6 @@ def real_chat(server: RealServer, defaults: dict[str, Any], /, **kwargs: Any) ->
         "max_new_tokens": 24,
     }
     return ChatK2(**{**options, **defaults, **kwargs})
-
-
-@contextmanager
-def recording() -> Iterator[Sent]:
-    """``(path, JSON body)`` of every POST ChatK2 sends (sync session), recorded by a hook."""
-    bodies: Sent = []
-
-    def record(request: httpx.Request) -> None:
-        if request.method == "POST":
-            bodies.append((request.url.path, json.loads(request.content)))
-
-    close_session()
-    set_client_factory(lambda: httpx.Client(event_hooks={"request": [record]}))
-    try:
-        yield bodies
-    finally:
-        set_client_factory(default_client_factory)
-        close_session()
-
-
-def bodies_to(sent: Sent, route: str) -> list[dict[str, Any]]:
-    """The JSON bodies sent to ``route``, in order."""
-    return [body for path, body in sent if path == route]
 
 
 def merged(chunks: list[AIMessageChunk]) -> AIMessageChunk:
