@@ -26,22 +26,7 @@ from langchain_k2.backends._base import json_grammar
 from langchain_k2.backends._engines import ENGINES
 from langchain_k2.backends._thought import after_thought
 from langchain_k2.demo import calculator
-from tests.support.real_checks import (
-    SCHEMAS,
-    Answer,
-    check_async_twins,
-    check_demo_agent,
-    check_forced_calculator_call,
-    check_invoke_stream_and_batch,
-    check_json_mode,
-    check_killed_mid_stream,
-    check_nothing_lost,
-    check_stop_strings,
-    check_structured_answer,
-    check_window_refusal,
-    merged,
-    real_chat,
-)
+from tests.support import real_checks as checks
 from tests.support.real_servers import RealServer
 from tests.support.recording import Sent, bodies_to
 
@@ -51,7 +36,7 @@ ROUTE = "/completion"
 
 
 def chat(server: RealServer, **kwargs: Any) -> ChatK2:
-    return real_chat(server, {"engine": "llama.cpp", "timeout": 120}, **kwargs)
+    return checks.real_chat(server, {"engine": "llama.cpp", "timeout": 120}, **kwargs)
 
 
 def generations(bodies: Sent) -> list[dict[str, Any]]:
@@ -65,7 +50,7 @@ def generations(bodies: Sent) -> list[dict[str, Any]]:
 def test_invoke_stream_and_batch_agree(
     real_llama_server: RealServer, sent: Sent, engine: str
 ) -> None:
-    check_invoke_stream_and_batch(chat(real_llama_server, engine=engine), "llama.cpp")
+    checks.check_invoke_stream_and_batch(chat(real_llama_server, engine=engine), "llama.cpp")
     body = generations(sent)[0]
     assert body["n_predict"] == 24
     assert body["temperature"] == 0
@@ -77,16 +62,16 @@ def test_invoke_stream_and_batch_agree(
 
 @pytest.mark.parametrize("engine", ["llama.cpp", "auto"])
 async def test_async_twins_agree(real_llama_server: RealServer, engine: str) -> None:
-    await check_async_twins(chat(real_llama_server, engine=engine))
+    await checks.check_async_twins(chat(real_llama_server, engine=engine))
 
 
 def test_context_window_is_read_from_props(real_llama_server: RealServer, sent: Sent) -> None:
     # The window comes from /props; the error names llama-server's own setting.
-    check_window_refusal(chat(real_llama_server), sent, ROUTE, "--ctx-size")
+    checks.check_window_refusal(chat(real_llama_server), sent, ROUTE, "--ctx-size")
 
 
 def test_stop_strings_end_the_text_before_them(real_llama_server: RealServer) -> None:
-    check_stop_strings(chat(real_llama_server, max_new_tokens=32))
+    checks.check_stop_strings(chat(real_llama_server, max_new_tokens=32))
 
 
 def test_special_tokens_are_kept_in_the_text(real_llama_server: RealServer, sent: Sent) -> None:
@@ -121,7 +106,7 @@ def test_format_end_markers_are_sent_as_stop_strings(
 def test_forced_tool_call_is_constrained_by_json_schema(
     real_llama_server: RealServer, sent: Sent
 ) -> None:
-    check_forced_calculator_call(chat(real_llama_server, max_new_tokens=48))
+    checks.check_forced_calculator_call(chat(real_llama_server, max_new_tokens=48))
     body = generations(sent)[0]
     assert "calculator" in json.dumps(body["json_schema"])
     assert body["prompt"].endswith("<|im_start|>assistant\n<tool_call>")  # the call is primed
@@ -136,27 +121,27 @@ def test_tool_choice_auto_sends_no_constraint_and_loses_nothing(
     assert "json_schema" not in body
     assert "grammar" not in body
     assert "calculator" in body["prompt"]  # the tool is described in the system turn
-    check_nothing_lost(message)
+    checks.check_nothing_lost(message)
 
 
 def test_demo_agent_answers_through_the_calculator(real_llama_server: RealServer) -> None:
-    check_demo_agent(chat(real_llama_server, max_new_tokens=64))
+    checks.check_demo_agent(chat(real_llama_server, max_new_tokens=64))
 
 
 # --------------------------------------------------------------------------- structured output
 
 
-@pytest.mark.parametrize("schema", SCHEMAS, ids=["pydantic", "typeddict", "json_schema"])
+@pytest.mark.parametrize("schema", checks.SCHEMAS, ids=["pydantic", "typeddict", "json_schema"])
 def test_structured_output_is_constrained(
     real_llama_server: RealServer, sent: Sent, schema: Any
 ) -> None:
-    check_structured_answer(chat(real_llama_server, max_new_tokens=32), schema)
+    checks.check_structured_answer(chat(real_llama_server, max_new_tokens=32), schema)
     body = generations(sent)[0]
     assert body["json_schema"]["properties"] == {"number": {"type": "integer"}}
 
 
 def test_json_mode_gives_one_json_object(real_llama_server: RealServer, sent: Sent) -> None:
-    check_json_mode(chat(real_llama_server, max_new_tokens=32))
+    checks.check_json_mode(chat(real_llama_server, max_new_tokens=32))
     assert generations(sent)[0]["json_schema"]["type"] == "object"
 
 
@@ -177,14 +162,14 @@ def test_a_refused_grammar_is_surfaced_and_the_next_schema_is_constrained(
     assert raw.content
     sent.clear()
     # Streaming, llama-server answers the same 400 before the stream starts.
-    streamed = merged(list(llm.bind(grammar=BAD_GBNF).stream("Give a code.")))
+    streamed = checks.merged(list(llm.bind(grammar=BAD_GBNF).stream("Give a code.")))
     assert "failed to parse grammar" in streamed.response_metadata["grammar_fallback"]
     assert streamed.content == raw.content
     sent.clear()
-    result = llm.with_structured_output(Answer, include_raw=True).invoke("What is 2 + 3?")
+    result = llm.with_structured_output(checks.Answer, include_raw=True).invoke("What is 2 + 3?")
     assert "grammar_fallback" not in result["raw"].response_metadata
     assert "json_schema" in generations(sent)[0]  # constrained again
-    assert isinstance(result["parsed"], Answer)
+    assert isinstance(result["parsed"], checks.Answer)
 
 
 def test_a_thought_first_lazy_grammar_is_taken(real_llama_server: RealServer) -> None:
@@ -210,4 +195,4 @@ def test_a_thought_first_lazy_grammar_is_taken(real_llama_server: RealServer) ->
 def test_server_killed_mid_stream_keeps_what_was_received(real_llama_server: RealServer) -> None:
     """Runs last in this module: the next test that needs llama-server starts a fresh one."""
     llm = chat(real_llama_server, max_new_tokens=400, max_retries=0)
-    check_killed_mid_stream(llm, real_llama_server)
+    checks.check_killed_mid_stream(llm, real_llama_server)

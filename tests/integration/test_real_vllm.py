@@ -21,21 +21,7 @@ import pytest
 
 from langchain_k2 import ChatK2, K2ConfigError, K2Format, K2NotFoundError
 from langchain_k2.demo import calculator
-from tests.support.real_checks import (
-    SCHEMAS,
-    Answer,
-    check_async_twins,
-    check_demo_agent,
-    check_forced_calculator_call,
-    check_invoke_stream_and_batch,
-    check_json_mode,
-    check_killed_mid_stream,
-    check_nothing_lost,
-    check_stop_strings,
-    check_structured_answer,
-    check_window_refusal,
-    real_chat,
-)
+from tests.support import real_checks as checks
 from tests.support.real_servers import SERVED_NAME, RealServer
 from tests.support.recording import Sent, bodies_to
 
@@ -45,7 +31,7 @@ ROUTE = "/v1/completions"
 
 
 def chat(server: RealServer, **kwargs: Any) -> ChatK2:
-    return real_chat(server, {"engine": "vllm", "timeout": 300}, **kwargs)
+    return checks.real_chat(server, {"engine": "vllm", "timeout": 300}, **kwargs)
 
 
 def completions(bodies: Sent) -> list[dict[str, Any]]:
@@ -57,7 +43,7 @@ def completions(bodies: Sent) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("engine", ["vllm", "auto"])
 def test_invoke_stream_and_batch_agree(real_vllm: RealServer, sent: Sent, engine: str) -> None:
-    message = check_invoke_stream_and_batch(chat(real_vllm, engine=engine), "vllm")
+    message = checks.check_invoke_stream_and_batch(chat(real_vllm, engine=engine), "vllm")
     assert message.response_metadata["model_name"] == SERVED_NAME
     body = completions(sent)[0]
     assert body["max_tokens"] == 24
@@ -73,17 +59,17 @@ def test_invoke_stream_and_batch_agree(real_vllm: RealServer, sent: Sent, engine
 
 @pytest.mark.parametrize("engine", ["vllm", "auto"])
 async def test_async_twins_agree(real_vllm: RealServer, engine: str) -> None:
-    await check_async_twins(chat(real_vllm, engine=engine))
+    await checks.check_async_twins(chat(real_vllm, engine=engine))
 
 
 def test_context_window_is_read_from_the_server(real_vllm: RealServer, sent: Sent) -> None:
     # The window comes from /v1/models; the error names vLLM's own setting, not TGI's.
-    text = check_window_refusal(chat(real_vllm), sent, ROUTE, "--max-model-len")
+    text = checks.check_window_refusal(chat(real_vllm), sent, ROUTE, "--max-model-len")
     assert "--max-total-tokens" not in text
 
 
 def test_stop_strings_end_the_text_before_them(real_vllm: RealServer) -> None:
-    check_stop_strings(chat(real_vllm, max_new_tokens=32))
+    checks.check_stop_strings(chat(real_vllm, max_new_tokens=32))
 
 
 def test_special_tokens_are_kept_in_the_text(real_vllm: RealServer, sent: Sent) -> None:
@@ -134,7 +120,7 @@ def test_a_model_vllm_does_not_serve_is_its_own_404(real_vllm: RealServer) -> No
 def test_forced_tool_call_is_constrained_by_structured_outputs(
     real_vllm: RealServer, sent: Sent
 ) -> None:
-    check_forced_calculator_call(chat(real_vllm, max_new_tokens=48))
+    checks.check_forced_calculator_call(chat(real_vllm, max_new_tokens=48))
     body = completions(sent)[0]
     schema = body["structured_outputs"]["json"]
     assert "calculator" in json.dumps(schema)
@@ -149,25 +135,25 @@ def test_tool_choice_auto_sends_no_constraint_and_loses_nothing(
     body = completions(sent)[0]
     assert "structured_outputs" not in body
     assert "calculator" in body["prompt"]  # the tool is described in the system turn
-    check_nothing_lost(message)
+    checks.check_nothing_lost(message)
 
 
 def test_demo_agent_answers_through_the_calculator(real_vllm: RealServer) -> None:
-    check_demo_agent(chat(real_vllm, max_new_tokens=64))
+    checks.check_demo_agent(chat(real_vllm, max_new_tokens=64))
 
 
 # --------------------------------------------------------------------------- structured output
 
 
-@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: "")
+@pytest.mark.parametrize("schema", checks.SCHEMAS, ids=lambda s: "")
 def test_structured_output_is_constrained(real_vllm: RealServer, sent: Sent, schema: Any) -> None:
-    check_structured_answer(chat(real_vllm, max_new_tokens=32), schema)
+    checks.check_structured_answer(chat(real_vllm, max_new_tokens=32), schema)
     body = completions(sent)[0]
     assert body["structured_outputs"]["json"]["properties"] == {"number": {"type": "integer"}}
 
 
 def test_json_mode_gives_one_json_object(real_vllm: RealServer, sent: Sent) -> None:
-    check_json_mode(chat(real_vllm, max_new_tokens=32))
+    checks.check_json_mode(chat(real_vllm, max_new_tokens=32))
     body = completions(sent)[0]
     assert body["structured_outputs"]["json"]["type"] == "object"
 
@@ -195,10 +181,10 @@ def test_a_refused_constraint_is_surfaced_and_the_next_one_is_constrained(
     assert "structured_outputs" in first  # sent, refused with a 400
     assert "structured_outputs" not in second  # the same call, steered by instructions
     sent.clear()
-    result = llm.with_structured_output(Answer, include_raw=True).invoke("What is 2 + 3?")
+    result = llm.with_structured_output(checks.Answer, include_raw=True).invoke("What is 2 + 3?")
     assert "grammar_fallback" not in result["raw"].response_metadata
     assert "structured_outputs" in completions(sent)[0]  # constrained again
-    assert isinstance(result["parsed"], Answer)
+    assert isinstance(result["parsed"], checks.Answer)
 
 
 # --------------------------------------------------------------------------- failure
@@ -207,4 +193,4 @@ def test_a_refused_constraint_is_surfaced_and_the_next_one_is_constrained(
 def test_server_killed_mid_stream_keeps_what_was_received(real_vllm: RealServer) -> None:
     """Runs last in this module: the next test that needs vLLM starts a fresh one."""
     llm = chat(real_vllm, max_new_tokens=400, max_retries=0)
-    check_killed_mid_stream(llm, real_vllm)
+    checks.check_killed_mid_stream(llm, real_vllm)
