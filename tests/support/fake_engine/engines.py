@@ -360,17 +360,10 @@ async def _completion_inner(
     if req.max_tokens == 0:  # SGLang: prefill only (how a client counts a prompt's tokens)
         gen = Generation([], "length", "", None, valid.input_length, [])
         return await _respond(request, entry, engine, ReplySpec(), req, gen)
-    chosen = state.take()
-    if chosen is None:
+    spec = scripted_reply(state, entry, req, body)
+    if spec is None:
         entry["status"] = 500
         return _json(error_body(500, "fake engine: no scripted reply left"), status=500)
-    spec, source = chosen
-    entry["reply"], entry["reply_source"] = spec.raw, source
-    spec, decided = bench.materialize(spec, req.prompt, req.constrained)
-    if decided is not None:
-        entry["bench"] = decided
-    spec = echo.materialize(spec, req.prompt)
-    spec = responder.materialize(spec, req.prompt, body)  # responder: see responder.py
     state.in_flight += 1
     try:
         await _sleep(request, state.config["latency_s"] + spec.delay_s)
@@ -421,6 +414,23 @@ def _valid(state: Any, req: Request) -> Valid:
             "or completion.",
         )
     return completion_valid(req, tokens, max_tokens)
+
+
+def scripted_reply(state: Any, entry: dict[str, Any], req: Request, body: Any) -> ReplySpec | None:
+    """The next scripted reply, made for this request (bench, echo, responder); None: none left.
+
+    ``entry`` (the request's log entry) records the reply as scripted and its source.
+    """
+    chosen = state.take()
+    if chosen is None:
+        return None
+    spec, source = chosen
+    entry["reply"], entry["reply_source"] = spec.raw, source
+    spec, decided = bench.materialize(spec, req.prompt, req.constrained)
+    if decided is not None:
+        entry["bench"] = decided
+    spec = echo.materialize(spec, req.prompt)
+    return responder.materialize(spec, req.prompt, body)  # responder: see responder.py
 
 
 def completion_valid(req: Request, tokens: list[Tok], max_tokens: int) -> Valid:

@@ -60,7 +60,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import bench, echo, gbnf, responder
+from . import gbnf
 from .engines import (
     EngineError,
     _number,
@@ -68,6 +68,7 @@ from .engines import (
     completion_valid,
     frame,
     pieces,
+    scripted_reply,
     sglang_error,
 )
 from .protocol import Generation, ReplySpec, TGIError, Valid, generate
@@ -404,17 +405,10 @@ async def _completion_inner(
             doc["error"] |= {"n_prompt_tokens": len(prompt_tokens(state, req.prompt, add_bos=True))}
             doc["error"] |= {"n_ctx": state.config["max_total_tokens"]}
         return _json(doc, status=err.status)
-    chosen = state.take()
-    if chosen is None:
+    spec = scripted_reply(state, entry, req, body)
+    if spec is None:
         entry["status"] = 500
         return _json(error_body(500, "fake engine: no scripted reply left"), status=500)
-    spec, source = chosen
-    entry["reply"], entry["reply_source"] = spec.raw, source
-    spec, decided = bench.materialize(spec, req.prompt, req.constrained)
-    if decided is not None:
-        entry["bench"] = decided
-    spec = echo.materialize(spec, req.prompt)
-    spec = responder.materialize(spec, req.prompt, body)
     cached = _cached(request, valid.input_tokens) if engine == "llama.cpp" else 0
     state.in_flight += 1
     try:
