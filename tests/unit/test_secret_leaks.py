@@ -27,7 +27,7 @@ from huggingface_hub.utils._http import default_async_client_factory, default_cl
 from langchain_core.load import dumps, loads
 
 from langchain_k2 import ChatK2, K2BackendError, K2ConfigError, K2UnavailableError
-from tests.unit.test_secrets import Recorder, exception_text
+from tests.support.leaks import Recorder, exception_text
 
 _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:

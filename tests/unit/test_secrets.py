@@ -11,11 +11,9 @@ loopback address warns (no request is made to that address); https and loopback 
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import sys
-import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,13 +21,12 @@ from typing import Any
 
 import huggingface_hub.constants
 import pytest
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.globals import get_debug, set_debug
-from langchain_core.load import dumpd, dumps
+from langchain_core.load import dumpd
 from langchain_core.messages import HumanMessage
-from langchain_core.tools import tool
 
 from langchain_k2 import ChatK2, K2BackendError, K2IncompleteGenerationError
+from tests.support.leaks import Recorder, exception_text, representations
 from tests.support.scripted_backend import ScriptedBackend
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -54,46 +51,6 @@ def make(way: str, monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> ChatK2:
     return ChatK2(**kwargs)
 
 
-class Recorder(BaseCallbackHandler):
-    """Keeps the repr of every callback payload."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def _keep(self, *args: Any, **kwargs: Any) -> None:
-        self.seen.append(repr(args) + repr(kwargs))
-
-    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
-        self._keep(*args, **kwargs)
-
-    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
-        self._keep(*args, **kwargs)
-
-    def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
-        self._keep(*args, **kwargs)
-
-    def on_llm_error(self, *args: Any, **kwargs: Any) -> None:
-        self._keep(*args, **kwargs)
-
-
-def exception_text(exc: BaseException) -> str:
-    """Everything an exception shows: its chain's messages, reprs and the formatted traceback."""
-    parts = ["".join(traceback.format_exception(exc))]
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        parts += [str(current), repr(current), repr(vars(current))]
-        current = current.__cause__ or current.__context__
-    return "\n".join(parts)
-
-
-@tool
-def lookup(q: str) -> str:
-    """Look something up."""
-    return q
-
-
 # ------------------------------------------------------------------------------ representations
 
 
@@ -104,19 +61,7 @@ def test_token_is_in_the_model_but_in_none_of_its_representations(
     llm = make(way, monkeypatch, endpoint_url="http://127.0.0.1:8080")
     assert llm.hf_token is not None
     assert llm.hf_token.get_secret_value() == TOKEN  # configured, so it is there...
-    shown = {
-        "repr": repr(llm),
-        "str": str(llm),
-        "model_dump_json": llm.model_dump_json(),
-        "model_dump": repr(llm.model_dump()),
-        "model_dump(json)": json.dumps(llm.model_dump(mode="json")),
-        "dumps": dumps(llm),
-        "dumpd": json.dumps(dumpd(llm)),
-        "ls_params": repr(llm._get_ls_params()),
-        "identifying_params": repr(llm._identifying_params),
-        "backend": repr(llm._get_backend()),
-        "bound": repr(llm.bind_tools([lookup])),
-    }
+    shown = representations(llm)
     for name, text in shown.items():  # ...but never shown
         assert TOKEN not in text, name
     assert dumpd(llm)["kwargs"]["hf_token"] == {"lc": 1, "type": "secret", "id": ["HF_TOKEN"]}

@@ -11,7 +11,6 @@ its URL), and every error (a refused connection, an HTTP error, a bad URL).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import secrets
 import sys
@@ -21,10 +20,9 @@ from typing import Any
 
 import pytest
 from langchain_core.load import dumpd, dumps, loads
-from langchain_core.tools import tool
 
 from langchain_k2 import ChatK2, K2BackendError, K2ConfigError
-from tests.unit.test_secrets import Recorder, exception_text
+from tests.support.leaks import Recorder, exception_text, representations
 
 _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
@@ -38,12 +36,6 @@ PASSWORD = "pw" + secrets.token_hex(12)  # unique: any occurrence anywhere is a 
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-@tool
-def lookup(q: str) -> str:
-    """Look something up."""
-    return q
 
 
 @pytest.fixture(autouse=True)
@@ -69,19 +61,7 @@ def test_credentials_are_in_no_representation(
         llm = ChatK2()
     else:
         llm = ChatK2(endpoint_url=endpoint)
-    shown = {
-        "repr": repr(llm),
-        "str": str(llm),
-        "model_dump_json": llm.model_dump_json(),
-        "model_dump": repr(llm.model_dump()),
-        "model_dump(json)": json.dumps(llm.model_dump(mode="json")),
-        "dumps": dumps(llm),
-        "dumpd": json.dumps(dumpd(llm)),
-        "ls_params": repr(llm._get_ls_params()),
-        "identifying_params": repr(llm._identifying_params),
-        "backend": repr(llm._get_backend()),
-        "bound": repr(llm.bind_tools([lookup])),
-    }
+    shown = representations(llm)
     for name, text in shown.items():
         assert PASSWORD not in text, name
         assert USER not in text, name
